@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds and runs the whole test suite three times:
+#   plain        every test, optimised build
+#   asan         every test, AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan         the tests labelled `concurrency`, ThreadSanitizer
+# Usage: scripts/test.sh [plain|asan|tsan ...]   (default: all three)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+jobs=$(nproc)
+passes=("$@")
+[ ${#passes[@]} -eq 0 ] && passes=(plain asan tsan)
+
+total_pass=0; total_fail=0
+run_pass() {
+  local name=$1; shift
+  local dir=build-test/$name
+  local cfg=() sel=()
+  case $name in
+    plain) cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
+    asan)  cfg=(-DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined) ;;
+    tsan)  cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=thread); sel=(-L concurrency) ;;
+    *) echo "unknown pass: $name" >&2; exit 2 ;;
+  esac
+  echo "=== pass: $name ==="
+  cmake -S . -B "$dir" -DFERRY_WERROR=ON "${cfg[@]}" >/dev/null
+  cmake --build "$dir" -j"$jobs" >"$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
+  local out rc=0
+  out=$(cd "$dir" && ctest --output-on-failure --no-tests=error -j"$jobs" "${sel[@]}" 2>&1) || rc=$?
+  echo "$out"
+  local p f
+  p=$(echo "$out" | grep -cE 'Test +#[0-9]+: .* Passed' || true)
+  f=$(echo "$out" | grep -cE 'Test +#[0-9]+: .* (\*\*\*|Failed|Timeout|Exception)' || true)
+  total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+  [ $rc -eq 0 ] || { echo "pass $name FAILED"; echo "$total_pass passed, $total_fail failed"; exit 1; }
+}
+
+# ASan and TSan interfere with large shared mappings and ptrace-based tools;
+# keep the sanitizers' own settings explicit.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+for p in "${passes[@]}"; do run_pass "$p"; done
+echo "$total_pass passed, $total_fail failed"
