@@ -1,0 +1,263 @@
+/* kcoro: in-process channels, select, cancellation, actors and scopes.
+ *
+ * Conventions (every function in this header):
+ *   - Functions return 0 (or a count) on success and a negative errno on failure.
+ *     A function that fails leaves its objects unchanged and calls no callback.
+ *   - Timeouts are in milliseconds on CLOCK_MONOTONIC: 0 = try once without
+ *     blocking, < 0 = wait forever, > 0 = wait at most that long.
+ *   - Errors of blocking operations:
+ *       -EAGAIN     timeout 0 and the operation could not complete at once
+ *       -ETIME      the timeout expired
+ *       -ECANCELED  the cancellation token was triggered
+ *       -EPIPE      the channel is closed (recv: closed and drained)
+ *   - Destroy functions accept NULL.
+ *
+ * Blocking parks the calling thread through one waiter abstraction
+ * (src/kcoro/kc_park.h), so the same channels can later serve coroutines.
+ */
+#ifndef KCORO_KCORO_H
+#define KCORO_KCORO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Cancellation tokens                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kc_cancel kc_cancel_t;
+
+/* Creates a token. With a non-NULL parent the token is a child context:
+ * triggering the parent (or any ancestor) triggers it too; a child created
+ * under an already-triggered parent starts triggered.
+ * ERRORS: -ENOMEM. */
+int kc_cancel_create(kc_cancel_t **out, kc_cancel_t *parent);
+/* Triggers the token and all its descendants, waking every operation blocked
+ * on any of them. Idempotent. */
+void kc_cancel_trigger(kc_cancel_t *tok);
+/* True once the token (or an ancestor) has been triggered. NULL is never set. */
+bool kc_cancel_is_set(const kc_cancel_t *tok);
+/* Detaches from the parent and frees. The token must not be in use by a
+ * blocked operation. Children stay valid and become roots. */
+void kc_cancel_destroy(kc_cancel_t *tok);
+
+/* ------------------------------------------------------------------------ */
+/* Channels                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kc_chan kc_chan_t;
+
+enum kc_chan_kind {
+    KC_RENDEZVOUS = 0, /* no buffer: a send completes when a receiver takes it */
+    KC_BUFFERED   = 1, /* bounded FIFO of `capacity` elements                   */
+    KC_UNLIMITED  = 2, /* FIFO that grows; send never blocks                    */
+    KC_CONFLATED  = 3, /* holds only the newest element; send never blocks      */
+};
+
+/* Called for every element that will never be delivered: elements still
+ * buffered when the channel is destroyed, elements replaced in a conflated
+ * channel, and the element of a send that failed with -ECANCELED or -EPIPE
+ * after it had been offered (blocked sends woken by close or cancel).
+ * `elem` points to elem_size bytes, valid only during the call. */
+typedef void (*kc_undelivered_fn)(void *user, void *elem);
+
+/* Creates a channel of `kind` carrying elements of elem_size bytes (> 0,
+ * at most KC_ELEM_MAX). `capacity` is used by KC_BUFFERED (must be > 0) and
+ * as the initial allocation of KC_UNLIMITED (0 = default); ignored otherwise.
+ * ERRORS: -EINVAL, -ENOMEM. */
+#define KC_ELEM_MAX (1u << 20)
+int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity);
+/* Frees the channel; calls the undelivered callback for buffered elements.
+ * No operation may be blocked on it (close and join first). */
+void kc_chan_destroy(kc_chan_t *ch);
+/* Sets the undelivered-element callback (before use). */
+void kc_chan_set_undelivered(kc_chan_t *ch, kc_undelivered_fn fn, void *user);
+/* Names the channel for monitors (copied, truncated to 31 bytes). */
+void kc_chan_set_name(kc_chan_t *ch, const char *name);
+
+/* Copies elem_size bytes from msg into the channel. */
+int kc_chan_send(kc_chan_t *ch, const void *msg, long timeout_ms);
+/* Copies the next element into out (elem_size bytes). */
+int kc_chan_recv(kc_chan_t *ch, void *out, long timeout_ms);
+/* As above; also fail with -ECANCELED when `cancel` is triggered. */
+int kc_chan_send_c(kc_chan_t *ch, const void *msg, long timeout_ms, const kc_cancel_t *cancel);
+int kc_chan_recv_c(kc_chan_t *ch, void *out, long timeout_ms, const kc_cancel_t *cancel);
+
+/* Closes the channel: later sends fail with -EPIPE; receivers drain what is
+ * buffered and then get -EPIPE; every blocked sender and receiver is woken.
+ * Idempotent. */
+void kc_chan_close(kc_chan_t *ch);
+bool kc_chan_is_closed(kc_chan_t *ch);
+/* Elements currently buffered. */
+size_t kc_chan_len(kc_chan_t *ch);
+/* Capacity: 0 for rendezvous, 1 for conflated, SIZE_MAX for unlimited. */
+size_t kc_chan_cap(kc_chan_t *ch);
+int kc_chan_kind(const kc_chan_t *ch);
+size_t kc_chan_elem_size(const kc_chan_t *ch);
+
+/* ------------------------------------------------------------------------ */
+/* Zero-copy descriptors                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* A descriptor of a payload that stays where it is: only these fields travel
+ * through the channel, the bytes at addr are never copied. The receiver owns
+ * the payload after a successful recv (the sender must not touch it). */
+typedef struct kc_zdesc {
+    void *addr;       /* payload start                                    */
+    size_t len;       /* payload length in bytes (counted in byte stats)  */
+    uint32_t region;  /* id of the memory region addr lies in (0 = heap)  */
+    uint32_t flags;   /* KC_ZDESC_* flags, application-defined above 16   */
+    uint64_t offset;  /* offset of addr within the region                 */
+} kc_zdesc;
+
+#define KC_ZDESC_READONLY 0x1u /* receiver must not write the payload   */
+#define KC_ZDESC_FREE     0x2u /* receiver frees addr with free()       */
+
+/* Creates a channel whose elements are kc_zdesc. */
+int kc_chan_make_desc(kc_chan_t **out, int kind, size_t capacity);
+/* Desc operations: -EINVAL if the channel does not carry kc_zdesc. */
+int kc_chan_send_desc(kc_chan_t *ch, const kc_zdesc *d, long timeout_ms);
+int kc_chan_recv_desc(kc_chan_t *ch, kc_zdesc *d, long timeout_ms);
+int kc_chan_send_desc_c(kc_chan_t *ch, const kc_zdesc *d, long timeout_ms, const kc_cancel_t *c);
+int kc_chan_recv_desc_c(kc_chan_t *ch, kc_zdesc *d, long timeout_ms, const kc_cancel_t *c);
+
+/* ------------------------------------------------------------------------ */
+/* Statistics                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kc_chan_snapshot {
+    uint64_t t_ns;            /* CLOCK_MONOTONIC time of the snapshot       */
+    uint64_t sends;           /* completed sends                            */
+    uint64_t recvs;           /* completed receives                         */
+    uint64_t bytes_sent;      /* payload bytes sent (zdesc: desc.len)       */
+    uint64_t bytes_recv;      /* payload bytes received                     */
+    uint64_t fail_again;      /* operations that returned -EAGAIN           */
+    uint64_t fail_timeout;    /* ... -ETIME                                 */
+    uint64_t fail_canceled;   /* ... -ECANCELED                             */
+    uint64_t fail_closed;     /* ... -EPIPE                                 */
+    uint64_t dropped;         /* elements handed to the undelivered callback */
+    uint64_t len;             /* elements buffered at snapshot time         */
+    uint64_t cap;             /* capacity (see kc_chan_cap)                 */
+    int kind;                 /* enum kc_chan_kind                          */
+    bool closed;              /* closed flag at snapshot time               */
+    char name[32];            /* name set by kc_chan_set_name or ""         */
+} kc_chan_snapshot_t;
+
+typedef struct kc_chan_rate {
+    double secs;              /* interval between the snapshots             */
+    double sends_per_sec;     /* send completions per second                */
+    double recvs_per_sec;     /* receive completions per second             */
+    double bytes_per_sec;     /* received payload bytes per second          */
+    uint64_t failures;        /* failures of any kind in the interval       */
+} kc_chan_rate_t;
+
+/* Consistent copy of the channel's counters. */
+void kc_chan_snapshot(kc_chan_t *ch, kc_chan_snapshot_t *out);
+/* Rates between two snapshots of one channel; -EINVAL if cur is not later. */
+int kc_chan_compute_rate(const kc_chan_snapshot_t *prev, const kc_chan_snapshot_t *cur,
+                         kc_chan_rate_t *out);
+
+/* Registry of live channels, for monitors: calls fn for each channel created
+ * and not yet destroyed (under the registry lock: fn must not create or
+ * destroy channels). Returns the number visited. */
+size_t kc_chan_foreach(void (*fn)(void *user, kc_chan_t *ch), void *user);
+
+/* ------------------------------------------------------------------------ */
+/* Select                                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum kc_select_op { KC_SELECT_RECV = 0, KC_SELECT_SEND = 1 };
+
+typedef struct kc_select_clause {
+    kc_chan_t *ch;   /* channel; a NULL channel clause is never ready    */
+    int op;          /* KC_SELECT_RECV or KC_SELECT_SEND                 */
+    void *buf;       /* recv: destination; send: source (elem_size bytes) */
+    int result;      /* out: 0, or -EPIPE for the clause that hit a closed channel */
+} kc_select_clause_t;
+
+enum kc_select_mode {
+    KC_SELECT_BIASED   = 0, /* the first ready clause in array order wins  */
+    KC_SELECT_UNBIASED = 1, /* a random ready clause wins (fairness)        */
+};
+
+/* Waits until exactly one clause completes and returns its index (>= 0).
+ * A receive on a closed, drained channel or a send on a closed channel
+ * counts as completing: the index is returned with clauses[i].result = -EPIPE.
+ * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -EINVAL (n == 0 or
+ * n > KC_SELECT_MAX, or a bad clause). No clause ever completes twice, and
+ * no other clause has any effect. */
+#define KC_SELECT_MAX 64
+int kc_select(kc_select_clause_t *clauses, size_t n, int mode, long timeout_ms,
+              const kc_cancel_t *cancel);
+
+/* ------------------------------------------------------------------------ */
+/* Actors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kc_actor kc_actor_t;
+
+/* Handles one message; returning non-zero stops the actor. */
+typedef int (*kc_actor_fn)(void *user, void *msg);
+
+typedef struct kc_actor_ctx_ex {
+    kc_chan_t *inbox;            /* messages arrive here (not owned)                */
+    kc_actor_fn process;         /* called for every message                        */
+    void *user;                  /* passed to process and on_exit                   */
+    long timeout_ms;             /* receive timeout; <0 forever (-ETIME just loops) */
+    kc_cancel_t *cancel;         /* optional external token; a child of it is used  */
+    void (*on_exit)(void *user, int reason); /* optional: why the actor stopped */
+} kc_actor_ctx_ex;
+
+/* Starts a thread that receives from inbox and calls process until the inbox
+ * is closed and drained (reason -EPIPE), the actor is cancelled (-ECANCELED,
+ * prompt: a blocked receive is interrupted), or process returns non-zero
+ * (reason = that value). ERRORS: -EINVAL, -ENOMEM, -EAGAIN (thread). */
+int kc_actor_start_ex(kc_actor_t **out, const kc_actor_ctx_ex *ctx);
+/* Asks the actor to stop promptly (triggers its token). */
+void kc_actor_cancel(kc_actor_t *a);
+/* Waits for the actor's thread to end and frees it; returns its exit reason. */
+int kc_actor_join(kc_actor_t *a);
+
+/* ------------------------------------------------------------------------ */
+/* Scopes (structured concurrency)                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct kc_scope kc_scope_t;
+
+/* A child task: gets the scope's token; non-zero return cancels the scope. */
+typedef int (*kc_task_fn)(void *arg, const kc_cancel_t *cancel);
+
+/* Creates a scope; its token is a child of parent_cancel (may be NULL), so a
+ * scope created inside another scope's task cascades cancellation. */
+int kc_scope_create(kc_scope_t **out, kc_cancel_t *parent_cancel);
+/* Starts fn(arg, token) on a new thread owned by the scope.
+ * ERRORS: -ECANCELED (scope already cancelled), -ENOMEM, -EAGAIN. */
+int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);
+/* Cancels every child (and scopes nested under it). */
+void kc_scope_cancel(kc_scope_t *s);
+/* The scope's token, to pass to nested scopes or operations. */
+kc_cancel_t *kc_scope_token(kc_scope_t *s);
+/* Waits for every child; returns the first non-zero child result (or 0). */
+int kc_scope_wait(kc_scope_t *s);
+/* Cancels, waits and frees. */
+void kc_scope_destroy(kc_scope_t *s);
+
+/* ------------------------------------------------------------------------ */
+/* Utilities                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t kc_now_ns(void);
+/* Static description of a kcoro error code (negative errno). */
+const char *kc_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KCORO_KCORO_H */

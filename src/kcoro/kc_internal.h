@@ -1,0 +1,99 @@
+/* kcoro internal: channel, waiter and cancellation structures shared by
+ * kc_chan.c (send/recv), kc_select.c and kc_stats.c. Not installed. */
+#ifndef KC_INTERNAL_H
+#define KC_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kc_sync.h"
+#include "kcoro/kcoro.h"
+
+/* One blocked operation (or one select) waiting to be completed. The
+ * completing thread claims it by CAS on `winner`, does the copy under the
+ * channel lock, then publishes `done` and unparks. */
+typedef struct kc_sel {
+    _Atomic int winner;      /* KC_SEL_OPEN, KC_SEL_ABORTED or the winning clause */
+    _Atomic uint32_t done;   /* 1 once the winner's copy and result are complete */
+    int result;              /* 0 or -EPIPE for the winning clause               */
+    kc_parker_t *parker;     /* the waiting thread                               */
+} kc_sel_t;
+
+enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2 };
+
+/* A waiter sits in a channel's send or receive queue (intrusive, no
+ * allocation). It lives on the waiting thread's stack. */
+typedef struct kc_waiter {
+    struct kc_waiter *next;  /* queue link                                     */
+    struct kc_waiter *prev;  /* queue link                                     */
+    kc_sel_t *sel;           /* shared by all clauses of one select            */
+    void *buf;               /* send: element to take; recv: where to put it   */
+    int clause;              /* index reported to the selector                 */
+    bool queued;             /* still linked in a queue (guarded by chan lock)  */
+} kc_waiter_t;
+
+typedef struct kc_wqueue {
+    kc_waiter_t *head;       /* oldest waiter: served first (FIFO fairness)    */
+    kc_waiter_t *tail;       /* newest waiter                                  */
+} kc_wqueue_t;
+
+struct kc_chan {
+    kc_lock_t lock;          /* guards everything below except the atomics     */
+    int kind;                /* enum kc_chan_kind                              */
+    bool closed;             /* set once by kc_chan_close                      */
+    bool is_desc;            /* elements are kc_zdesc (bytes counted by len)   */
+    size_t esz;              /* element size in bytes                          */
+    size_t cap;              /* slots in buf (buffered: the bound)             */
+    size_t head;             /* index of the oldest buffered element           */
+    size_t count;            /* buffered elements                              */
+    unsigned char *buf;      /* ring of cap * esz bytes (NULL for rendezvous)  */
+    kc_wqueue_t sendq;       /* blocked senders                                */
+    kc_wqueue_t recvq;       /* blocked receivers                              */
+    kc_undelivered_fn undelivered; /* called for dropped elements              */
+    void *undelivered_user;  /* argument of undelivered                        */
+    /* Success counters, updated under the lock. */
+    uint64_t sends, recvs, bytes_sent, bytes_recv;
+    /* Failure counters, updated without the lock (failures happen after a
+     * wait, off the hot path). */
+    _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
+    _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
+    char name[32];           /* for monitors                                   */
+    struct kc_chan *reg_next, *reg_prev; /* registry links                     */
+};
+
+/* Queue operations (chan lock held). */
+void kc__wq_push(kc_wqueue_t *q, kc_waiter_t *w);
+void kc__wq_remove(kc_wqueue_t *q, kc_waiter_t *w);
+
+/* Try to complete a send/recv on a locked channel without blocking.
+ * Returns true when the operation is over, with *res = 0 or -EPIPE;
+ * false when it would block. */
+bool kc__try_send(kc_chan_t *ch, const void *src, int *res);
+bool kc__try_recv(kc_chan_t *ch, void *dst, int *res);
+
+/* Waits until sel is done, the deadline passes or cancel fires.
+ * Returns 1 when completed by a peer (sel->winner/result valid), or -ETIME /
+ * -ECANCELED after the wait was aborted (no peer can complete it any more;
+ * the caller must still unlink its waiters). */
+int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
+
+/* Counts a failure of kind err on ch. */
+void kc__count_fail(kc_chan_t *ch, int err);
+
+/* Cancellation hooks: a blocked operation registers its parker so that
+ * trigger wakes it. kc__cancel_hook returns -ECANCELED (and registers
+ * nothing) if the token is already set. */
+typedef struct kc_cancel_hook {
+    struct kc_cancel_hook *next, *prev; /* links in the token's hook list */
+    kc_parker_t *parker;               /* woken on trigger               */
+} kc_cancel_hook_t;
+
+int kc__cancel_hook(const kc_cancel_t *tok, kc_cancel_hook_t *h);
+void kc__cancel_unhook(const kc_cancel_t *tok, kc_cancel_hook_t *h);
+
+/* Registry (kc_stats.c). */
+void kc__registry_add(kc_chan_t *ch);
+void kc__registry_remove(kc_chan_t *ch);
+
+#endif
