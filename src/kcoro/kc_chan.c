@@ -1,10 +1,20 @@
 /* kcoro channels: rendezvous, buffered, unlimited and conflated.
  *
- * One lock per channel guards a ring buffer and two FIFO queues of blocked
- * waiters. The hot path (buffer neither empty nor full) is lock, copy,
- * unlock. When a peer is already waiting the element goes straight to or
- * from the waiter's own memory (one copy, no buffer round trip), which is
- * also how rendezvous channels work at all.
+ * Two designs share the waiter queues, the lock and select:
+ *
+ * - Buffered channels are tuned for throughput between threads on separate
+ *   cores: the buffer is a lock-free multi-producer/multi-consumer ring with
+ *   a sequence number per cell, so a send or receive that neither finds the
+ *   ring full nor empty touches no lock and no shared counter. Only an
+ *   operation that must block takes the lock, registers (send_waiters /
+ *   recv_waiters) and parks; the opposite side checks that count after each
+ *   operation and wakes one waiter to retry. The registration and the
+ *   re-check are sequentially consistent on both sides (Dekker), so either
+ *   the waiter sees the new cell state or the peer sees the waiter.
+ *
+ * - Rendezvous, unlimited and conflated channels keep everything under the
+ *   lock and hand elements over directly: a sender that finds a receiver
+ *   waiting copies straight into the receiver's memory.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +22,9 @@
 #include <string.h>
 
 #include "kc_internal.h"
+
+/* Polls of a blocked buffered operation before it registers to park. */
+#define KC_CHAN_SPINS 200
 
 /* ---- waiter queues ---------------------------------------------------- */
 
@@ -117,6 +130,139 @@ static int ring_grow(kc_chan_t *ch)
     return 0;
 }
 
+/* ---- lock-free ring (buffered channels) ------------------------------- */
+
+/* A cell holds `seq` then the element. seq == pos: free for the producer of
+ * position pos; seq == pos + 1: filled, for the consumer of pos; the
+ * consumer sets seq = pos + cap to free it for the next lap. Positions are
+ * 64-bit counters and never wrap in practice. */
+static inline _Atomic size_t *cell_seq(kc_chan_t *ch, size_t pos)
+{
+    size_t i = ch->mask ? (pos & ch->mask) : (pos % ch->cap);
+    return (_Atomic size_t *)(ch->cells + i * ch->stride);
+}
+
+static inline void *cell_data(_Atomic size_t *seq)
+{
+    return (unsigned char *)seq + sizeof(size_t);
+}
+
+static bool lf_push(kc_chan_t *ch, const void *src)
+{
+    size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
+    _Atomic size_t *seq;
+    for (;;) {
+        seq = cell_seq(ch, pos);
+        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        intptr_t dif = (intptr_t)(s - pos);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return false; /* full (or a consumer is just freeing the cell) */
+        } else {
+            pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
+        }
+    }
+    memcpy(cell_data(seq), src, ch->esz);
+    /* seq_cst: pairs with a receiver's registration (see file comment). */
+    atomic_store_explicit(seq, pos + 1, memory_order_seq_cst);
+    return true;
+}
+
+static bool lf_pop(kc_chan_t *ch, void *dst)
+{
+    size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+    _Atomic size_t *seq;
+    for (;;) {
+        seq = cell_seq(ch, pos);
+        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        intptr_t dif = (intptr_t)(s - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            return false; /* empty (or a producer is just filling the cell) */
+        } else {
+            pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+        }
+    }
+    memcpy(dst, cell_data(seq), ch->esz);
+    atomic_store_explicit(seq, pos + ch->cap, memory_order_seq_cst);
+    return true;
+}
+
+void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta)
+{
+    _Atomic uint32_t *c = is_send ? &ch->send_waiters : &ch->recv_waiters;
+    if (delta > 0)
+        atomic_fetch_add_explicit(c, 1, memory_order_seq_cst);
+    else
+        atomic_fetch_sub_explicit(c, 1, memory_order_seq_cst);
+}
+
+/* After a buffered push/pop: wake one waiter of the other side, if any
+ * registered. `locked` says whether the caller holds ch->lock. */
+static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
+{
+    _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
+    if (atomic_load_explicit(c, memory_order_seq_cst) == 0)
+        return;
+    if (!locked)
+        kc__lock(&ch->lock);
+    kc_waiter_t *w = take_waiter(after_send ? &ch->recvq : &ch->sendq);
+    if (w)
+        complete(w, 0);
+    if (!locked)
+        kc__unlock(&ch->lock);
+}
+
+static inline void count_send(kc_chan_t *ch, const void *elem)
+{
+    atomic_fetch_add_explicit(&ch->sends, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ch->bytes_sent, elem_bytes(ch, elem), memory_order_relaxed);
+}
+
+static inline void count_recv(kc_chan_t *ch, const void *elem)
+{
+    atomic_fetch_add_explicit(&ch->recvs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ch->bytes_recv, elem_bytes(ch, elem), memory_order_relaxed);
+}
+
+/* Non-blocking buffered operations; `locked` as for notify_peer. */
+static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
+{
+    if (atomic_load_explicit(&ch->aclosed, memory_order_acquire)) {
+        *res = -EPIPE;
+        return true;
+    }
+    if (!lf_push(ch, src))
+        return false;
+    count_send(ch, src);
+    notify_peer(ch, true, locked);
+    *res = 0;
+    return true;
+}
+
+static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
+{
+    if (!lf_pop(ch, dst)) {
+        if (!atomic_load_explicit(&ch->aclosed, memory_order_acquire))
+            return false;
+        /* Closed: drain what a sender pushed before the close. */
+        if (!lf_pop(ch, dst)) {
+            *res = -EPIPE;
+            return true;
+        }
+    }
+    count_recv(ch, dst);
+    notify_peer(ch, false, locked);
+    *res = 0;
+    return true;
+}
+
 static void drop(kc_chan_t *ch, void *elem)
 {
     atomic_fetch_add_explicit(&ch->dropped, 1, memory_order_relaxed);
@@ -128,19 +274,18 @@ static void drop(kc_chan_t *ch, void *elem)
 
 bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
 {
+    if (ch->kind == KC_BUFFERED)
+        return buf_try_send(ch, src, res, true);
     if (ch->closed) {
         *res = -EPIPE;
         return true;
     }
-    size_t nb = elem_bytes(ch, src);
     kc_waiter_t *w = take_waiter(&ch->recvq);
     if (w) {
-        /* A receiver is waiting, so the buffer is empty: hand over directly. */
+        /* A receiver is waiting, so nothing is buffered: hand over directly. */
         memcpy(w->buf, src, ch->esz);
-        ch->sends++;
-        ch->recvs++;
-        ch->bytes_sent += nb;
-        ch->bytes_recv += nb;
+        count_send(ch, src);
+        count_recv(ch, src);
         complete(w, 0);
         *res = 0;
         return true;
@@ -148,10 +293,6 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
     switch (ch->kind) {
     case KC_RENDEZVOUS:
         return false;
-    case KC_BUFFERED:
-        if (ch->count == ch->cap)
-            return false;
-        break;
     case KC_UNLIMITED:
         if (ch->count == ch->cap) {
             int r = ring_grow(ch);
@@ -170,36 +311,27 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
         break;
     }
     ring_push(ch, src);
-    ch->sends++;
-    ch->bytes_sent += nb;
+    count_send(ch, src);
     *res = 0;
     return true;
 }
 
 bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
 {
-    kc_waiter_t *w;
+    if (ch->kind == KC_BUFFERED)
+        return buf_try_recv(ch, dst, res, true);
     if (ch->count) {
+        /* Unlimited and conflated senders never block: no one to refill. */
         ring_pop(ch, dst);
-        ch->recvs++;
-        ch->bytes_recv += elem_bytes(ch, dst);
-        /* A slot opened: move the oldest blocked sender's element in. */
-        if ((w = take_waiter(&ch->sendq))) {
-            ring_push(ch, w->buf);
-            ch->sends++;
-            ch->bytes_sent += elem_bytes(ch, w->buf);
-            complete(w, 0);
-        }
+        count_recv(ch, dst);
         *res = 0;
         return true;
     }
-    if ((w = take_waiter(&ch->sendq))) {
-        size_t nb = elem_bytes(ch, w->buf);
+    kc_waiter_t *w = take_waiter(&ch->sendq);
+    if (w) {
         memcpy(dst, w->buf, ch->esz);
-        ch->sends++;
-        ch->recvs++;
-        ch->bytes_sent += nb;
-        ch->bytes_recv += nb;
+        count_send(ch, dst);
+        count_recv(ch, dst);
         complete(w, 0);
         *res = 0;
         return true;
@@ -264,6 +396,72 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     return 1;
 }
 
+/* Buffered send/recv: lock-free attempt, then register-retry-park loops.
+ * A notified waiter always retries once, even past its deadline or after a
+ * cancel, so a wake-up meant for it is never lost. */
+static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
+                  const kc_cancel_t *cancel)
+{
+    int res;
+    bool waited = false; /* only an element that was offered can be dropped */
+    bool done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+    if (done)
+        goto out;
+    if (timeout_ms == 0) {
+        res = -EAGAIN;
+        goto out;
+    }
+    /* The peer is usually a few hundred nanoseconds away from making room
+     * or data; registering and parking costs the peer a lock and a wake-up
+     * per element, so poll briefly first. */
+    for (int i = 0; i < KC_CHAN_SPINS; i++) {
+        kc__cpu_relax();
+        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+        if (done)
+            goto out;
+    }
+    uint64_t deadline = kc__deadline(timeout_ms);
+    kc_parker_t *self = kc__parker_self();
+    kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
+    waited = true;
+    for (;;) {
+        kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = self};
+        kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
+        kc__lock(&ch->lock);
+        kc__waiters_add(ch, is_send, +1);
+        done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
+        if (done) {
+            kc__waiters_add(ch, is_send, -1);
+            kc__unlock(&ch->lock);
+            goto out;
+        }
+        kc__wq_push(q, &w);
+        kc__unlock(&ch->lock);
+
+        int r = kc__sel_wait(&sel, deadline, cancel);
+
+        kc__lock(&ch->lock);
+        if (w.queued)
+            kc__wq_remove(q, &w);
+        kc__waiters_add(ch, is_send, -1);
+        kc__unlock(&ch->lock);
+        if (r != 1) {
+            res = r; /* timed out or cancelled without being notified */
+            goto out;
+        }
+        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+        if (done)
+            goto out;
+    }
+out:
+    if (res < 0) {
+        kc__count_fail(ch, res);
+        if (is_send && waited && (res == -EPIPE || res == -ECANCELED))
+            drop(ch, buf);
+    }
+    return res;
+}
+
 static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
                    const kc_cancel_t *cancel)
 {
@@ -274,6 +472,8 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         kc__count_fail(ch, -ECANCELED);
         return -ECANCELED;
     }
+    if (ch->kind == KC_BUFFERED)
+        return buf_op(ch, is_send, buf, timeout_ms, cancel);
     kc__lock(&ch->lock);
     if (is_send ? kc__try_send(ch, buf, &res) : kc__try_recv(ch, buf, &res)) {
         kc__unlock(&ch->lock);
@@ -320,7 +520,7 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
     switch (kind) {
     case KC_RENDEZVOUS: cap = 0; break;
     case KC_BUFFERED:
-        if (capacity == 0 || capacity > SIZE_MAX / elem_size)
+        if (capacity == 0)
             return -EINVAL;
         cap = capacity;
         break;
@@ -328,24 +528,38 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
     case KC_CONFLATED: cap = 1; break;
     default: return -EINVAL;
     }
-    if (cap > SIZE_MAX / elem_size)
+    /* Cells keep the sequence word aligned for every element size. */
+    size_t stride = (sizeof(size_t) + elem_size + 7) & ~(size_t)7;
+    if (cap && cap > SIZE_MAX / stride)
         return -EINVAL;
-    kc_chan_t *ch = calloc(1, sizeof *ch);
+    /* Aligned: the hot counters sit on their own cache lines. */
+    kc_chan_t *ch = aligned_alloc(KC_CACHELINE, (sizeof *ch + KC_CACHELINE - 1) & ~(size_t)(KC_CACHELINE - 1));
     if (!ch)
         return -ENOMEM;
-    if (cap) {
-        ch->buf = malloc(cap * elem_size);
-        if (!ch->buf) {
-            free(ch);
-            return -ENOMEM;
-        }
-    }
+    memset(ch, 0, sizeof *ch);
     ch->kind = kind;
     ch->esz = elem_size;
     ch->cap = cap;
+    if (kind == KC_BUFFERED) {
+        ch->stride = stride;
+        ch->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
+        ch->cells = malloc(cap * stride);
+        if (!ch->cells)
+            goto fail_alloc;
+        for (size_t i = 0; i < cap; i++)
+            atomic_init((_Atomic size_t *)(ch->cells + i * stride), i);
+    } else if (cap) {
+        ch->buf = malloc(cap * elem_size);
+        if (!ch->buf)
+            goto fail_alloc;
+    }
     kc__registry_add(ch);
     *out = ch;
     return 0;
+
+fail_alloc:
+    free(ch);
+    return -ENOMEM;
 }
 
 int kc_chan_make_desc(kc_chan_t **out, int kind, size_t capacity)
@@ -361,13 +575,21 @@ void kc_chan_destroy(kc_chan_t *ch)
     if (!ch)
         return;
     kc__registry_remove(ch);
+    /* Destroy is single-threaded by contract: what is left is dropped. */
+    if (ch->kind == KC_BUFFERED) {
+        unsigned char tmp[256];
+        void *e = ch->esz <= sizeof tmp ? tmp : malloc(ch->esz);
+        while (e && lf_pop(ch, e))
+            drop(ch, e);
+        if (e != tmp)
+            free(e);
+    }
     while (ch->count) {
-        /* Destroy is single-threaded by contract; the slot is ours. */
-        void *e = slot(ch, 0);
-        drop(ch, e);
+        drop(ch, slot(ch, 0));
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
     }
+    free(ch->cells);
     free(ch->buf);
     free(ch);
 }
@@ -443,8 +665,10 @@ void kc_chan_close(kc_chan_t *ch)
     kc__lock(&ch->lock);
     if (!ch->closed) {
         ch->closed = true;
-        /* Receivers only wait on an empty buffer, so they are done; blocked
-         * senders will never get their element in. */
+        atomic_store_explicit(&ch->aclosed, true, memory_order_seq_cst);
+        /* Locked kinds: receivers only wait on an empty buffer, so they are
+         * done, and blocked senders never get their element in. Buffered
+         * waiters are only notified: they retry, drain, then see -EPIPE. */
         while ((w = take_waiter(&ch->recvq)))
             complete(w, -EPIPE);
         while ((w = take_waiter(&ch->sendq)))
@@ -467,6 +691,12 @@ size_t kc_chan_len(kc_chan_t *ch)
 {
     if (!ch)
         return 0;
+    if (ch->kind == KC_BUFFERED) {
+        /* Racy by nature under concurrent use; exact when quiescent. */
+        size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_acquire);
+        size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_acquire);
+        return e > d ? e - d : 0;
+    }
     kc__lock(&ch->lock);
     size_t n = ch->count;
     kc__unlock(&ch->lock);

@@ -38,28 +38,45 @@ typedef struct kc_wqueue {
     kc_waiter_t *tail;       /* newest waiter                                  */
 } kc_wqueue_t;
 
+#define KC_CACHELINE 64
+
 struct kc_chan {
-    kc_lock_t lock;          /* guards everything below except the atomics     */
+    kc_lock_t lock;          /* guards the queues, the ring of the locked kinds */
     int kind;                /* enum kc_chan_kind                              */
-    bool closed;             /* set once by kc_chan_close                      */
+    bool closed;             /* set once by kc_chan_close (under lock)         */
     bool is_desc;            /* elements are kc_zdesc (bytes counted by len)   */
     size_t esz;              /* element size in bytes                          */
-    size_t cap;              /* slots in buf (buffered: the bound)             */
+    size_t cap;              /* slots (buffered: the bound)                    */
+    /* Locked ring (unlimited, conflated). */
     size_t head;             /* index of the oldest buffered element           */
     size_t count;            /* buffered elements                              */
-    unsigned char *buf;      /* ring of cap * esz bytes (NULL for rendezvous)  */
+    unsigned char *buf;      /* ring of cap * esz bytes                        */
+    /* Lock-free ring (buffered): cells of {seq, element}, see kc_chan.c. */
+    unsigned char *cells;    /* cap * stride bytes                             */
+    size_t stride;           /* bytes per cell                                 */
+    size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
     kc_wqueue_t sendq;       /* blocked senders                                */
     kc_wqueue_t recvq;       /* blocked receivers                              */
     kc_undelivered_fn undelivered; /* called for dropped elements              */
     void *undelivered_user;  /* argument of undelivered                        */
-    /* Success counters, updated under the lock. */
-    uint64_t sends, recvs, bytes_sent, bytes_recv;
-    /* Failure counters, updated without the lock (failures happen after a
-     * wait, off the hot path). */
-    _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
-    _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
     char name[32];           /* for monitors                                   */
     struct kc_chan *reg_next, *reg_prev; /* registry links                     */
+
+    /* Hot words, one cache line per writer side, so a producer and a
+     * consumer running on two cores do not steal each other's lines. */
+    _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill    */
+    _Atomic uint64_t sends;      /* completed sends                          */
+    _Atomic uint64_t bytes_sent; /* their payload bytes                      */
+    _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
+    _Atomic uint64_t recvs;      /* completed receives                       */
+    _Atomic uint64_t bytes_recv; /* their payload bytes                      */
+    /* Read by every buffered operation, written only by slow paths. */
+    _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
+    _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
+    _Atomic bool aclosed;          /* lock-free mirror of closed             */
+    /* Failure counters (off the hot path). */
+    _Alignas(KC_CACHELINE) _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
+    _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
 };
 
 /* Queue operations (chan lock held). */
@@ -68,7 +85,8 @@ void kc__wq_remove(kc_wqueue_t *q, kc_waiter_t *w);
 
 /* Try to complete a send/recv on a locked channel without blocking.
  * Returns true when the operation is over, with *res = 0 or -EPIPE;
- * false when it would block. */
+ * false when it would block. For buffered channels a waiter that blocks
+ * is only notified (it must retry), see kc__is_notify_chan. */
 bool kc__try_send(kc_chan_t *ch, const void *src, int *res);
 bool kc__try_recv(kc_chan_t *ch, void *dst, int *res);
 
@@ -77,6 +95,11 @@ bool kc__try_recv(kc_chan_t *ch, void *dst, int *res);
  * -ECANCELED after the wait was aborted (no peer can complete it any more;
  * the caller must still unlink its waiters). */
 int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
+
+/* Buffered channels wake waiters to retry instead of handing elements
+ * over; their waiters are also counted in send_waiters/recv_waiters. */
+static inline bool kc__is_notify_chan(const kc_chan_t *ch) { return ch->kind == KC_BUFFERED; }
+void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
 
 /* Counts a failure of kind err on ch. */
 void kc__count_fail(kc_chan_t *ch, int err);

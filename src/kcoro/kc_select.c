@@ -59,6 +59,43 @@ static size_t lock_order(const kc_select_clause_t *cl, size_t n, kc_chan_t **out
     return m;
 }
 
+static kc_wqueue_t *queue_of(kc_select_clause_t *c)
+{
+    return c->op == KC_SELECT_SEND ? &c->ch->sendq : &c->ch->recvq;
+}
+
+/* Tries the clauses in `order` on locked channels; only buffered ones when
+ * notify_only. Returns the index of the completed clause or -1. */
+static int try_clauses(kc_select_clause_t *cl, size_t n, const uint8_t *order, bool notify_only)
+{
+    for (size_t k = 0; k < n; k++) {
+        size_t i = order[k];
+        int res;
+        if (!cl[i].ch || (notify_only && !kc__is_notify_chan(cl[i].ch)))
+            continue;
+        bool ok = cl[i].op == KC_SELECT_SEND ? kc__try_send(cl[i].ch, cl[i].buf, &res)
+                                             : kc__try_recv(cl[i].ch, cl[i].buf, &res);
+        if (ok) {
+            cl[i].result = res;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Unlinks still-queued waiters and drops buffered registrations (locks held). */
+static void unregister(kc_select_clause_t *cl, size_t n, kc_waiter_t *w)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!cl[i].ch)
+            continue;
+        if (w[i].queued)
+            kc__wq_remove(queue_of(&cl[i]), &w[i]);
+        if (kc__is_notify_chan(cl[i].ch))
+            kc__waiters_add(cl[i].ch, cl[i].op == KC_SELECT_SEND, -1);
+    }
+}
+
 int kc_select(kc_select_clause_t *cl, size_t n, int mode, long timeout_ms,
               const kc_cancel_t *cancel)
 {
@@ -92,48 +129,53 @@ int kc_select(kc_select_clause_t *cl, size_t n, int mode, long timeout_ms,
     }
     uint64_t deadline = kc__deadline(timeout_ms);
     size_t nch = lock_order(cl, n, chs);
+    int r, win;
 
+retry:
     lock_all(chs, nch);
-    for (size_t k = 0; k < n; k++) {
-        size_t i = order[k];
-        int res;
-        if (!cl[i].ch)
-            continue;
-        bool ok = cl[i].op == KC_SELECT_SEND ? kc__try_send(cl[i].ch, cl[i].buf, &res)
-                                             : kc__try_recv(cl[i].ch, cl[i].buf, &res);
-        if (ok) {
-            unlock_all(chs, nch);
-            cl[i].result = res;
-            return (int)i;
-        }
-    }
-    if (timeout_ms == 0) {
+    win = try_clauses(cl, n, order, false);
+    if (win >= 0 || timeout_ms == 0) {
         unlock_all(chs, nch);
-        return -EAGAIN;
+        return win >= 0 ? win : -EAGAIN;
     }
 
     kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = kc__parker_self()};
     for (size_t i = 0; i < n; i++) {
         w[i] = (kc_waiter_t){.sel = &sel, .buf = cl[i].buf, .clause = (int)i};
-        if (cl[i].ch)
-            kc__wq_push(cl[i].op == KC_SELECT_SEND ? &cl[i].ch->sendq : &cl[i].ch->recvq, &w[i]);
+        if (!cl[i].ch)
+            continue;
+        kc__wq_push(queue_of(&cl[i]), &w[i]);
+        if (kc__is_notify_chan(cl[i].ch))
+            kc__waiters_add(cl[i].ch, cl[i].op == KC_SELECT_SEND, +1);
+    }
+    /* Buffered channels: re-check after registering (see kc_chan.c). No
+     * peer can claim our waiters meanwhile: we hold every lock involved. */
+    win = try_clauses(cl, n, order, true);
+    if (win >= 0) {
+        unregister(cl, n, w);
+        unlock_all(chs, nch);
+        return win;
     }
     unlock_all(chs, nch);
 
-    int r = kc__sel_wait(&sel, deadline, cancel);
+    r = kc__sel_wait(&sel, deadline, cancel);
 
     /* Unlink the clauses that did not win (the winner was unlinked by the
      * peer that completed it). */
     lock_all(chs, nch);
-    for (size_t i = 0; i < n; i++)
-        if (w[i].queued)
-            kc__wq_remove(cl[i].op == KC_SELECT_SEND ? &cl[i].ch->sendq : &cl[i].ch->recvq,
-                          &w[i]);
+    unregister(cl, n, w);
     unlock_all(chs, nch);
 
     if (r != 1)
         return r;
-    int win = atomic_load_explicit(&sel.winner, memory_order_acquire);
+    win = atomic_load_explicit(&sel.winner, memory_order_acquire);
+    if (kc__is_notify_chan(cl[win].ch)) {
+        /* A buffered channel changed state: nothing was transferred, so
+         * every clause is still open. Try again (a notified waiter always
+         * retries once, even past its deadline; kc__park then returns at
+         * once if the deadline has passed). */
+        goto retry;
+    }
     cl[win].result = sel.result;
     return win;
 }
