@@ -132,10 +132,11 @@ static int ring_grow(kc_chan_t *ch)
 
 /* ---- lock-free ring (buffered channels) ------------------------------- */
 
-/* A cell holds `seq` then the element. seq == pos: free for the producer of
- * position pos; seq == pos + 1: filled, for the consumer of pos; the
- * consumer sets seq = pos + cap to free it for the next lap. Positions are
- * 64-bit counters and never wrap in practice. */
+/* A cell holds `seq` then the element. seq == 2*pos: free for the producer
+ * of position pos; seq == 2*pos + 1: filled, for the consumer of pos; the
+ * consumer sets seq = 2*(pos + cap) to free it for the next lap. (Doubling
+ * keeps "filled at pos" distinct from "free at pos + 1" when cap == 1.)
+ * Positions are 64-bit counters and never wrap in practice. */
 static inline _Atomic size_t *cell_seq(kc_chan_t *ch, size_t pos)
 {
     size_t i = ch->mask ? (pos & ch->mask) : (pos % ch->cap);
@@ -154,7 +155,7 @@ static bool lf_push(kc_chan_t *ch, const void *src)
     for (;;) {
         seq = cell_seq(ch, pos);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - pos);
+        intptr_t dif = (intptr_t)(s - 2 * pos);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -167,7 +168,7 @@ static bool lf_push(kc_chan_t *ch, const void *src)
     }
     memcpy(cell_data(seq), src, ch->esz);
     /* seq_cst: pairs with a receiver's registration (see file comment). */
-    atomic_store_explicit(seq, pos + 1, memory_order_seq_cst);
+    atomic_store_explicit(seq, 2 * pos + 1, memory_order_seq_cst);
     return true;
 }
 
@@ -178,7 +179,7 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
     for (;;) {
         seq = cell_seq(ch, pos);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - (pos + 1));
+        intptr_t dif = (intptr_t)(s - (2 * pos + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -190,7 +191,7 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
         }
     }
     memcpy(dst, cell_data(seq), ch->esz);
-    atomic_store_explicit(seq, pos + ch->cap, memory_order_seq_cst);
+    atomic_store_explicit(seq, 2 * (pos + ch->cap), memory_order_seq_cst);
     return true;
 }
 
@@ -547,7 +548,7 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
         if (!ch->cells)
             goto fail_alloc;
         for (size_t i = 0; i < cap; i++)
-            atomic_init((_Atomic size_t *)(ch->cells + i * stride), i);
+            atomic_init((_Atomic size_t *)(ch->cells + i * stride), 2 * i);
     } else if (cap) {
         ch->buf = malloc(cap * elem_size);
         if (!ch->buf)

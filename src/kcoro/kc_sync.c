@@ -30,7 +30,11 @@ uint64_t kc__deadline(long timeout_ms)
 {
     if (timeout_ms <= 0)
         return 0;
-    return kc_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t now = kc_now_ns();
+    /* A timeout too large to represent is as good as forever. */
+    if ((uint64_t)timeout_ms > (UINT64_MAX - now) / 1000000ull)
+        return 0;
+    return now + (uint64_t)timeout_ms * 1000000ull;
 }
 
 int kc__futex_wait(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline_ns)
