@@ -1,0 +1,563 @@
+/* ferry net: one HTTP connection: reading, parsing into requests, the
+ * pipeline cap, timeouts, lingering close and teardown.
+ *
+ * Reads land in the server's shared buffer and are parsed at once; whatever
+ * a request keeps is copied into the request (bounded by the header and body
+ * limits). When too many requests wait on one connection the parser pauses,
+ * at most FNET__PEND_MAX unparsed bytes are kept, and reading stops until
+ * responses have been written.
+ */
+#include "net_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void conn_arm(fnet_conn_t *c);
+static void conn_fail(fnet_conn_t *c, int status, const char *msg);
+static void on_timer(uv_timer_t *t);
+
+static void timer_set(fnet_conn_t *c, enum fnet_timer_mode m, uint64_t ms) {
+  c->tmode = m;
+  if (m == FNET_TM_NONE)
+    uv_timer_stop(&c->timer);
+  else
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+/* ---- parser callbacks ---------------------------------------------------- */
+
+static int fail_cb(fnet_conn_t *c, int status, const char *msg) {
+  c->lib_error = status;
+  c->lib_msg = msg;
+  return -1;
+}
+
+static int on_message_begin(http_parser *p) {
+  fnet_conn_t *c = p->data;
+  c->cur = fnet__req_new(c);
+  if (!c->cur) return fail_cb(c, 503, "out of memory");
+  /* A whole-request deadline (not reset by each byte) defeats slow senders. */
+  timer_set(c, FNET_TM_READ, c->srv->cfg.read_timeout_ms);
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  fnet_conn_t *c = p->data;
+  if (fnet__req_head_append(c->cur, at, len, c->srv->cfg.max_header_bytes) < 0)
+    return fail_cb(c, 414, "request URI too long");
+  return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+  fnet_conn_t *c = p->data;
+  fnet_req_t *r = c->cur;
+  if (r->phase != FNET_HP_FIELD) {
+    /* A new header starts: close the URL or the previous value. */
+    if (r->nhdr == FNET__MAX_HEADERS) return fail_cb(c, 431, "too many request headers");
+    if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
+    r->hdr_name[r->nhdr] = (uint32_t)r->hlen;
+    r->phase = FNET_HP_FIELD;
+  }
+  if (fnet__req_head_append(r, at, len, c->srv->cfg.max_header_bytes) < 0)
+    return fail_cb(c, 431, "request header too large");
+  return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+  fnet_conn_t *c = p->data;
+  fnet_req_t *r = c->cur;
+  if (r->phase != FNET_HP_VALUE) {
+    if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
+    r->hdr_val[r->nhdr++] = (uint32_t)r->hlen;
+    r->phase = FNET_HP_VALUE;
+  }
+  if (fnet__req_head_append(r, at, len, c->srv->cfg.max_header_bytes) < 0)
+    return fail_cb(c, 431, "request header too large");
+  return 0;
+}
+
+/* Stores the URL's path (no query, no fragment) after the headers. */
+static int store_path(fnet_req_t *r) {
+  const char *url = r->hbuf + r->url_off;
+  size_t ulen = strlen(url), off = 0, plen = 0;
+  if (url[0] == '/') {
+    plen = strcspn(url, "?#");
+  } else {
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(url, ulen, 0, &u) != 0) return -EINVAL;
+    if (u.field_set & (1 << UF_PATH)) {
+      off = u.field_data[UF_PATH].off;
+      plen = u.field_data[UF_PATH].len;
+    }
+  }
+  size_t at = r->hlen;
+  if (plen == 0) {
+    if (fnet__req_head_append(r, "/", 1, SIZE_MAX) < 0) return -ENOMEM;
+  } else {
+    /* hbuf may move while growing: copy from an offset, not a pointer. */
+    size_t src = r->url_off + off;
+    if (fnet__req_head_append(r, "", 0, SIZE_MAX) < 0) return -ENOMEM;
+    for (size_t i = 0; i < plen; i++)
+      if (fnet__req_head_append(r, r->hbuf + src + i, 1, SIZE_MAX) < 0) return -ENOMEM;
+  }
+  if (fnet__req_head_term(r) < 0) return -ENOMEM;
+  r->path_off = at;
+  return 0;
+}
+
+static void send_continue(fnet_conn_t *c) {
+  static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+  /* Only when nothing else is being written, so it cannot overtake a response. */
+  if (c->qlen || c->writes) return;
+  if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len) fnet__conn_close(c);
+}
+
+static int on_headers_complete(http_parser *p) {
+  fnet_conn_t *c = p->data;
+  fnet_req_t *r = c->cur;
+  if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
+  r->phase = FNET_HP_DONE;
+  int rc = store_path(r);
+  if (rc == -EINVAL) return fail_cb(c, 400, "malformed request URL");
+  if (rc < 0) return fail_cb(c, 503, "out of memory");
+  snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+  size_t max = c->srv->cfg.max_body_bytes;
+  bool chunked = (p->flags & F_CHUNKED) != 0;
+  if (!chunked && p->content_length != ULLONG_MAX && p->content_length > 0) {
+    /* Refuse before reading a byte of an oversized body. */
+    if (p->content_length > max) return fail_cb(c, 413, "request body too large");
+    r->bcap = (size_t)p->content_length;
+    r->body = malloc(r->bcap + 1);
+    if (!r->body) return fail_cb(c, 503, "out of memory");
+  }
+  if (chunked || (p->content_length != ULLONG_MAX && p->content_length > 0)) {
+    const char *e = fnet_req_header(r, "Expect");
+    if (e && !strcasecmp(e, "100-continue")) send_continue(c);
+  }
+  return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+  fnet_conn_t *c = p->data;
+  fnet_req_t *r = c->cur;
+  size_t max = c->srv->cfg.max_body_bytes;
+  if (len > max - r->blen) return fail_cb(c, 413, "request body too large");
+  if (r->blen + len > r->bcap) {
+    /* Chunked body: grow geometrically up to the limit. */
+    size_t cap = r->bcap ? r->bcap : 1024;
+    while (cap < r->blen + len) cap = cap > max / 2 ? max : cap * 2;
+    char *b = realloc(r->body, cap + 1);
+    if (!b) return fail_cb(c, 503, "out of memory");
+    r->body = b;
+    r->bcap = cap;
+  }
+  memcpy(r->body + r->blen, at, len);
+  r->blen += len;
+  return 0;
+}
+
+static void enqueue(fnet_conn_t *c, fnet_req_t *r) {
+  r->dispatched = true;
+  r->qnext = NULL;
+  if (c->qtail)
+    c->qtail->qnext = r;
+  else
+    c->qhead = r;
+  c->qtail = r;
+  c->qlen++;
+  c->unanswered++;
+}
+
+static int on_message_complete(http_parser *p) {
+  fnet_conn_t *c = p->data;
+  fnet_req_t *r = c->cur;
+  fnet_http_server_t *srv = c->srv;
+  c->cur = NULL;
+  timer_set(c, FNET_TM_NONE, 0);
+  if (r->body) r->body[r->blen] = '\0';
+  r->keep_alive = http_should_keep_alive(p) != 0;
+  r->start_ms = uv_now(srv->loop);
+  if (!r->keep_alive || p->upgrade) {
+    r->last = true;
+    c->close_after = true;
+  }
+  enqueue(c, r);
+  char allow[128];
+  const fnet_route_t *rt = fnet__route_find(srv, r->method, fnet_req_path(r), allow, sizeof(allow));
+  if (rt) {
+    rt->fn(r, rt->arg);
+  } else if (allow[0]) {
+    fnet_req_add_header(r, "Allow", allow);
+    fnet_req_respond_error(r, 405, "method not allowed");
+  } else {
+    fnet_req_respond_error(r, 404, "not found");
+  }
+  /* The handler may have closed the connection or the server; stop here.
+   * Otherwise pause at this message boundary if the pipeline is full. */
+  if (c->closing || c->close_after || c->qlen + c->writes >= srv->cfg.max_pipeline)
+    http_parser_pause(p, 1);
+  return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- reading ------------------------------------------------------------- */
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  fnet_conn_t *c = h->data;
+  fnet_http_server_t *srv = c->srv;
+  /* libuv reads one stream at a time and hands the data to on_read at once,
+   * so a single buffer per server is enough. */
+  if (srv->rbuf_busy) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  srv->rbuf_busy = true;
+  *buf = uv_buf_init(srv->rbuf, sizeof(srv->rbuf));
+}
+
+static void read_start(fnet_conn_t *c) {
+  if (c->reading || c->closing) return;
+  if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
+}
+
+static void read_stop(fnet_conn_t *c) {
+  if (!c->reading) return;
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  c->reading = false;
+}
+
+static int pend_append(fnet_conn_t *c, const char *data, size_t len) {
+  char *p = realloc(c->pend, c->pend_len + len);
+  if (!p) return -ENOMEM;
+  memcpy(p + c->pend_len, data, len);
+  c->pend = p;
+  c->pend_len += len;
+  if (c->pend_len >= FNET__PEND_MAX) read_stop(c);
+  return 0;
+}
+
+static int parse_status(fnet_conn_t *c, enum http_errno e, const char **msg) {
+  if (c->lib_error) {
+    *msg = c->lib_msg;
+    return c->lib_error;
+  }
+  if (e == HPE_HEADER_OVERFLOW) {
+    *msg = "request header too large";
+    return 431;
+  }
+  *msg = "malformed HTTP request";
+  return 400;
+}
+
+static void conn_feed(fnet_conn_t *c, const char *data, size_t len) {
+  c->in_parse = true;
+  size_t n = http_parser_execute(&c->parser, &parser_settings, data, len);
+  c->in_parse = false;
+  if (c->closing) return;
+  enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+  if (e == HPE_PAUSED) {
+    /* Paused at a message boundary: keep the rest for later, unless no
+     * further request will be read on this connection. */
+    if (!c->close_after && n < len && pend_append(c, data + n, len - n) < 0)
+      fnet__conn_close(c);
+    return;
+  }
+  if (e != HPE_OK) {
+    const char *msg;
+    int status = parse_status(c, e, &msg);
+    conn_fail(c, status, msg);
+  }
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  fnet_conn_t *c = s->data;
+  if (buf->base == c->srv->rbuf) c->srv->rbuf_busy = false;
+  if (n == 0 || c->closing) return;
+  if (n < 0) {
+    if (n == UV_ENOBUFS) return;
+    /* EOF or error. Unanswered requests mean the client gave up on them;
+     * otherwise let answered responses finish writing (half-close). */
+    if (n == UV_EOF && !c->unanswered && (c->qlen || c->writes) && !c->lingering) {
+      read_stop(c);
+      c->peer_eof = true;
+      c->close_after = true;
+      if (c->cur) {
+        fnet__req_free(c->cur);
+        c->cur = NULL;
+      }
+      return;
+    }
+    fnet__conn_close(c);
+    return;
+  }
+  if (c->lingering || c->close_after) return; /* no further request: discard */
+  if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
+    if (pend_append(c, buf->base, (size_t)n) < 0) fnet__conn_close(c);
+    return;
+  }
+  conn_feed(c, buf->base, (size_t)n);
+  if (!c->closing) conn_arm(c);
+}
+
+/* Parses what was kept while paused, once the pipeline has room again. */
+static void conn_resume(fnet_conn_t *c) {
+  if (c->closing || c->close_after || c->in_parse || c->lingering) return;
+  if (HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) return;
+  if (c->qlen + c->writes >= c->srv->cfg.max_pipeline) return;
+  http_parser_pause(&c->parser, 0);
+  char *buf = c->pend;
+  size_t len = c->pend_len;
+  c->pend = NULL;
+  c->pend_len = 0;
+  if (len) conn_feed(c, buf, len);
+  free(buf);
+  if (!c->closing && c->pend_len < FNET__PEND_MAX) read_start(c);
+}
+
+/* ---- timers and closing ------------------------------------------------- */
+
+/* Idle deadline from the last activity, unless the application owes an
+ * answer (its own deadlines apply) or a request or linger deadline runs. */
+static void conn_arm(fnet_conn_t *c) {
+  if (c->closing || c->tmode == FNET_TM_LINGER || c->tmode == FNET_TM_READ) return;
+  if (c->unanswered)
+    timer_set(c, FNET_TM_NONE, 0);
+  else
+    timer_set(c, FNET_TM_IDLE, c->srv->cfg.idle_timeout_ms);
+}
+
+static void on_timer(uv_timer_t *t) {
+  fnet_conn_t *c = t->data;
+  switch (c->tmode) {
+  case FNET_TM_READ:
+    c->tmode = FNET_TM_NONE;
+    conn_fail(c, 408, "request timeout");
+    break;
+  case FNET_TM_IDLE:   /* nothing to do, or a client not reading its responses */
+  case FNET_TM_LINGER:
+    fnet__conn_close(c);
+    break;
+  case FNET_TM_NONE:
+    break;
+  }
+}
+
+static void on_conn_handle_closed(uv_handle_t *h) {
+  fnet_conn_t *c = h->data;
+  if (--c->open_handles) return;
+  fnet_http_server_t *srv = c->srv;
+  free(c);
+  fnet__conn_gone(srv);
+}
+
+void fnet__conn_close(fnet_conn_t *c) {
+  if (c->closing) return;
+  c->closing = true;
+  fnet_http_server_t *srv = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  uv_timer_stop(&c->timer);
+  uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
+  free(c->pend);
+  c->pend = NULL;
+  c->pend_len = 0;
+  if (c->cur) {
+    fnet__req_free(c->cur);
+    c->cur = NULL;
+  }
+  /* Detach before calling back: an abort callback may answer (and free) its
+   * own request or answer another one still queued (marked, freed here). */
+  fnet_req_t *r;
+  while ((r = c->qhead)) {
+    c->qhead = r->qnext;
+    c->qlen--;
+    if (r->responded) {
+      fnet__req_free(r);
+      continue;
+    }
+    r->conn = NULL;
+    r->srv = NULL;
+    r->qnext = NULL;
+    c->unanswered--;
+    if (r->abort_fn) r->abort_fn(r, r->abort_arg);
+  }
+  c->qtail = NULL;
+  fnet__maybe_drained(srv);
+}
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  fnet_conn_t *c = req->handle->data;
+  if (status < 0) fnet__conn_close(c);
+}
+
+/* Everything is written and no further request will be read: shut the write
+ * side and discard input until the client closes (bounded by a timer), so
+ * unread input does not turn our last response into a reset. */
+static void conn_finish(fnet_conn_t *c) {
+  if (c->lingering || c->closing) return;
+  if (c->peer_eof) {
+    fnet__conn_close(c);
+    return;
+  }
+  c->lingering = true;
+  free(c->pend);
+  c->pend = NULL;
+  c->pend_len = 0;
+  timer_set(c, FNET_TM_LINGER, FNET__LINGER_MS);
+  if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    fnet__conn_close(c);
+    return;
+  }
+  read_start(c);
+}
+
+/* Answers the request being parsed (or a new one) with an error and closes
+ * the connection once everything before it has been written. */
+static void conn_fail(fnet_conn_t *c, int status, const char *msg) {
+  fnet_req_t *r = c->cur;
+  c->cur = NULL;
+  if (!r) r = fnet__req_new(c);
+  if (!r) {
+    fnet__conn_close(c);
+    return;
+  }
+  if (c->tmode == FNET_TM_READ) timer_set(c, FNET_TM_NONE, 0);
+  r->last = true;
+  r->keep_alive = false;
+  r->start_ms = uv_now(c->srv->loop);
+  c->close_after = true;
+  enqueue(c, r);
+  fnet_req_respond_error(r, status, msg);
+}
+
+void fnet__conn_progress(fnet_conn_t *c) {
+  if (c->closing) return;
+  if (c->close_after && !c->qlen && !c->writes) {
+    conn_finish(c);
+    return;
+  }
+  conn_resume(c);
+  if (!c->closing) conn_arm(c);
+}
+
+void fnet__conn_drain(fnet_conn_t *c) {
+  if (c->closing) return;
+  c->close_after = true;
+  if (c->cur) {
+    fnet__req_free(c->cur);
+    c->cur = NULL;
+  }
+  if (c->tmode == FNET_TM_READ) timer_set(c, FNET_TM_NONE, 0);
+  if (!c->qlen && !c->writes && !c->lingering) {
+    fnet__conn_close(c);
+    return;
+  }
+  fnet__conn_progress(c);
+}
+
+static void on_reject_closed(uv_handle_t *h) {
+  fnet_http_server_t *srv = h->data;
+  free(h);
+  fnet__handle_gone(srv);
+}
+
+/* Over the connection cap: answer 503 if the socket takes it at once, close. */
+static int conn_reject(fnet_http_server_t *srv, uv_stream_t *listener) {
+  static const char body[] = "{\"error\":\"too many connections\",\"status\":503}";
+  char msg[256];
+  int n = snprintf(msg, sizeof(msg),
+                   "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+                   sizeof(body) - 1, body);
+  uv_tcp_t *t = malloc(sizeof(*t));
+  if (!t) return -ENOMEM;
+  int rc = uv_tcp_init(srv->loop, t);
+  if (rc < 0) {
+    free(t);
+    return rc;
+  }
+  t->data = srv;
+  srv->handles++;
+  rc = uv_accept(listener, (uv_stream_t *)t);
+  if (rc == 0) {
+    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)t, &b, 1);
+  }
+  uv_close((uv_handle_t *)t, on_reject_closed);
+  return rc < 0 ? rc : -EMFILE;
+}
+
+static void on_early_closed(uv_handle_t *h) {
+  fnet_conn_t *c = h->data;
+  fnet_http_server_t *srv = c->srv;
+  free(c);
+  fnet__handle_gone(srv);
+}
+
+static void peer_name(fnet_conn_t *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  strcpy(c->peer, "?");
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0) return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof(c->peer));
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
+}
+
+int fnet__conn_start(fnet_http_server_t *srv, uv_stream_t *listener) {
+  if (srv->nconns >= srv->cfg.max_connections) return conn_reject(srv, listener);
+  fnet_conn_t *c = calloc(1, sizeof(*c));
+  if (!c) return -ENOMEM;
+  c->srv = srv;
+  int rc = uv_tcp_init(srv->loop, &c->tcp);
+  if (rc < 0) {
+    free(c);
+    return rc;
+  }
+  c->tcp.data = c;
+  srv->handles++;
+  rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+  if (rc == 0) rc = uv_timer_init(srv->loop, &c->timer);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&c->tcp, on_early_closed);
+    return rc;
+  }
+  c->timer.data = c;
+  c->open_handles = 2;
+  uv_tcp_nodelay(&c->tcp, 1);
+  peer_name(c);
+  http_parser_init(&c->parser, HTTP_REQUEST);
+  c->parser.data = c;
+  c->next = srv->conns;
+  if (srv->conns) srv->conns->prev = c;
+  srv->conns = c;
+  srv->nconns++;
+  read_start(c);
+  if (!c->reading) {
+    fnet__conn_close(c);
+    return -EIO;
+  }
+  conn_arm(c);
+  return 0;
+}

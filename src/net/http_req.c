@@ -1,0 +1,191 @@
+/* ferry net: the request handle: storage of the request head and body,
+ * accessors, and answers serialised and written in request order. */
+#include "net_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+fnet_req_t *fnet__req_new(fnet_conn_t *c) {
+  fnet_req_t *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->conn = c;
+  r->srv = c->srv;
+  memcpy(r->peer, c->peer, sizeof(r->peer));
+  return r;
+}
+
+void fnet__req_free(fnet_req_t *r) {
+  if (!r) return;
+  free(r->hbuf);
+  free(r->body);
+  free(r->out);
+  free(r);
+}
+
+/* Room for `extra` more bytes plus a NUL. */
+static int head_reserve(fnet_req_t *r, size_t extra) {
+  size_t need = r->hlen + extra + 1;
+  if (need <= r->hcap) return 0;
+  size_t cap = r->hcap ? r->hcap : 512;
+  while (cap < need) cap *= 2;
+  char *b = realloc(r->hbuf, cap);
+  if (!b) return -ENOMEM;
+  r->hbuf = b;
+  r->hcap = cap;
+  return 0;
+}
+
+int fnet__req_head_append(fnet_req_t *r, const char *at, size_t len, size_t limit) {
+  if (len > limit - r->head_bytes) return -ENOSPC;
+  if (head_reserve(r, len) < 0) return -ENOMEM;
+  memcpy(r->hbuf + r->hlen, at, len);
+  r->hlen += len;
+  if (limit != SIZE_MAX) r->head_bytes += len;
+  return 0;
+}
+
+int fnet__req_head_term(fnet_req_t *r) {
+  if (head_reserve(r, 1) < 0) return -ENOMEM;
+  r->hbuf[r->hlen++] = '\0';
+  return 0;
+}
+
+const char *fnet_req_method(const fnet_req_t *r) { return r->method; }
+const char *fnet_req_url(const fnet_req_t *r) { return r->hbuf ? r->hbuf + r->url_off : ""; }
+const char *fnet_req_path(const fnet_req_t *r) { return r->hbuf ? r->hbuf + r->path_off : "/"; }
+bool fnet_req_alive(const fnet_req_t *r) { return r->conn != NULL && !r->conn->closing; }
+uint64_t fnet_req_start_ms(const fnet_req_t *r) { return r->start_ms; }
+const char *fnet_req_peer(const fnet_req_t *r) { return r->peer[0] ? r->peer : "?"; }
+
+const char *fnet_req_body(const fnet_req_t *r, size_t *len) {
+  if (len) *len = r->blen;
+  return r->body ? r->body : "";
+}
+
+const char *fnet_req_header(const fnet_req_t *r, const char *name) {
+  for (uint32_t i = 0; i < r->nhdr; i++)
+    if (!strcasecmp(r->hbuf + r->hdr_name[i], name)) return r->hbuf + r->hdr_val[i];
+  return NULL;
+}
+
+void fnet_req_on_abort(fnet_req_t *r, fnet_abort_fn fn, void *arg) {
+  r->abort_fn = fn;
+  r->abort_arg = arg;
+}
+
+int fnet_req_add_header(fnet_req_t *r, const char *name, const char *value) {
+  if (!r || !name || !value || !name[0] || strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+    return -EINVAL;
+  if (r->nxh == FNET__XHDR_COUNT) return -ENOSPC;
+  size_t need = strlen(name) + strlen(value) + 4;
+  if (need > FNET__XHDR_MAX - r->xhlen) return -ENOSPC;
+  r->xhlen += (size_t)snprintf(r->xh + r->xhlen, FNET__XHDR_MAX - r->xhlen, "%s: %s\r\n", name, value);
+  r->nxh++;
+  return 0;
+}
+
+static void on_write(uv_write_t *w, int status) {
+  fnet_req_t *r = w->data;
+  fnet_conn_t *c = r->conn;
+  fnet__req_free(r);
+  c->writes--;
+  if (c->closing) return;
+  if (status < 0) {
+    fnet__conn_close(c);
+    return;
+  }
+  fnet__conn_progress(c);
+}
+
+void fnet__conn_flush(fnet_conn_t *c) {
+  while (c->qhead && c->qhead->responded && !c->closing) {
+    fnet_req_t *r = c->qhead;
+    c->qhead = r->qnext;
+    if (!c->qhead) c->qtail = NULL;
+    c->qlen--;
+    uv_buf_t b = uv_buf_init(r->out, (unsigned)r->outlen);
+    r->wreq.data = r;
+    c->writes++;
+    int rc = uv_write(&r->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc < 0) {
+      c->writes--;
+      fnet__req_free(r);
+      fnet__conn_close(c);
+      return;
+    }
+  }
+}
+
+/* Builds status line, headers and body into r->out. */
+static int serialize(fnet_req_t *r, int status, const char *ctype, const void *body, size_t len,
+                     bool close) {
+  bool head_only = !strcmp(r->method, "HEAD");
+  const char *fmt = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n";
+  const char *conn = close ? "close" : "keep-alive";
+  int n = snprintf(NULL, 0, fmt, status, fnet_status_text(status), ctype, len, conn);
+  if (n < 0) return -EINVAL;
+  size_t blen = head_only ? 0 : len;
+  size_t total = (size_t)n + r->xhlen + 2 + blen;
+  char *out = malloc(total + 1);
+  if (!out) return -ENOMEM;
+  snprintf(out, (size_t)n + 1, fmt, status, fnet_status_text(status), ctype, len, conn);
+  memcpy(out + n, r->xh, r->xhlen);
+  memcpy(out + n + r->xhlen, "\r\n", 2);
+  if (blen) memcpy(out + n + r->xhlen + 2, body, blen);
+  r->out = out;
+  r->outlen = total;
+  return 0;
+}
+
+int fnet_req_respond(fnet_req_t *r, int status, const char *content_type, const void *body,
+                     size_t len) {
+  fnet_conn_t *c = r->conn;
+  if (!c) {
+    fnet__req_free(r);
+    return -ECONNABORTED;
+  }
+  if (c->closing) {
+    /* Still on the queue of a connection being torn down: it frees r. */
+    r->responded = true;
+    return -ECONNABORTED;
+  }
+  int rc = 0;
+  if (status < 100 || status > 999 || (len && !body)) {
+    static const char e[] = "{\"error\":\"invalid response\",\"status\":500}";
+    status = 500;
+    content_type = "application/json";
+    body = e;
+    len = sizeof(e) - 1;
+    rc = -EINVAL;
+  }
+  if (!content_type) content_type = "application/octet-stream";
+  bool close = !r->keep_alive || r->last || c->srv->state != FNET_SRV_RUNNING;
+  r->responded = true;
+  c->unanswered--;
+  int s = serialize(r, status, content_type, body, len, close);
+  if (s < 0) {
+    fnet__conn_close(c);
+    return s;
+  }
+  if (close) {
+    /* We told the client we close: read no further request. */
+    r->last = true;
+    c->close_after = true;
+  }
+  fnet__conn_flush(c);
+  fnet__conn_progress(c);
+  return rc;
+}
+
+int fnet_req_respond_error(fnet_req_t *r, int status, const char *msg) {
+  char esc[512];
+  char body[640];
+  if (!msg) msg = fnet_status_text(status);
+  size_t need = fnet__json_escape(esc, sizeof(esc), msg);
+  (void)need; /* an over-long message is cut; the body stays valid JSON */
+  int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"status\":%d}", esc, status);
+  return fnet_req_respond(r, status, "application/json", body, (size_t)n);
+}
