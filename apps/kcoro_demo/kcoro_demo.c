@@ -57,8 +57,8 @@ static int producer_task(void *arg, const kc_cancel_t *cancel)
     struct pipeline *p = arg;
     for (int64_t n = 1; n <= 12; n++) {
         if (n == 7) {
-            say("producer", "pausing 250 ms");
-            sleep_ms(250);
+            say("producer", "pausing 200 ms");
+            sleep_ms(200);
         }
         int rc = kc_chan_send_c(p->numbers, &n, -1, cancel);
         if (rc) {
