@@ -1,0 +1,295 @@
+/* test_stats: per-channel counters, rates, and the live-channel registry. */
+#include <math.h>
+
+#include "kt.h"
+
+Test(stats, counts_every_outcome_exactly)
+{
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 2);
+    kc_chan_set_name(ch, "stats-exact");
+    kc_cancel_t *tok = kt_token(NULL);
+    kc_cancel_trigger(tok);
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(ch, &s);
+    cr_assert_eq(s.sends + s.recvs + s.bytes_sent + s.bytes_recv, 0);
+    cr_assert_eq(s.fail_again + s.fail_timeout + s.fail_canceled + s.fail_closed + s.dropped, 0);
+
+    int v = 1;
+    cr_assert_eq(kc_chan_send(ch, &v, 0), 0);
+    cr_assert_eq(kc_chan_send(ch, &v, -1), 0);
+    cr_assert_eq(kc_chan_send(ch, &v, 0), -EAGAIN);
+    cr_assert_eq(kc_chan_send(ch, &v, 0), -EAGAIN);
+    cr_assert_eq(kc_chan_send(ch, &v, 10), -ETIME);
+    cr_assert_eq(kc_chan_send_c(ch, &v, -1, tok), -ECANCELED);
+    kc_chan_snapshot(ch, &s);
+    cr_assert_eq(s.sends, 2);
+    cr_assert_eq(s.bytes_sent, 2 * sizeof(int));
+    cr_assert_eq(s.fail_again, 2);
+    cr_assert_eq(s.fail_timeout, 1);
+    cr_assert_eq(s.fail_canceled, 1);
+    cr_assert_eq(s.len, 2);
+
+    cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+    cr_assert_eq(kc_chan_recv(ch, &v, 10), 0);
+    cr_assert_eq(kc_chan_recv(ch, &v, 0), -EAGAIN);
+    cr_assert_eq(kc_chan_recv(ch, &v, 10), -ETIME);
+    cr_assert_eq(kc_chan_recv_c(ch, &v, -1, tok), -ECANCELED);
+    kc_chan_close(ch);
+    cr_assert_eq(kc_chan_send(ch, &v, 0), -EPIPE);
+    cr_assert_eq(kc_chan_recv(ch, &v, 0), -EPIPE);
+    cr_assert_eq(kc_chan_recv(ch, &v, -1), -EPIPE);
+
+    uint64_t before = kc_now_ns();
+    kc_chan_snapshot(ch, &s);
+    uint64_t after = kc_now_ns();
+    cr_assert_eq(s.sends, 2);
+    cr_assert_eq(s.recvs, 2);
+    cr_assert_eq(s.bytes_sent, 8);
+    cr_assert_eq(s.bytes_recv, 8);
+    cr_assert_eq(s.fail_again, 3, "fail_again %llu", (unsigned long long)s.fail_again);
+    cr_assert_eq(s.fail_timeout, 2);
+    cr_assert_eq(s.fail_canceled, 2);
+    cr_assert_eq(s.fail_closed, 3);
+    cr_assert_eq(s.dropped, 0);
+    cr_assert_eq(s.len, 0);
+    cr_assert_eq(s.cap, 2);
+    cr_assert_eq(s.kind, KC_BUFFERED);
+    cr_assert(s.closed);
+    cr_assert_str_eq(s.name, "stats-exact");
+    cr_assert(s.t_ns >= before && s.t_ns <= after, "t_ns is not kc_now_ns time");
+    kc_cancel_destroy(tok);
+    kc_chan_destroy(ch);
+}
+
+Test(stats, elem_size_counts_bytes_and_invalid_ops_count_nothing)
+{
+    char e[24] = { 0 };
+    kc_chan_t *ch = kt_chan(KC_UNLIMITED, sizeof e, 0);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq(kc_chan_send(ch, e, 0), 0);
+    cr_assert_eq(kc_chan_recv(ch, e, 0), 0);
+    kc_zdesc d;
+    cr_assert_eq(kc_chan_recv_desc(ch, &d, 0), -EINVAL);
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(ch, &s);
+    cr_assert_eq(s.bytes_sent, 120);
+    cr_assert_eq(s.bytes_recv, 24);
+    cr_assert_eq(s.len, 4);
+    cr_assert_eq(s.cap, (uint64_t)SIZE_MAX);
+    cr_assert_eq(s.kind, KC_UNLIMITED);
+    cr_assert_not(s.closed);
+    cr_assert_str_eq(s.name, "", "unnamed channel");
+    cr_assert_eq(s.fail_again + s.fail_timeout + s.fail_canceled + s.fail_closed, 0,
+                 "-EINVAL is not one of the counted failures");
+    kc_chan_destroy(ch);
+}
+
+Test(stats, rendezvous_and_conflated_snapshot_fields)
+{
+    kc_chan_t *r = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+    kc_chan_t *c = kt_chan(KC_CONFLATED, sizeof(int), 0);
+    int v = 1;
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(kc_chan_send(c, &v, 0), 0);
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(r, &s);
+    cr_assert_eq(s.cap, 0);
+    cr_assert_eq(s.len, 0);
+    cr_assert_eq(s.kind, KC_RENDEZVOUS);
+    kc_chan_snapshot(c, &s);
+    cr_assert_eq(s.cap, 1);
+    cr_assert_eq(s.len, 1);
+    cr_assert_eq(s.sends, 3);
+    cr_assert_eq(s.dropped, 2);
+    kc_chan_destroy(r);
+    kc_chan_destroy(c);
+}
+
+Test(stats, long_names_are_truncated)
+{
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 1);
+    const char *longname = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+    kc_chan_set_name(ch, longname);
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(ch, &s);
+    cr_assert_eq(strlen(s.name), 31);
+    cr_assert_eq(strncmp(s.name, longname, 31), 0);
+    kc_chan_set_name(ch, "short");
+    kc_chan_snapshot(ch, &s);
+    cr_assert_str_eq(s.name, "short");
+    kc_chan_destroy(ch);
+}
+
+static kc_chan_snapshot_t snap_at(uint64_t t_ns, uint64_t sends, uint64_t recvs, uint64_t bytes,
+                                  uint64_t fails)
+{
+    kc_chan_snapshot_t s;
+    memset(&s, 0, sizeof s);
+    s.t_ns = t_ns;
+    s.sends = sends;
+    s.recvs = recvs;
+    s.bytes_sent = bytes;
+    s.bytes_recv = bytes;
+    s.fail_again = fails;
+    s.fail_timeout = 2 * fails;
+    s.fail_canceled = 3 * fails;
+    s.fail_closed = 4 * fails;
+    s.kind = KC_BUFFERED;
+    s.cap = 8;
+    return s;
+}
+
+Test(stats, compute_rate_from_synthetic_snapshots)
+{
+    kc_chan_snapshot_t a = snap_at(1000000000ull, 10, 5, 100, 1);
+    kc_chan_snapshot_t b = snap_at(3000000000ull, 30, 45, 4100, 3);
+    kc_chan_rate_t r;
+    cr_assert_eq(kc_chan_compute_rate(&a, &b, &r), 0);
+    cr_assert_float_eq(r.secs, 2.0, 1e-9);
+    cr_assert_float_eq(r.sends_per_sec, 10.0, 1e-9);
+    cr_assert_float_eq(r.recvs_per_sec, 20.0, 1e-9);
+    cr_assert_float_eq(r.bytes_per_sec, 2000.0, 1e-9);
+    cr_assert_eq(r.failures, 20, "failures %llu want 2+4+6+8", (unsigned long long)r.failures);
+}
+
+Test(stats, compute_rate_rejects_non_later_snapshot)
+{
+    kc_chan_snapshot_t a = snap_at(5000000000ull, 10, 5, 100, 1);
+    kc_chan_snapshot_t b = snap_at(4000000000ull, 30, 45, 4100, 3);
+    kc_chan_rate_t r, untouched;
+    memset(&r, 0xab, sizeof r);
+    memcpy(&untouched, &r, sizeof r);
+    cr_assert_eq(kc_chan_compute_rate(&a, &b, &r), -EINVAL, "cur earlier than prev");
+    cr_assert_eq(kc_chan_compute_rate(&a, &a, &r), -EINVAL, "cur at the same time");
+    cr_assert_eq(memcmp(&r, &untouched, sizeof r), 0, "a failed call wrote its output");
+}
+
+Test(stats, compute_rate_from_real_snapshots)
+{
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(uint64_t), 128);
+    kc_chan_snapshot_t a, b;
+    kc_chan_snapshot(ch, &a);
+    uint64_t v = 0;
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq(kc_chan_send(ch, &v, 0), 0);
+    for (int i = 0; i < 60; i++)
+        cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+    cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+    kt_sleep_ms(20);
+    kc_chan_snapshot(ch, &b);
+    cr_assert_gt(b.t_ns, a.t_ns);
+    kc_chan_rate_t r;
+    cr_assert_eq(kc_chan_compute_rate(&a, &b, &r), 0);
+    double secs = (double)(b.t_ns - a.t_ns) / 1e9;
+    cr_assert_float_eq(r.secs, secs, 1e-9);
+    cr_assert(r.secs >= 0.019 && r.secs < 5.0, "secs %f", r.secs);
+    cr_assert(fabs(r.sends_per_sec - 100.0 / secs) <= 1e-6 * (100.0 / secs));
+    cr_assert(fabs(r.recvs_per_sec - 61.0 / secs) <= 1e-6 * (61.0 / secs));
+    cr_assert(fabs(r.bytes_per_sec - 61.0 * 8 / secs) <= 1e-6 * (61.0 * 8 / secs));
+    cr_assert_eq(r.failures, 0);
+    kc_chan_destroy(ch);
+}
+
+/* ---- registry ----------------------------------------------------------- */
+
+struct finder {
+    const char *name;
+    kc_chan_t *want;
+    size_t calls;
+    size_t by_name;
+    size_t by_ptr;
+};
+
+static void find_fn(void *user, kc_chan_t *ch)
+{
+    struct finder *f = user;
+    f->calls++;
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(ch, &s);
+    f->by_name += strcmp(s.name, f->name) == 0;
+    f->by_ptr += ch == f->want;
+}
+
+Test(stats, foreach_visits_live_named_channels_only)
+{
+    struct finder f = { .name = "kt-foreach-alpha" };
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 4);
+    kc_chan_set_name(ch, f.name);
+    f.want = ch;
+    size_t n = kc_chan_foreach(find_fn, &f);
+    cr_assert_eq(n, f.calls, "returned %zu, visited %zu", n, f.calls);
+    cr_assert_eq(f.by_name, 1);
+    cr_assert_eq(f.by_ptr, 1);
+
+    kc_chan_t *more[3];
+    for (int i = 0; i < 3; i++)
+        more[i] = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+    struct finder g = { .name = "kt-foreach-alpha", .want = ch };
+    size_t n2 = kc_chan_foreach(find_fn, &g);
+    cr_assert_eq(n2, n + 3, "three more live channels");
+    for (int i = 0; i < 3; i++)
+        kc_chan_destroy(more[i]);
+
+    kc_chan_destroy(ch);
+    struct finder h = { .name = "kt-foreach-alpha", .want = ch };
+    size_t n3 = kc_chan_foreach(find_fn, &h);
+    cr_assert_eq(n3, n - 1);
+    cr_assert_eq(h.by_name, 0, "a destroyed channel was visited");
+    cr_assert_eq(h.by_ptr, 0, "a destroyed channel was visited");
+}
+
+/* ---- concurrent counting ------------------------------------------------ */
+
+struct pump {
+    kc_chan_t *ch;
+    int n;
+    bool send;
+    int bad;
+};
+
+static void *pump_thread(void *arg)
+{
+    struct pump *p = arg;
+    for (int i = 0; i < p->n; i++) {
+        int v = i;
+        int rc = p->send ? kc_chan_send(p->ch, &v, 20000) : kc_chan_recv(p->ch, &v, 20000);
+        p->bad += rc != 0;
+    }
+    return NULL;
+}
+
+static void *snap_thread(void *arg)
+{
+    kc_chan_t *ch = arg;
+    for (int i = 0; i < 2000; i++) {
+        kc_chan_snapshot_t s;
+        kc_chan_snapshot(ch, &s);
+        (void)s;
+    }
+    return NULL;
+}
+
+Test(stats, counters_are_exact_under_concurrency)
+{
+    const int n = 20000 / KT_SCALE;
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 16);
+    struct pump p[4];
+    pthread_t t[5];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (struct pump){ .ch = ch, .n = n, .send = i < 2 };
+        kt_start(&t[i], pump_thread, &p[i]);
+    }
+    kt_start(&t[4], snap_thread, ch);
+    for (int i = 0; i < 5; i++)
+        kt_join(t[i], 60000);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(p[i].bad, 0);
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(ch, &s);
+    cr_assert_eq(s.sends, 2u * (uint64_t)n);
+    cr_assert_eq(s.recvs, 2u * (uint64_t)n);
+    cr_assert_eq(s.bytes_sent, 2u * (uint64_t)n * sizeof(int));
+    cr_assert_eq(s.bytes_recv, 2u * (uint64_t)n * sizeof(int));
+    cr_assert_eq(s.len, 0);
+    kc_chan_destroy(ch);
+}
