@@ -83,6 +83,14 @@ int fnet_http_listen(fnet_http_server_t *srv, const char *host, int port);
 /* The port actually bound (useful after port 0), or -ENOTCONN. */
 int fnet_http_server_port(const fnet_http_server_t *srv);
 
+/* Called for every response queued for writing, the application's and the
+ * library's own error responses alike (not for answers discarded because the
+ * client had gone). `req` is valid only during the call. */
+typedef void (*fnet_log_fn)(const fnet_req_t *req, int status, size_t body_len, void *arg);
+
+/* Sets (or with fn NULL clears) the response logger. */
+void fnet_http_set_logger(fnet_http_server_t *srv, fnet_log_fn fn, void *arg);
+
 /* Number of open connections. */
 uint32_t fnet_http_server_connections(const fnet_http_server_t *srv);
 
@@ -102,6 +110,8 @@ void fnet_http_server_close(fnet_http_server_t *srv, fnet_done_fn cb, void *arg)
 
 /* ---- the request handle ------------------------------------------------ */
 
+/* For a request the library rejects before its head was complete (400, 408,
+ * 431, ...), method, path and URL are "-". */
 const char *fnet_req_method(const fnet_req_t *req);  /* "GET", "POST", ... */
 const char *fnet_req_path(const fnet_req_t *req);    /* URL path, no query string */
 const char *fnet_req_url(const fnet_req_t *req);     /* URL as sent */
@@ -115,6 +125,10 @@ bool fnet_req_alive(const fnet_req_t *req);
 uint64_t fnet_req_start_ms(const fnet_req_t *req);
 /* Peer address as text ("127.0.0.1"), or "?" if unknown. */
 const char *fnet_req_peer(const fnet_req_t *req);
+
+/* A number the application attaches to a request (e.g. a job id), 0 if none. */
+void fnet_req_set_tag(fnet_req_t *req, uint64_t tag);
+uint64_t fnet_req_tag(const fnet_req_t *req);
 
 /* Registers the callback for "the client went away" (replaces any earlier one). */
 void fnet_req_on_abort(fnet_req_t *req, fnet_abort_fn fn, void *arg);

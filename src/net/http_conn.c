@@ -120,11 +120,11 @@ static int on_headers_complete(http_parser *p) {
   fnet_conn_t *c = p->data;
   fnet_req_t *r = c->cur;
   if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
-  r->phase = FNET_HP_DONE;
+  snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
   int rc = store_path(r);
   if (rc == -EINVAL) return fail_cb(c, 400, "malformed request URL");
   if (rc < 0) return fail_cb(c, 503, "out of memory");
-  snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+  r->phase = FNET_HP_DONE;
   size_t max = c->srv->cfg.max_body_bytes;
   bool chunked = (p->flags & F_CHUNKED) != 0;
   if (!chunked && p->content_length != ULLONG_MAX && p->content_length > 0) {

@@ -53,9 +53,12 @@ int fnet__req_head_term(fnet_req_t *r) {
   return 0;
 }
 
-const char *fnet_req_method(const fnet_req_t *r) { return r->method; }
-const char *fnet_req_url(const fnet_req_t *r) { return r->hbuf ? r->hbuf + r->url_off : ""; }
-const char *fnet_req_path(const fnet_req_t *r) { return r->hbuf ? r->hbuf + r->path_off : "/"; }
+/* The head is only NUL-terminated and complete once the parser got past it. */
+const char *fnet_req_method(const fnet_req_t *r) { return r->phase == FNET_HP_DONE ? r->method : "-"; }
+const char *fnet_req_url(const fnet_req_t *r) { return r->phase == FNET_HP_DONE ? r->hbuf + r->url_off : "-"; }
+const char *fnet_req_path(const fnet_req_t *r) { return r->phase == FNET_HP_DONE ? r->hbuf + r->path_off : "-"; }
+void fnet_req_set_tag(fnet_req_t *r, uint64_t tag) { r->tag = tag; }
+uint64_t fnet_req_tag(const fnet_req_t *r) { return r->tag; }
 bool fnet_req_alive(const fnet_req_t *r) { return r->conn != NULL && !r->conn->closing; }
 uint64_t fnet_req_start_ms(const fnet_req_t *r) { return r->start_ms; }
 const char *fnet_req_peer(const fnet_req_t *r) { return r->peer[0] ? r->peer : "?"; }
@@ -66,6 +69,7 @@ const char *fnet_req_body(const fnet_req_t *r, size_t *len) {
 }
 
 const char *fnet_req_header(const fnet_req_t *r, const char *name) {
+  if (r->phase != FNET_HP_DONE) return NULL;
   for (uint32_t i = 0; i < r->nhdr; i++)
     if (!strcasecmp(r->hbuf + r->hdr_name[i], name)) return r->hbuf + r->hdr_val[i];
   return NULL;
@@ -122,7 +126,7 @@ void fnet__conn_flush(fnet_conn_t *c) {
 /* Builds status line, headers and body into r->out. */
 static int serialize(fnet_req_t *r, int status, const char *ctype, const void *body, size_t len,
                      bool close) {
-  bool head_only = !strcmp(r->method, "HEAD");
+  bool head_only = r->phase == FNET_HP_DONE && !strcmp(r->method, "HEAD");
   const char *fmt = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n";
   const char *conn = close ? "close" : "keep-alive";
   int n = snprintf(NULL, 0, fmt, status, fnet_status_text(status), ctype, len, conn);
@@ -170,6 +174,7 @@ int fnet_req_respond(fnet_req_t *r, int status, const char *content_type, const 
     fnet__conn_close(c);
     return s;
   }
+  if (c->srv->log_fn) c->srv->log_fn(r, status, len, c->srv->log_arg);
   if (close) {
     /* We told the client we close: read no further request. */
     r->last = true;

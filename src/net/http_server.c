@@ -155,6 +155,11 @@ int fnet_http_server_port(const fnet_http_server_t *srv) {
   return srv && srv->port >= 0 ? srv->port : -ENOTCONN;
 }
 
+void fnet_http_set_logger(fnet_http_server_t *srv, fnet_log_fn fn, void *arg) {
+  srv->log_fn = fn;
+  srv->log_arg = arg;
+}
+
 uint32_t fnet_http_server_connections(const fnet_http_server_t *srv) {
   return srv ? srv->nconns : 0;
 }

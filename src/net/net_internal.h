@@ -46,6 +46,8 @@ struct fnet_http_server {
   bool done_called;            /* shutdown callback already delivered */
   fnet_done_fn done_cb;        /* shutdown/close callback */
   void *done_arg;              /* its argument */
+  fnet_log_fn log_fn;          /* response logger, or NULL */
+  void *log_arg;               /* its argument */
   bool rbuf_busy;              /* read buffer lent to libuv between alloc and read cb */
   char rbuf[FNET__READ_BUF];   /* shared read buffer (reads are copied out at once) */
 };
@@ -80,6 +82,7 @@ struct fnet_req {
   size_t blen;                 /* body bytes received */
   size_t bcap;                 /* body bytes allocated (without the NUL) */
   uint64_t start_ms;           /* uv_now() when complete */
+  uint64_t tag;                /* application's number for this request */
   char peer[FNET__PEER_MAX];   /* client address */
   fnet_abort_fn abort_fn;      /* client-gone callback */
   void *abort_arg;             /* its argument */
