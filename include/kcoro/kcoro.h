@@ -37,7 +37,7 @@ typedef struct kc_cancel kc_cancel_t;
  * triggering the parent (or any ancestor) triggers it too; a child created
  * under an already-triggered parent starts triggered.
  * ERRORS: -ENOMEM. */
-int kc_cancel_create(kc_cancel_t **out, kc_cancel_t *parent);
+int kc_cancel_create(kc_cancel_t **out, const kc_cancel_t *parent);
 /* Triggers the token and all its descendants, waking every operation blocked
  * on any of them. Idempotent. */
 void kc_cancel_trigger(kc_cancel_t *tok);
@@ -62,9 +62,14 @@ enum kc_chan_kind {
 
 /* Called for every element that will never be delivered: elements still
  * buffered when the channel is destroyed, elements replaced in a conflated
- * channel, and the element of a send that failed with -ECANCELED or -EPIPE
- * after it had been offered (blocked sends woken by close or cancel).
- * `elem` points to elem_size bytes, valid only during the call. */
+ * channel, and the element of every send that fails with -EPIPE (closed) or
+ * -ECANCELED, whether it blocked first or not. So the ownership rule is
+ * simple: after -EPIPE/-ECANCELED from a send the element has been handed to
+ * this callback; after -EAGAIN/-ETIME (or -EINVAL) the caller still owns it.
+ * `elem` points to elem_size bytes, valid only during the call; the callback
+ * may run with the channel locked and must not call into the same channel.
+ * (This is the one documented exception to "a failing call calls no
+ * callback".) */
 typedef void (*kc_undelivered_fn)(void *user, void *elem);
 
 /* Creates a channel of `kind` carrying elements of elem_size bytes (> 0,
@@ -93,11 +98,13 @@ int kc_chan_recv_c(kc_chan_t *ch, void *out, long timeout_ms, const kc_cancel_t 
  * buffered and then get -EPIPE; every blocked sender and receiver is woken.
  * Idempotent. */
 void kc_chan_close(kc_chan_t *ch);
-bool kc_chan_is_closed(kc_chan_t *ch);
+bool kc_chan_is_closed(const kc_chan_t *ch);
 /* Elements currently buffered. */
-size_t kc_chan_len(kc_chan_t *ch);
+size_t kc_chan_len(const kc_chan_t *ch);
 /* Capacity: 0 for rendezvous, 1 for conflated, SIZE_MAX for unlimited. */
-size_t kc_chan_cap(kc_chan_t *ch);
+size_t kc_chan_cap(const kc_chan_t *ch);
+/* Process-unique id, never reused (monitors key on it, not on pointers). */
+uint64_t kc_chan_id(const kc_chan_t *ch);
 int kc_chan_kind(const kc_chan_t *ch);
 size_t kc_chan_elem_size(const kc_chan_t *ch);
 
@@ -132,6 +139,7 @@ int kc_chan_recv_desc_c(kc_chan_t *ch, kc_zdesc *d, long timeout_ms, const kc_ca
 /* ------------------------------------------------------------------------ */
 
 typedef struct kc_chan_snapshot {
+    uint64_t id;              /* kc_chan_id: stable key across snapshots    */
     uint64_t t_ns;            /* CLOCK_MONOTONIC time of the snapshot       */
     uint64_t sends;           /* completed sends                            */
     uint64_t recvs;           /* completed receives                         */
@@ -158,7 +166,7 @@ typedef struct kc_chan_rate {
 } kc_chan_rate_t;
 
 /* Consistent copy of the channel's counters. */
-void kc_chan_snapshot(kc_chan_t *ch, kc_chan_snapshot_t *out);
+void kc_chan_snapshot(const kc_chan_t *ch, kc_chan_snapshot_t *out);
 /* Rates between two snapshots of one channel; -EINVAL if cur is not later. */
 int kc_chan_compute_rate(const kc_chan_snapshot_t *prev, const kc_chan_snapshot_t *cur,
                          kc_chan_rate_t *out);
@@ -189,6 +197,9 @@ enum kc_select_mode {
 /* Waits until exactly one clause completes and returns its index (>= 0).
  * A receive on a closed, drained channel or a send on a closed channel
  * counts as completing: the index is returned with clauses[i].result = -EPIPE.
+ * (A send clause completing with -EPIPE hands its element to the channel's
+ * undelivered callback, like kc_chan_send; on any negative return no
+ * element went anywhere and the caller still owns all of them.)
  * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -EINVAL (n == 0 or
  * n > KC_SELECT_MAX, or a bad clause). No clause ever completes twice, and
  * no other clause has any effect. */
@@ -210,7 +221,7 @@ typedef struct kc_actor_ctx_ex {
     kc_actor_fn process;         /* called for every message                        */
     void *user;                  /* passed to process and on_exit                   */
     long timeout_ms;             /* receive timeout; <0 forever (-ETIME just loops) */
-    kc_cancel_t *cancel;         /* optional external token; a child of it is used  */
+    const kc_cancel_t *cancel;   /* optional external token; a child of it is used  */
     void (*on_exit)(void *user, int reason); /* optional: why the actor stopped */
 } kc_actor_ctx_ex;
 
@@ -235,7 +246,7 @@ typedef int (*kc_task_fn)(void *arg, const kc_cancel_t *cancel);
 
 /* Creates a scope; its token is a child of parent_cancel (may be NULL), so a
  * scope created inside another scope's task cascades cancellation. */
-int kc_scope_create(kc_scope_t **out, kc_cancel_t *parent_cancel);
+int kc_scope_create(kc_scope_t **out, const kc_cancel_t *parent_cancel);
 /* Starts fn(arg, token) on a new thread owned by the scope.
  * ERRORS: -ECANCELED (scope already cancelled), -ENOMEM, -EAGAIN. */
 int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);

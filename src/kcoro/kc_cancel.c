@@ -21,7 +21,7 @@ struct kc_cancel {
 
 static pthread_mutex_t g_tree = PTHREAD_MUTEX_INITIALIZER;
 
-int kc_cancel_create(kc_cancel_t **out, kc_cancel_t *parent)
+int kc_cancel_create(kc_cancel_t **out, const kc_cancel_t *cparent)
 {
     if (!out)
         return -EINVAL;
@@ -32,6 +32,8 @@ int kc_cancel_create(kc_cancel_t **out, kc_cancel_t *parent)
         free(t);
         return -ENOMEM;
     }
+    /* The tree links are internal state; a const token can gain children. */
+    kc_cancel_t *parent = (kc_cancel_t *)cparent;
     if (parent) {
         pthread_mutex_lock(&g_tree);
         t->parent = parent;

@@ -264,7 +264,7 @@ static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
     return true;
 }
 
-static void drop(kc_chan_t *ch, void *elem)
+void kc__drop(kc_chan_t *ch, void *elem)
 {
     atomic_fetch_add_explicit(&ch->dropped, 1, memory_order_relaxed);
     if (ch->undelivered)
@@ -306,7 +306,7 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
     case KC_CONFLATED:
         if (ch->count == 1) {
             /* Keep only the newest: the old element is dropped, visibly. */
-            drop(ch, slot(ch, 0));
+            kc__drop(ch, slot(ch, 0));
             ch->count = 0;
         }
         break;
@@ -404,7 +404,6 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
                   const kc_cancel_t *cancel)
 {
     int res;
-    bool waited = false; /* only an element that was offered can be dropped */
     bool done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
     if (done)
         goto out;
@@ -424,7 +423,6 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     uint64_t deadline = kc__deadline(timeout_ms);
     kc_parker_t *self = kc__parker_self();
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
-    waited = true;
     for (;;) {
         kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = self};
         kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
@@ -457,8 +455,8 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 out:
     if (res < 0) {
         kc__count_fail(ch, res);
-        if (is_send && waited && (res == -EPIPE || res == -ECANCELED))
-            drop(ch, buf);
+        if (is_send && (res == -EPIPE || res == -ECANCELED))
+            kc__drop(ch, buf);
     }
     return res;
 }
@@ -471,6 +469,8 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         return -EINVAL;
     if (cancel && kc_cancel_is_set(cancel)) {
         kc__count_fail(ch, -ECANCELED);
+        if (is_send)
+            kc__drop(ch, buf);
         return -ECANCELED;
     }
     if (ch->kind == KC_BUFFERED)
@@ -478,8 +478,11 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     kc__lock(&ch->lock);
     if (is_send ? kc__try_send(ch, buf, &res) : kc__try_recv(ch, buf, &res)) {
         kc__unlock(&ch->lock);
-        if (res < 0)
+        if (res < 0) {
             kc__count_fail(ch, res);
+            if (is_send && res == -EPIPE)
+                kc__drop(ch, buf);
+        }
         return res;
     }
     if (timeout_ms == 0) {
@@ -504,9 +507,9 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     if (res < 0) {
         kc__count_fail(ch, res);
-        /* The element was offered and will never arrive: say so. */
+        /* The element will never arrive: say so (see kc_undelivered_fn). */
         if (is_send && (res == -EPIPE || res == -ECANCELED))
-            drop(ch, buf);
+            kc__drop(ch, buf);
     }
     return res;
 }
@@ -554,6 +557,8 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
         if (!ch->buf)
             goto fail_alloc;
     }
+    static _Atomic uint64_t next_id = 1;
+    ch->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
     kc__registry_add(ch);
     *out = ch;
     return 0;
@@ -581,12 +586,12 @@ void kc_chan_destroy(kc_chan_t *ch)
         unsigned char tmp[256];
         void *e = ch->esz <= sizeof tmp ? tmp : malloc(ch->esz);
         while (e && lf_pop(ch, e))
-            drop(ch, e);
+            kc__drop(ch, e);
         if (e != tmp)
             free(e);
     }
     while (ch->count) {
-        drop(ch, slot(ch, 0));
+        kc__drop(ch, slot(ch, 0));
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
     }
@@ -678,8 +683,9 @@ void kc_chan_close(kc_chan_t *ch)
     kc__unlock(&ch->lock);
 }
 
-bool kc_chan_is_closed(kc_chan_t *ch)
+bool kc_chan_is_closed(const kc_chan_t *cch)
 {
+    kc_chan_t *ch = (kc_chan_t *)cch; /* locking is not a logical change */
     if (!ch)
         return true;
     kc__lock(&ch->lock);
@@ -688,8 +694,9 @@ bool kc_chan_is_closed(kc_chan_t *ch)
     return c;
 }
 
-size_t kc_chan_len(kc_chan_t *ch)
+size_t kc_chan_len(const kc_chan_t *cch)
 {
+    kc_chan_t *ch = (kc_chan_t *)cch; /* locking is not a logical change */
     if (!ch)
         return 0;
     if (ch->kind == KC_BUFFERED) {
@@ -704,7 +711,7 @@ size_t kc_chan_len(kc_chan_t *ch)
     return n;
 }
 
-size_t kc_chan_cap(kc_chan_t *ch)
+size_t kc_chan_cap(const kc_chan_t *ch)
 {
     if (!ch)
         return 0;
@@ -714,6 +721,11 @@ size_t kc_chan_cap(kc_chan_t *ch)
     case KC_UNLIMITED: return SIZE_MAX;
     default: return ch->cap;
     }
+}
+
+uint64_t kc_chan_id(const kc_chan_t *ch)
+{
+    return ch ? ch->id : 0;
 }
 
 int kc_chan_kind(const kc_chan_t *ch)

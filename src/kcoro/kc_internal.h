@@ -60,6 +60,7 @@ struct kc_chan {
     kc_undelivered_fn undelivered; /* called for dropped elements              */
     void *undelivered_user;  /* argument of undelivered                        */
     char name[32];           /* for monitors                                   */
+    uint64_t id;             /* kc_chan_id, assigned at creation               */
     struct kc_chan *reg_next, *reg_prev; /* registry links                     */
 
     /* Hot words, one cache line per writer side, so a producer and a
@@ -100,6 +101,9 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
  * over; their waiters are also counted in send_waiters/recv_waiters. */
 static inline bool kc__is_notify_chan(const kc_chan_t *ch) { return ch->kind == KC_BUFFERED; }
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
+
+/* Hands an element that will never be delivered to the callback. */
+void kc__drop(kc_chan_t *ch, void *elem);
 
 /* Counts a failure of kind err on ch. */
 void kc__count_fail(kc_chan_t *ch, int err);

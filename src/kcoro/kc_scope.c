@@ -38,7 +38,7 @@ static void *child_main(void *arg)
     return NULL;
 }
 
-int kc_scope_create(kc_scope_t **out, kc_cancel_t *parent_cancel)
+int kc_scope_create(kc_scope_t **out, const kc_cancel_t *parent_cancel)
 {
     if (!out)
         return -EINVAL;

@@ -96,6 +96,15 @@ static void unregister(kc_select_clause_t *cl, size_t n, kc_waiter_t *w)
     }
 }
 
+/* A send clause that met a closed channel hands its element to the
+ * undelivered callback, as kc_chan_send does (no channel lock held here). */
+static int finish(kc_select_clause_t *cl, int win)
+{
+    if (cl[win].op == KC_SELECT_SEND && cl[win].result == -EPIPE)
+        kc__drop(cl[win].ch, cl[win].buf);
+    return win;
+}
+
 int kc_select(kc_select_clause_t *cl, size_t n, int mode, long timeout_ms,
               const kc_cancel_t *cancel)
 {
@@ -136,7 +145,7 @@ retry:
     win = try_clauses(cl, n, order, false);
     if (win >= 0 || timeout_ms == 0) {
         unlock_all(chs, nch);
-        return win >= 0 ? win : -EAGAIN;
+        return win >= 0 ? finish(cl, win) : -EAGAIN;
     }
 
     kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = kc__parker_self()};
@@ -154,7 +163,7 @@ retry:
     if (win >= 0) {
         unregister(cl, n, w);
         unlock_all(chs, nch);
-        return win;
+        return finish(cl, win);
     }
     unlock_all(chs, nch);
 
@@ -177,5 +186,5 @@ retry:
         goto retry;
     }
     cl[win].result = sel.result;
-    return win;
+    return finish(cl, win);
 }

@@ -44,13 +44,15 @@ size_t kc_chan_foreach(void (*fn)(void *user, kc_chan_t *ch), void *user)
     return n;
 }
 
-void kc_chan_snapshot(kc_chan_t *ch, kc_chan_snapshot_t *o)
+void kc_chan_snapshot(const kc_chan_t *cch, kc_chan_snapshot_t *o)
 {
+    kc_chan_t *ch = (kc_chan_t *)cch; /* locking is not a logical change */
     if (!ch || !o)
         return;
     memset(o, 0, sizeof *o);
     kc__lock(&ch->lock);
     o->t_ns = kc_now_ns();
+    o->id = ch->id;
     o->sends = atomic_load_explicit(&ch->sends, memory_order_relaxed);
     o->recvs = atomic_load_explicit(&ch->recvs, memory_order_relaxed);
     o->bytes_sent = atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed);
