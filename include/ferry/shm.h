@@ -145,6 +145,7 @@ typedef struct fshm_stats {
     uint64_t queue_depth;  /* tasks queued and not yet claimed by a worker */
     uint64_t in_flight;    /* tasks submitted and not yet delivered or reclaimed */
     uint32_t workers_live; /* worker entries in state idle or busy */
+    uint64_t cancelled;    /* fshm_server_cancel calls that took effect */
 } fshm_stats_t;
 
 void fshm_server_stats(fshm_server_t *srv, fshm_stats_t *out);
@@ -162,7 +163,7 @@ int fshm_worker_attach(fshm_worker_t **out, const char *name);
 
 /* Claims the next task (spins briefly, then sleeps on the futex).
  * timeout_ms: 0 try once, <0 forever, >0 milliseconds (CLOCK_MONOTONIC).
- * *req/*len stay valid until fshm_worker_reply() for this task.
+ * The request (req, len) stays valid until fshm_worker_reply() for this task.
  * ERRORS: -ETIME timeout; -ESHUTDOWN server closed or died; -EBUSY a task is
  * claimed and not yet answered; -ENOLINK this worker was declared dead (stale
  * heartbeat) and its entry reclaimed: detach and attach again. */

@@ -1,0 +1,63 @@
+/* Futex waits and wakes on 32-bit words, shared between processes (or
+ * private to one), with absolute CLOCK_MONOTONIC deadlines; and an
+ * "event count" (a futex word plus a waiters count) so a notifier makes a
+ * system call only when somebody sleeps. */
+#ifndef FERRY_SHM_FUTEX_H
+#define FERRY_SHM_FUTEX_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Sleeps while *word == expected, until woken or *deadline (NULL: forever).
+ * shared: the word may be mapped by several processes (no FUTEX_PRIVATE).
+ * Returns 0 when woken or the word differed (callers re-check their
+ * condition: wakes can be spurious), -ETIME at the deadline, -EINTR on a
+ * signal, or another negative errno. */
+int fshm__futex_wait(_Atomic uint32_t *word, uint32_t expected, const struct timespec *deadline,
+                     bool shared);
+
+/* Wakes up to n sleepers on word. Returns the number woken or -errno. */
+int fshm__futex_wake(_Atomic uint32_t *word, int n, bool shared);
+
+/* CLOCK_MONOTONIC now, and now + ms as a deadline (ms < 0: none, returns NULL). */
+uint64_t fshm__now_ns(void);
+uint64_t fshm__now_ms(void);
+const struct timespec *fshm__deadline(struct timespec *ts, int timeout_ms);
+bool fshm__deadline_passed(const struct timespec *deadline);
+
+/* One spin-wait step: tells the CPU we are spinning (pause/yield). */
+static inline void fshm__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
+
+/* Spins for up to spin_ns calling ready(arg); true as soon as it is. */
+bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns);
+
+/* Event count in shared memory. Sleeper: s = prepare(); re-check the
+ * condition; if still false, commit(s) (sleeps), else cancel(). Notifier:
+ * make the condition true, then notify(): the seq_cst fences on both sides
+ * guarantee that either the sleeper's re-check sees the condition or the
+ * notifier sees the sleeper's registration. */
+typedef struct fshm_evc {
+    _Atomic uint32_t seq;     /* futex word: bumped by every notify that wakes */
+    _Atomic uint32_t waiters; /* sleepers registered (a crashed one leaves +1: extra wakes only) */
+} fshm_evc_t;
+
+uint32_t fshm__evc_prepare(fshm_evc_t *e);
+void fshm__evc_cancel(fshm_evc_t *e);
+int fshm__evc_commit(fshm_evc_t *e, uint32_t seq, const struct timespec *deadline);
+/* Wakes up to n sleepers if any are registered. */
+void fshm__evc_notify(fshm_evc_t *e, int n);
+/* Wakes every sleeper, registered or not (shutdown). */
+void fshm__evc_broadcast(fshm_evc_t *e);
+
+#endif

@@ -1,0 +1,549 @@
+/* Server side: task slots, submission, cancellation, delivery of completions,
+ * and the helper thread that turns futex wakes into event-fd readiness.
+ *
+ * Workload: one loop thread submits and polls; workers complete tasks in
+ * microseconds. The hot path (submit, poll of a ready completion) makes no
+ * system call when workers are spinning; a sleeping worker costs one
+ * FUTEX_WAKE per submit. Slots are allocated from a private free stack, so a
+ * worker can never make the server hand out a slot twice. */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+/* How long fshm_server_wait() spins before sleeping. */
+#define FSHM_SERVER_SPIN_NS 20000ull
+
+int fshm__srv_check_workers(fshm_server_t *srv); /* workers.c */
+
+static void efd_write(fshm_server_t *srv)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(srv->efd, &one, sizeof(one));
+    (void)rc; /* EAGAIN only when the counter is saturated: still readable */
+}
+
+static void efd_drain(fshm_server_t *srv)
+{
+    uint64_t v;
+    ssize_t rc = read(srv->efd, &v, sizeof(v));
+    (void)rc; /* EAGAIN: nothing pending */
+    srv->efd_dirty = false;
+}
+
+/* The loop thread makes the event fd readable (deferred deliveries, or a
+ * poll that ran out of budget); poll() clears it. */
+static void efd_signal(fshm_server_t *srv)
+{
+    srv->efd_dirty = true;
+    efd_write(srv);
+}
+
+/* ---- helper thread ---- */
+
+static bool helper_ready(fshm_server_t *srv, uint32_t seen_events)
+{
+    return fshm__ring_ready(&srv->seg.cmp) ||
+           atomic_load_explicit(&srv->seg.hdr->worker_events, memory_order_acquire) !=
+               seen_events;
+}
+
+/* Sleeps on the segment's done_want word; workers that publish a completion
+ * (or attach/detach) clear it and wake us; we make the event fd readable and
+ * wait until poll() has consumed it, so a burst of completions costs one
+ * wake-up, not one per completion. */
+static void *helper_main(void *arg)
+{
+    fshm_server_t *srv = arg;
+    fshm_hdr_t *h = srv->seg.hdr;
+    uint32_t seen = atomic_load(&h->worker_events);
+
+    while (!atomic_load(&srv->stop)) {
+        if (atomic_load(&srv->spin_mode)) {
+            fshm__futex_wait(&srv->spin_mode, 1, NULL, false);
+            continue;
+        }
+        atomic_store(&h->done_want, 1);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!helper_ready(srv, seen) && !atomic_load(&srv->stop) &&
+            !atomic_load(&srv->spin_mode))
+            fshm__futex_wait(&h->done_want, 1, NULL, true);
+        if (atomic_load(&srv->stop))
+            break;
+        if (atomic_load(&srv->spin_mode) || !helper_ready(srv, seen))
+            continue;
+        seen = atomic_load(&h->worker_events);
+        /* Flag before writing: if poll() clears the flag before our write
+         * lands, we do not wait below, and the fd stays readable, so poll()
+         * runs again and reads it. The other order could leave us waiting
+         * for an acknowledgement with the fd already drained. */
+        atomic_store(&srv->signaled, 1);
+        efd_write(srv);
+        while (atomic_load(&srv->signaled) && !atomic_load(&srv->stop))
+            fshm__futex_wait(&srv->signaled, 1, NULL, false);
+    }
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    fshm_server_t *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return -ENOMEM;
+    srv->efd = -1;
+    int rc = fshm__seg_create(&srv->seg, cfg);
+    if (rc < 0)
+        goto fail_seg;
+    /* Keep the detail (e.g. "replaced a stale segment") for the caller. */
+    char note[256];
+    snprintf(note, sizeof(note), "%s", fshm_last_error());
+
+    uint32_t n = srv->seg.cfg.ring_slots;
+    srv->max_repairs = 2 * srv->seg.cfg.max_workers + 16;
+    srv->tasks = calloc(n, sizeof(*srv->tasks));
+    srv->free_stack = calloc(n, sizeof(*srv->free_stack));
+    srv->deferred = calloc(n, sizeof(*srv->deferred));
+    srv->repairs = calloc(srv->max_repairs, sizeof(*srv->repairs));
+    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->repairs) {
+        rc = -ENOMEM;
+        goto fail_alloc;
+    }
+    /* Lowest index on top: keeps the touched part of the payload area small. */
+    for (uint32_t i = 0; i < n; i++)
+        srv->free_stack[i] = n - 1 - i;
+    srv->nfree = n;
+    srv->last_check_ms = fshm__now_ms();
+    srv->seen_events = atomic_load(&srv->seg.hdr->worker_events);
+
+    srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (srv->efd < 0) {
+        rc = fshm__fail(-errno, "eventfd: %s", strerror(errno));
+        goto fail_alloc;
+    }
+    rc = pthread_create(&srv->helper, NULL, helper_main, srv);
+    if (rc != 0) {
+        rc = fshm__fail(-rc, "pthread_create: %s", strerror(rc));
+        goto fail_thread;
+    }
+    srv->helper_started = true;
+    fshm__fail(0, "%s", note);
+    *out = srv;
+    return 0;
+
+fail_thread:
+    close(srv->efd);
+fail_alloc:
+    free(srv->tasks);
+    free(srv->free_stack);
+    free(srv->deferred);
+    free(srv->repairs);
+    fshm__seg_destroy(&srv->seg, true);
+fail_seg:
+    free(srv);
+    return rc;
+}
+
+void fshm_server_close(fshm_server_t *srv)
+{
+    if (!srv)
+        return;
+    fshm_hdr_t *h = srv->seg.hdr;
+    /* Workers check state after every wake: they return -ESHUTDOWN. */
+    atomic_store(&h->state, FSHM_SEG_CLOSED);
+    fshm__evc_broadcast(&h->work);
+    if (srv->helper_started) {
+        atomic_store(&srv->stop, 1);
+        atomic_store(&h->done_want, 0);
+        fshm__futex_wake(&h->done_want, INT_MAX, true);
+        fshm__futex_wake(&srv->signaled, INT_MAX, false);
+        fshm__futex_wake(&srv->spin_mode, INT_MAX, false);
+        pthread_join(srv->helper, NULL);
+    }
+    if (srv->efd >= 0)
+        close(srv->efd);
+    fshm__seg_destroy(&srv->seg, true);
+    free(srv->tasks);
+    free(srv->free_stack);
+    free(srv->deferred);
+    free(srv->repairs);
+    free(srv);
+}
+
+int fshm_server_event_fd(const fshm_server_t *srv)
+{
+    return srv ? srv->efd : -EINVAL;
+}
+
+/* ---- submit / cancel ---- */
+
+static void notify_workers(fshm_server_t *srv)
+{
+    fshm__evc_notify(&srv->seg.hdr->work, 1);
+}
+
+int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t *task_id_out)
+{
+    if (!srv || !task_id_out || (!req && len))
+        return -EINVAL;
+    if (len > srv->seg.cfg.payload_max)
+        return -EMSGSIZE;
+    if (srv->nfree == 0)
+        return -EAGAIN;
+
+    uint32_t idx = srv->free_stack[srv->nfree - 1];
+    fshm_task_t *t = &srv->tasks[idx];
+    fshm_slot_t *s = &srv->seg.slots[idx];
+    uint32_t seq = t->seq + 1;
+    uint64_t id = (srv->serial + 1) << 16 | idx;
+
+    if (len)
+        memcpy(fshm__slot_req(&srv->seg, idx), req, len);
+    s->task_id = id;
+    s->req_len = (uint32_t)len;
+    s->resp_len = 0;
+    s->status = 0;
+    s->attempt = 1;
+    atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0),
+                          memory_order_release);
+    if (fshm__ring_push(&srv->seg.req, fshm__ticket(idx, seq), NULL) < 0) {
+        /* Only possible with a corrupted ring; change nothing. */
+        atomic_store_explicit(&s->word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
+                              memory_order_release);
+        return -EAGAIN;
+    }
+    srv->nfree--;
+    srv->serial++;
+    t->seq = seq;
+    t->id = id;
+    t->attempts = 1;
+    t->fail_status = 0;
+    t->busy = 1;
+    t->cancelled = 0;
+    srv->stats.submitted++;
+    notify_workers(srv);
+    *task_id_out = id;
+    return 0;
+}
+
+static fshm_task_t *task_lookup(fshm_server_t *srv, uint64_t task_id, uint32_t *idx_out)
+{
+    uint32_t idx = (uint32_t)(task_id & 0xffff);
+    if (task_id == 0 || idx >= srv->seg.cfg.ring_slots)
+        return NULL;
+    fshm_task_t *t = &srv->tasks[idx];
+    if (!t->busy || t->id != task_id)
+        return NULL;
+    *idx_out = idx;
+    return t;
+}
+
+int fshm_server_cancel(fshm_server_t *srv, uint64_t task_id)
+{
+    uint32_t idx;
+    if (!srv)
+        return -EINVAL;
+    fshm_task_t *t = task_lookup(srv, task_id, &idx);
+    if (!t || t->cancelled)
+        return -ENOENT;
+    t->cancelled = 1;
+    srv->stats.cancelled++;
+    /* Still queued: tell workers to skip it. Otherwise a worker has it and
+     * its answer is dropped on delivery. */
+    uint64_t w = fshm__slot_word(t->seq, FSHM_SLOT_QUEUED, 0);
+    atomic_compare_exchange_strong(&srv->seg.slots[idx].word, &w,
+                                   fshm__slot_word(t->seq, FSHM_SLOT_CANCELLED, 0));
+    return 0;
+}
+
+/* ---- reaping helpers used by workers.c ---- */
+
+void fshm__srv_defer(fshm_server_t *srv, uint32_t idx)
+{
+    fshm_task_t *t = &srv->tasks[idx];
+    if (t->deferred)
+        return;
+    uint32_t n = srv->seg.cfg.ring_slots;
+    t->deferred = 1;
+    srv->deferred[(srv->def_head + srv->def_count) % n] = idx;
+    srv->def_count++;
+    efd_signal(srv);
+}
+
+static void hold_and_fail(fshm_server_t *srv, uint32_t idx, uint64_t expect, int status)
+{
+    fshm_task_t *t = &srv->tasks[idx];
+    if (!atomic_compare_exchange_strong(&srv->seg.slots[idx].word, &expect,
+                                        fshm__slot_word(t->seq, FSHM_SLOT_HELD, 0)))
+        return; /* the worker moved on meanwhile: its own path handles it */
+    t->fail_status = status;
+    fshm__srv_defer(srv, idx);
+}
+
+void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word)
+{
+    fshm_task_t *t = &srv->tasks[idx];
+    fshm_slot_t *s = &srv->seg.slots[idx];
+    uint32_t st = fshm__sw_state(expect_word);
+    /* A lost ticket (QUEUED/CANCELLED) was never run: no attempt used up. */
+    bool ran = st == FSHM_SLOT_CLAIMED || st == FSHM_SLOT_WRITING;
+
+    if (t->cancelled || st == FSHM_SLOT_CANCELLED) {
+        hold_and_fail(srv, idx, expect_word, -ECANCELED);
+        return;
+    }
+    if (ran && t->attempts >= srv->seg.cfg.max_attempts) {
+        hold_and_fail(srv, idx, expect_word, -EOWNERDEAD);
+        return;
+    }
+    uint32_t seq = t->seq + 1;
+    if (!atomic_compare_exchange_strong(&s->word, &expect_word,
+                                        fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0)))
+        return;
+    t->seq = seq;
+    if (ran) {
+        t->attempts++;
+        srv->stats.requeued++;
+    }
+    s->attempt = t->attempts;
+    if (fshm__ring_push(&srv->seg.req, fshm__ticket(idx, seq), NULL) < 0) {
+        /* Cannot happen with a sane ring (a slot is in it at most once). */
+        hold_and_fail(srv, idx, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0), -EIO);
+        return;
+    }
+    notify_workers(srv);
+}
+
+/* ---- delivery ---- */
+
+static void release_slot(fshm_server_t *srv, uint32_t idx)
+{
+    fshm_task_t *t = &srv->tasks[idx];
+    t->seq++; /* every ticket of the old dispatch is now stale */
+    atomic_store_explicit(&srv->seg.slots[idx].word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
+                          memory_order_release);
+    t->busy = 0;
+    t->id = 0;
+    t->cancelled = 0;
+    srv->free_stack[srv->nfree++] = idx;
+}
+
+/* Delivers slot idx if it really is finished with dispatch seq. Everything
+ * the worker wrote is checked before use. Returns 1 if cb was called. */
+static int deliver(fshm_server_t *srv, uint32_t idx, uint32_t seq, bool from_deferred,
+                   fshm_done_cb cb, void *arg)
+{
+    fshm_task_t *t = &srv->tasks[idx];
+    fshm_slot_t *s = &srv->seg.slots[idx];
+    if (from_deferred) {
+        t->deferred = 0;
+        seq = t->seq;
+    }
+    if (!t->busy || t->seq != seq)
+        return 0; /* stale ticket */
+    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+    if (fshm__sw_seq(w) != seq)
+        return 0;
+
+    int status;
+    const void *resp;
+    size_t len;
+    uint32_t st = fshm__sw_state(w);
+    if (st == FSHM_SLOT_DONE) {
+        status = s->status;
+        len = s->resp_len;
+        resp = fshm__slot_resp(&srv->seg, idx);
+        if (status > 0 || status < -4095 || len > srv->seg.cfg.payload_max) {
+            status = -EPROTO;
+            len = (size_t)snprintf(srv->errtext, sizeof(srv->errtext),
+                                   "worker returned an invalid answer");
+            resp = srv->errtext;
+        }
+    } else if (st == FSHM_SLOT_HELD && from_deferred) {
+        status = t->fail_status;
+        if (status == -EOWNERDEAD)
+            len = (size_t)snprintf(srv->errtext, sizeof(srv->errtext),
+                                   "worker died while running the task; gave up after %u "
+                                   "attempts",
+                                   t->attempts);
+        else
+            len = (size_t)snprintf(srv->errtext, sizeof(srv->errtext), "%s",
+                                   fshm_strerror(status));
+        resp = srv->errtext;
+    } else {
+        return 0; /* not finished with this dispatch */
+    }
+
+    uint64_t id = t->id;
+    bool cancelled = t->cancelled;
+    t->id = 0; /* cancel() from the callback must say -ENOENT */
+    if (!cancelled) {
+        if (status == 0)
+            srv->stats.completed++;
+        else
+            srv->stats.failed++;
+        cb(arg, id, status, resp, len);
+    }
+    release_slot(srv, idx);
+    return cancelled ? 0 : 1;
+}
+
+static void maybe_check_workers(fshm_server_t *srv)
+{
+    uint32_t ev = atomic_load_explicit(&srv->seg.hdr->worker_events, memory_order_acquire);
+    if (ev != srv->seen_events ||
+        fshm__now_ms() - srv->last_check_ms >= srv->seg.cfg.heartbeat_ms)
+        fshm__srv_check_workers(srv);
+}
+
+int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
+{
+    if (!srv || !cb)
+        return -EINVAL;
+    /* Clear the event fd first: completions published after this point
+     * signal it again, so none is left unannounced. */
+    /* In spin mode (fshm_server_wait) nobody sleeps on the fd: skip the
+     * system call; wait() drains leftovers before it sleeps. */
+    if (!atomic_load(&srv->spin_mode) || srv->efd_dirty)
+        efd_drain(srv);
+    if (atomic_load(&srv->signaled)) {
+        atomic_store(&srv->signaled, 0);
+        fshm__futex_wake(&srv->signaled, 1, false);
+    }
+    maybe_check_workers(srv);
+
+    int n = 0;
+    /* Bounded so one poll cannot starve the loop under a flood. */
+    uint32_t budget = 2 * srv->seg.cfg.ring_slots;
+    for (;;) {
+        while (srv->def_count) {
+            uint32_t idx = srv->deferred[srv->def_head];
+            srv->def_head = (srv->def_head + 1) % srv->seg.cfg.ring_slots;
+            srv->def_count--;
+            n += deliver(srv, idx, 0, true, cb, arg);
+        }
+        if (budget-- == 0) {
+            efd_signal(srv); /* come back for the rest */
+            break;
+        }
+        uint64_t ticket;
+        if (fshm__ring_pop(&srv->seg.cmp, &ticket, NULL, NULL) < 0)
+            break;
+        if (ticket == FSHM_RING_HOLE)
+            continue; /* left by the repair of a dead worker's push */
+        uint32_t idx = (uint32_t)(ticket >> 32);
+        if (idx >= srv->seg.cfg.ring_slots)
+            continue; /* garbage from a worker: ignore */
+        n += deliver(srv, idx, (uint32_t)ticket, false, cb, arg);
+    }
+    return n;
+}
+
+static bool loop_ready(void *arg)
+{
+    fshm_server_t *srv = arg;
+    return srv->def_count > 0 || fshm__ring_ready(&srv->seg.cmp);
+}
+
+int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
+{
+    if (!srv)
+        return -EINVAL;
+    if (loop_ready(srv))
+        return 1;
+    /* Stand the helper down while we spin: a worker then publishes without
+     * any wake-up system call. */
+    if (!atomic_load(&srv->spin_mode)) {
+        atomic_store(&srv->spin_mode, 1);
+        atomic_store(&srv->seg.hdr->done_want, 0);
+    }
+    if (fshm__spin(loop_ready, srv, FSHM_SERVER_SPIN_NS))
+        return 1;
+    if (timeout_ms == 0)
+        return 0;
+    /* Sleep: drop what the fd holds from before, then let the helper take
+     * over again; it signals the fd for anything from now on. */
+    efd_drain(srv);
+    if (atomic_load(&srv->signaled)) {
+        atomic_store(&srv->signaled, 0);
+        fshm__futex_wake(&srv->signaled, 1, false);
+    }
+    atomic_store(&srv->spin_mode, 0);
+    fshm__futex_wake(&srv->spin_mode, 1, false);
+    struct timespec ts;
+    const struct timespec *dl = fshm__deadline(&ts, timeout_ms);
+    for (;;) {
+        if (loop_ready(srv))
+            return 1;
+        int ms = -1;
+        if (dl) {
+            uint64_t now = fshm__now_ns();
+            uint64_t end = (uint64_t)dl->tv_sec * 1000000000ull + (uint64_t)dl->tv_nsec;
+            if (now >= end)
+                return 0;
+            ms = (int)((end - now + 999999) / 1000000);
+        }
+        struct pollfd pfd = {.fd = srv->efd, .events = POLLIN};
+        int rc = poll(&pfd, 1, ms);
+        if (rc > 0)
+            return 1;
+        if (rc < 0 && errno != EINTR)
+            return -errno;
+    }
+}
+
+/* ---- introspection ---- */
+
+void fshm_server_stats(fshm_server_t *srv, fshm_stats_t *out)
+{
+    if (!srv || !out)
+        return;
+    *out = srv->stats;
+    out->queue_depth = fshm__ring_count(&srv->seg.req);
+    out->in_flight = srv->seg.cfg.ring_slots - srv->nfree;
+    uint32_t live = 0;
+    for (uint32_t i = 0; i < srv->seg.cfg.max_workers; i++) {
+        uint32_t st = fshm__ww_state(atomic_load(&srv->seg.workers[i].word));
+        live += st == FSHM_W_IDLE || st == FSHM_W_BUSY;
+    }
+    out->workers_live = live;
+}
+
+int fshm_server_workers(fshm_server_t *srv, fshm_worker_info_t *out, size_t max)
+{
+    static const char *const names[] = {"free", "idle", "busy", "dead"};
+    if (!srv || (!out && max))
+        return -EINVAL;
+    size_t n = 0;
+    uint64_t now = fshm__now_ms();
+    for (uint32_t i = 0; i < srv->seg.cfg.max_workers && n < max; i++) {
+        fshm_wentry_t *e = &srv->seg.workers[i];
+        uint64_t w = atomic_load(&e->word);
+        uint32_t st = fshm__ww_state(w);
+        if (st == FSHM_W_FREE)
+            continue;
+        uint64_t hb = atomic_load(&e->heartbeat_ms);
+        out[n] = (fshm_worker_info_t){
+            .pid = fshm__ww_pid(w),
+            .index = i,
+            .state = st < 4 ? names[st] : "dead",
+            .tasks_done = atomic_load(&e->tasks_done),
+            .tasks_failed = atomic_load(&e->tasks_failed),
+            .current_task = atomic_load(&e->current_task),
+            .heartbeat_age_ms = hb && now > hb ? now - hb : 0,
+        };
+        n++;
+    }
+    return (int)n;
+}

@@ -1,0 +1,367 @@
+/* Worker side: attach to a server's segment, claim tasks, answer them.
+ *
+ * Workload: a process that runs one task at a time and waits for the next.
+ * Waiting spins for a short while (a busy server usually has the next task
+ * ready within microseconds), then sleeps on the segment's work futex. A
+ * helper thread writes the heartbeat every heartbeat_ms, independent of how
+ * long the handler runs, and notices a server that closed or died. */
+#define _GNU_SOURCE
+#include "segment.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How long fshm_worker_next() spins before sleeping on the futex. */
+#define FSHM_WORKER_SPIN_NS 50000ull
+
+struct fshm_worker {
+    fshm_seg_t seg;            /* the mapping */
+    fshm_wentry_t *me;         /* our entry */
+    uint32_t index;            /* our entry's index */
+    uint32_t gen;              /* our entry's gen: a different one means it was taken */
+    int32_t pid;               /* our pid */
+    bool has_task;             /* a task is claimed and not answered */
+    uint64_t task_id;          /* its id */
+    uint32_t task_idx;         /* its slot */
+    uint32_t task_seq;         /* its dispatch seq */
+    pthread_t hb;              /* heartbeat thread */
+    bool hb_started;           /* hb must be joined */
+    _Atomic uint32_t hb_stop;  /* tells hb to exit (private futex word) */
+    _Atomic uint32_t gone;     /* hb saw the server die */
+};
+
+static void notify_server(fshm_worker_t *w)
+{
+    fshm_hdr_t *h = w->seg.hdr;
+    /* Pairs with the fence in the server's helper between setting
+     * done_want and re-checking the ring. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&h->done_want, memory_order_relaxed) &&
+        atomic_exchange(&h->done_want, 0))
+        fshm__futex_wake(&h->done_want, INT_MAX, true);
+}
+
+static void worker_event(fshm_worker_t *w)
+{
+    atomic_fetch_add(&w->seg.hdr->worker_events, 1);
+    notify_server(w);
+}
+
+static bool server_gone(fshm_worker_t *w)
+{
+    return atomic_load(&w->gone) ||
+           atomic_load_explicit(&w->seg.hdr->state, memory_order_acquire) != FSHM_SEG_OPEN;
+}
+
+/* Our entry still ours (not declared dead, not handed to someone else)? */
+static bool entry_ours(fshm_worker_t *w)
+{
+    uint64_t ew = atomic_load(&w->me->word);
+    uint32_t st = fshm__ww_state(ew);
+    return fshm__ww_gen(ew) == w->gen && fshm__ww_pid(ew) == w->pid &&
+           (st == FSHM_W_IDLE || st == FSHM_W_BUSY);
+}
+
+static void set_state(fshm_worker_t *w, uint32_t state)
+{
+    uint64_t ew = atomic_load(&w->me->word);
+    uint32_t st = fshm__ww_state(ew);
+    if (fshm__ww_gen(ew) != w->gen || (st != FSHM_W_IDLE && st != FSHM_W_BUSY))
+        return; /* declared dead: leave it to the server */
+    atomic_compare_exchange_strong(&w->me->word, &ew, fshm__wword(w->gen, state, w->pid));
+}
+
+static void *hb_main(void *arg)
+{
+    fshm_worker_t *w = arg;
+    uint32_t period = w->seg.cfg.heartbeat_ms;
+    while (!atomic_load(&w->hb_stop)) {
+        struct timespec ts;
+        fshm__futex_wait(&w->hb_stop, 0, fshm__deadline(&ts, (int)period), false);
+        if (atomic_load(&w->hb_stop))
+            break;
+        atomic_store(&w->me->heartbeat_ms, fshm__now_ms());
+        if (!atomic_load(&w->gone) && !fshm__seg_owner_alive(&w->seg)) {
+            /* The server died without closing: wake every sleeper on this
+             * (orphaned) segment so our next() returns -ESHUTDOWN. */
+            atomic_store(&w->gone, 1);
+            fshm__evc_broadcast(&w->seg.hdr->work);
+        }
+    }
+    return NULL;
+}
+
+static int take_entry(fshm_worker_t *w)
+{
+    uint64_t start = 0;
+    fshm__proc_stat(w->pid, &start, NULL);
+    for (uint32_t i = 0; i < w->seg.cfg.max_workers; i++) {
+        fshm_wentry_t *e = &w->seg.workers[i];
+        uint64_t ew = atomic_load(&e->word);
+        if (fshm__ww_state(ew) != FSHM_W_FREE)
+            continue;
+        uint32_t gen = (fshm__ww_gen(ew) + 1) & 0xffffff;
+        if (!atomic_compare_exchange_strong(&e->word, &ew, fshm__wword(gen, FSHM_W_IDLE, w->pid)))
+            continue;
+        /* Until these land the server sees heartbeat 0 and start time 0,
+         * which it reads as "not yet known", never as stale. */
+        atomic_store(&e->start_time, start);
+        atomic_store(&e->heartbeat_ms, fshm__now_ms());
+        atomic_store(&e->current_task, 0);
+        atomic_store(&e->tasks_done, 0);
+        atomic_store(&e->tasks_failed, 0);
+        atomic_store(&e->popped, 0);
+        atomic_store(&e->req_intent, 0);
+        atomic_store(&e->cmp_intent, 0);
+        w->me = e;
+        w->index = i;
+        w->gen = gen;
+        return 0;
+    }
+    return fshm__fail(-ENOSPC, "%s: all %u worker entries are taken", w->seg.path,
+                      w->seg.cfg.max_workers);
+}
+
+int fshm_worker_attach(fshm_worker_t **out, const char *name)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    fshm_worker_t *w = calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    w->pid = getpid();
+    int rc = fshm__seg_attach(&w->seg, name);
+    if (rc < 0)
+        goto fail_seg;
+    if ((rc = take_entry(w)) < 0)
+        goto fail_entry;
+    rc = pthread_create(&w->hb, NULL, hb_main, w);
+    if (rc != 0) {
+        rc = fshm__fail(-rc, "pthread_create: %s", strerror(rc));
+        atomic_store(&w->me->word, fshm__wword(w->gen, FSHM_W_FREE, 0));
+        goto fail_entry;
+    }
+    w->hb_started = true;
+    worker_event(w);
+    *out = w;
+    return 0;
+
+fail_entry:
+    fshm__seg_destroy(&w->seg, false);
+fail_seg:
+    free(w);
+    return rc;
+}
+
+static void push_completion(fshm_worker_t *w, uint32_t idx, uint32_t seq)
+{
+    uint64_t t = fshm__ticket(idx, seq);
+    /* The ring has room for every slot twice, so this fails only with a
+     * corrupted ring; then the server delivers the slot when it reaps us. */
+    for (int i = 0; i < 1000; i++) {
+        if (fshm__ring_push(&w->seg.cmp, t, &w->me->cmp_intent) == 0)
+            break;
+        sched_yield();
+    }
+    notify_server(w);
+}
+
+/* Writes an answer into a slot we own in state `from` (CLAIMED, or
+ * CANCELLED for a skipped task). Returns -ENOLINK if it was revoked. */
+static int finish(fshm_worker_t *w, uint32_t idx, uint32_t seq, uint32_t from, int status,
+                  const void *resp, size_t len)
+{
+    fshm_slot_t *s = &w->seg.slots[idx];
+    uint64_t expect = fshm__slot_word(seq, from, from == FSHM_SLOT_CLAIMED ? w->index : 0);
+    if (!atomic_compare_exchange_strong(&s->word, &expect,
+                                        fshm__slot_word(seq, FSHM_SLOT_WRITING, w->index)))
+        return -ENOLINK;
+    if (len)
+        memcpy(fshm__slot_resp(&w->seg, idx), resp, len);
+    s->resp_len = (uint32_t)len;
+    s->status = status;
+    atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_DONE, w->index),
+                          memory_order_release);
+    push_completion(w, idx, seq);
+    return 0;
+}
+
+/* Pops tickets until one gives us a task. 0 and the task in w, or -EAGAIN. */
+static int try_take(fshm_worker_t *w)
+{
+    fshm_wentry_t *me = w->me;
+    for (;;) {
+        uint64_t t;
+        if (fshm__ring_pop(&w->seg.req, &t, &me->req_intent, &me->popped) < 0)
+            return -EAGAIN;
+        uint32_t idx = (uint32_t)(t >> 32), seq = (uint32_t)t;
+        if (idx >= w->seg.cfg.ring_slots) {
+            atomic_store(&me->popped, 0);
+            continue; /* garbage */
+        }
+        fshm_slot_t *s = &w->seg.slots[idx];
+        uint64_t sw = atomic_load_explicit(&s->word, memory_order_acquire);
+        uint32_t st = fshm__sw_state(sw);
+        if (fshm__sw_seq(sw) != seq) {
+            atomic_store(&me->popped, 0);
+            continue; /* stale ticket of an older dispatch */
+        }
+        if (st == FSHM_SLOT_CANCELLED) {
+            finish(w, idx, seq, FSHM_SLOT_CANCELLED, -ECANCELED, NULL, 0);
+            atomic_store(&me->popped, 0);
+            continue;
+        }
+        if (st != FSHM_SLOT_QUEUED ||
+            !atomic_compare_exchange_strong(&s->word, &sw,
+                                            fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index))) {
+            /* Cancelled or revoked between our load and CAS: look again. */
+            sw = atomic_load(&s->word);
+            if (fshm__sw_seq(sw) == seq && fshm__sw_state(sw) == FSHM_SLOT_CANCELLED) {
+                finish(w, idx, seq, FSHM_SLOT_CANCELLED, -ECANCELED, NULL, 0);
+            }
+            atomic_store(&me->popped, 0);
+            continue;
+        }
+        if (!entry_ours(w)) {
+            /* We were declared dead before the claim: the server's scan may
+             * have missed it. Give the task back (unless it took it first). */
+            uint64_t cw = fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index);
+            if (atomic_compare_exchange_strong(&s->word, &cw,
+                                               fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0))) {
+                fshm__ring_push(&w->seg.req, t, NULL);
+                fshm__evc_notify(&w->seg.hdr->work, 1);
+            }
+            atomic_store(&me->popped, 0);
+            return -ENOLINK;
+        }
+        w->has_task = true;
+        w->task_idx = idx;
+        w->task_seq = seq;
+        w->task_id = s->task_id;
+        atomic_store(&me->current_task, w->task_id);
+        atomic_store(&me->popped, 0);
+        set_state(w, FSHM_W_BUSY);
+        return 0;
+    }
+}
+
+static bool work_ready(void *arg)
+{
+    fshm_worker_t *w = arg;
+    return fshm__ring_ready(&w->seg.req) || server_gone(w);
+}
+
+int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size_t *len,
+                     int timeout_ms)
+{
+    if (!w || !task_id || !req || !len)
+        return -EINVAL;
+    if (w->has_task)
+        return -EBUSY;
+    struct timespec ts;
+    const struct timespec *dl = fshm__deadline(&ts, timeout_ms);
+    fshm_evc_t *work = &w->seg.hdr->work;
+
+    for (;;) {
+        if (server_gone(w))
+            return -ESHUTDOWN;
+        if (!entry_ours(w))
+            return -ENOLINK;
+        int rc = try_take(w);
+        if (rc == 0)
+            break;
+        if (rc != -EAGAIN)
+            return rc;
+        if (timeout_ms == 0)
+            return -ETIME;
+        if (fshm__spin(work_ready, w, FSHM_WORKER_SPIN_NS))
+            continue;
+        uint32_t s = fshm__evc_prepare(work);
+        if (work_ready(w)) {
+            fshm__evc_cancel(work);
+            continue;
+        }
+        rc = fshm__evc_commit(work, s, dl);
+        if (rc == -ETIME || fshm__deadline_passed(dl)) {
+            /* A wake may have raced with the deadline: take what is there. */
+            if (!server_gone(w) && entry_ours(w) && try_take(w) == 0)
+                break;
+            return -ETIME;
+        }
+    }
+    uint32_t n = w->seg.slots[w->task_idx].req_len;
+    if (n > w->seg.cfg.payload_max) {
+        /* The server wrote an impossible length: fail the task, not us. */
+        fshm_worker_reply(w, w->task_id, -EPROTO, "bad request length", 18);
+        return -EPROTO;
+    }
+    *task_id = w->task_id;
+    *req = fshm__slot_req(&w->seg, w->task_idx);
+    *len = n;
+    return 0;
+}
+
+int fshm_worker_reply(fshm_worker_t *w, uint64_t task_id, int status, const void *resp,
+                      size_t len)
+{
+    if (!w || !w->has_task || task_id != w->task_id || status > 0 || (!resp && len))
+        return -EINVAL;
+    int ret = 0;
+    if (len > w->seg.cfg.payload_max) {
+        status = -EMSGSIZE;
+        len = 0;
+        ret = -EMSGSIZE;
+    }
+    int rc = finish(w, w->task_idx, w->task_seq, FSHM_SLOT_CLAIMED, status, resp, len);
+    w->has_task = false;
+    atomic_store(&w->me->current_task, 0);
+    if (rc < 0)
+        return rc;
+    if (status == 0)
+        atomic_fetch_add(&w->me->tasks_done, 1);
+    else
+        atomic_fetch_add(&w->me->tasks_failed, 1);
+    set_state(w, FSHM_W_IDLE);
+    return ret;
+}
+
+void fshm_worker_detach(fshm_worker_t *w)
+{
+    if (!w)
+        return;
+    if (w->hb_started) {
+        atomic_store(&w->hb_stop, 1);
+        fshm__futex_wake(&w->hb_stop, 1, false);
+        pthread_join(w->hb, NULL);
+    }
+    uint64_t ew = atomic_load(&w->me->word);
+    if (fshm__ww_gen(ew) == w->gen && fshm__ww_pid(ew) == w->pid &&
+        fshm__ww_state(ew) != FSHM_W_FREE) {
+        /* Holding a task: leave it to the server as if we died (it queues
+         * the task again). Otherwise hand the entry back ourselves. */
+        uint32_t st = w->has_task ? FSHM_W_DEAD : FSHM_W_FREE;
+        if (st == FSHM_W_FREE)
+            atomic_store(&w->me->current_task, 0);
+        atomic_compare_exchange_strong(&w->me->word, &ew,
+                                       fshm__wword(w->gen, st, st == FSHM_W_FREE ? 0 : w->pid));
+        worker_event(w);
+    }
+    fshm__seg_destroy(&w->seg, false);
+    free(w);
+}
+
+uint32_t fshm_worker_index(const fshm_worker_t *w)
+{
+    return w ? w->index : 0;
+}
+
+uint32_t fshm_worker_payload_max(const fshm_worker_t *w)
+{
+    return w ? w->seg.cfg.payload_max : 0;
+}
