@@ -1,0 +1,345 @@
+/* The segment: names and config checks, a mismatched header refuses to
+ * attach with -EPROTO and says why, one live server per name, a stale
+ * segment from a crashed server is replaced, the worker table fills up, and
+ * workers notice a server that closed or died. */
+#include "segment.h"
+#include "shm_test.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+/* Maps a server's segment header for tampering, as a foreign binary would. */
+static fshm_hdr_t *map_header(const char *name, int *fd_out)
+{
+    char path[64];
+    cr_assert_eq(fshm_segment_name(name, path, sizeof(path)), 0);
+    int fd = shm_open(path, O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    cr_assert_neq(p, MAP_FAILED);
+    *fd_out = fd;
+    return p;
+}
+
+static void unmap_header(fshm_hdr_t *h, int fd)
+{
+    munmap(h, 4096);
+    close(fd);
+}
+
+Test(segment, names_are_validated, .timeout = 10)
+{
+    char buf[64];
+    cr_expect_eq(fshm_segment_name("kolosal", buf, sizeof(buf)), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "/ferry-%u-kolosal", (unsigned)getuid());
+    cr_expect_str_eq(buf, want);
+    cr_expect_eq(fshm_segment_name("", buf, sizeof(buf)), -EINVAL);
+    cr_expect_eq(fshm_segment_name("a/b", buf, sizeof(buf)), -EINVAL);
+    cr_expect_eq(fshm_segment_name("a b", buf, sizeof(buf)), -EINVAL);
+    cr_expect_eq(fshm_segment_name("abcdefghijabcdefghijabcdefghijabc", buf, sizeof(buf)),
+                 -EINVAL, "33 characters");
+    cr_expect_eq(fshm_segment_name("A-z_09", buf, 8), -ENAMETOOLONG);
+    fshm_worker_t *w = (fshm_worker_t *)1;
+    cr_expect_eq(fshm_worker_attach(&w, "../etc"), -EINVAL);
+    cr_expect_null(w, "out is cleared on failure");
+}
+
+Test(segment, config_is_validated, .timeout = 10)
+{
+    char name[40];
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, sizeof(name), "cfg");
+    fshm_server_t *srv = NULL;
+    cfg.ring_slots = 1000;
+    cr_expect_eq(fshm_server_open(&srv, &cfg), -EINVAL, "not a power of two");
+    cr_expect(strstr(fshm_last_error(), "ring_slots") != NULL, "says which field: %s",
+              fshm_last_error());
+    cfg.ring_slots = 1024;
+    cfg.heartbeat_ms = 1;
+    cr_expect_eq(fshm_server_open(&srv, &cfg), -EINVAL);
+    cfg.heartbeat_ms = 500;
+    cfg.max_workers = 100000;
+    cr_expect_eq(fshm_server_open(&srv, &cfg), -EINVAL);
+    cfg.max_workers = 4;
+    cfg.name = "bad name";
+    cr_expect_eq(fshm_server_open(&srv, &cfg), -EINVAL);
+    cr_expect_null(srv);
+    cr_expect_eq(fshm_server_open(NULL, &cfg), -EINVAL);
+}
+
+Test(segment, created_with_mode_0600_and_unlinked_on_close, .timeout = 10)
+{
+    char name[40], path[64];
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, sizeof(name), "mode");
+    cfg.ring_slots = 8;
+    cfg.payload_max = 1024;
+    fshm_server_t *srv;
+    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    fshm_segment_name(name, path, sizeof(path));
+    int fd = shm_open(path, O_RDONLY, 0);
+    cr_assert_geq(fd, 0);
+    struct stat st;
+    fstat(fd, &st);
+    close(fd);
+    cr_expect_eq(st.st_mode & 0777, 0600);
+    cr_expect_eq(st.st_uid, getuid());
+    fshm_server_close(srv);
+    cr_expect_lt(shm_open(path, O_RDONLY, 0), 0, "name removed on close");
+    fshm_server_close(NULL);
+}
+
+Test(segment, attach_without_server_is_enoent, .timeout = 10)
+{
+    char name[40];
+    fshm_worker_t *w;
+    cr_expect_eq(fshm_worker_attach(&w, shm_test_name(name, sizeof(name), "none")), -ENOENT);
+    cr_expect(strstr(fshm_last_error(), "no server") != NULL);
+}
+
+static fshm_server_t *open_small(char *name, size_t size, const char *tag, uint32_t workers)
+{
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, size, tag);
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512;
+    cfg.max_workers = workers;
+    cfg.heartbeat_ms = 50;
+    fshm_server_t *srv;
+    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    return srv;
+}
+
+Test(segment, magic_mismatch_refuses_with_eproto, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "magic", 4);
+    int fd;
+    fshm_hdr_t *h = map_header(name, &fd);
+    uint64_t good = atomic_load(&h->magic);
+    atomic_store(&h->magic, 0x1234);
+    fshm_worker_t *w = NULL;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    cr_expect_null(w);
+    cr_expect(strstr(fshm_last_error(), "not a ferry segment") != NULL, "%s",
+              fshm_last_error());
+    atomic_store(&h->magic, good);
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "restored header attaches");
+    fshm_worker_detach(w);
+    unmap_header(h, fd);
+    fshm_server_close(srv);
+}
+
+Test(segment, version_mismatch_refuses_with_eproto, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "ver", 4);
+    int fd;
+    fshm_hdr_t *h = map_header(name, &fd);
+    h->version = FSHM_LAYOUT_VERSION + 98;
+    fshm_worker_t *w;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    cr_expect(strstr(fshm_last_error(), "layout version 99") != NULL, "%s", fshm_last_error());
+    cr_expect_str_eq(fshm_strerror(-EPROTO), "segment layout does not match this binary");
+    h->version = FSHM_LAYOUT_VERSION;
+    unmap_header(h, fd);
+    fshm_server_close(srv);
+}
+
+Test(segment, size_and_layout_mismatch_refuse_with_eproto, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "size", 4);
+    int fd;
+    fshm_hdr_t *h = map_header(name, &fd);
+    fshm_worker_t *w;
+
+    h->slot_size = 128;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    cr_expect(strstr(fshm_last_error(), "struct sizes") != NULL, "%s", fshm_last_error());
+    h->slot_size = sizeof(fshm_slot_t);
+
+    /* A header claiming more slots than the file holds must not be trusted. */
+    h->ring_slots = 65536;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    h->ring_slots = 8;
+
+    h->off_payload += 64;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    cr_expect(strstr(fshm_last_error(), "offsets") != NULL, "%s", fshm_last_error());
+    h->off_payload -= 64;
+
+    h->payload_max = 0;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
+    h->payload_max = 512;
+
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "%s", fshm_last_error());
+    fshm_worker_detach(w);
+    unmap_header(h, fd);
+    fshm_server_close(srv);
+}
+
+Test(segment, one_live_server_per_name, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "live", 4);
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = name;
+    fshm_server_t *other = NULL;
+    cr_expect_eq(fshm_server_open(&other, &cfg), -EEXIST, "same process");
+    cr_expect_null(other);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        fshm_server_t *s2;
+        _exit(fshm_server_open(&s2, &cfg) == -EEXIST ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "another process gets -EEXIST");
+    /* The fork child inherited our fd: its exit must not have released the
+     * owner lock (atfork closed the fd in the child). */
+    cr_expect_eq(fshm_server_open(&other, &cfg), -EEXIST);
+    fshm_server_close(srv);
+    cr_expect_eq(fshm_server_open(&other, &cfg), 0, "free again after close");
+    fshm_server_close(other);
+}
+
+Test(segment, stale_segment_of_a_crashed_server_is_replaced, .timeout = 10)
+{
+    char name[40], path[64];
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, sizeof(name), "stale");
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512;
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        fshm_server_t *s;
+        if (fshm_server_open(&s, &cfg) < 0)
+            _exit(1);
+        _exit(0); /* crash: no close, segment left behind */
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fshm_segment_name(name, path, sizeof(path));
+    int fd = shm_open(path, O_RDONLY, 0);
+    cr_assert_geq(fd, 0, "the crashed server left its segment");
+    close(fd);
+
+    fshm_worker_t *w;
+    cr_expect_eq(fshm_worker_attach(&w, name), -ESHUTDOWN, "workers refuse a dead server's segment");
+
+    fshm_server_t *srv;
+    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    char want[64];
+    snprintf(want, sizeof(want), "left by pid %d", (int)pid);
+    cr_expect(strstr(fshm_last_error(), want) != NULL, "says what it replaced: %s",
+              fshm_last_error());
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "%s", fshm_last_error());
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+Test(segment, worker_table_full_is_enospc, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "full", 2);
+    fshm_worker_t *a, *b, *c;
+    cr_assert_eq(fshm_worker_attach(&a, name), 0);
+    cr_assert_eq(fshm_worker_attach(&b, name), 0);
+    cr_expect_neq(fshm_worker_index(a), fshm_worker_index(b));
+    cr_expect_eq(fshm_worker_attach(&c, name), -ENOSPC);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.workers_live, 2);
+    fshm_worker_detach(a);
+    cr_assert_eq(fshm_worker_attach(&c, name), 0, "a detached entry is reused");
+    fshm_worker_detach(b);
+    fshm_worker_detach(c);
+    fshm_worker_detach(NULL);
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.workers_live, 0);
+    fshm_server_close(srv);
+}
+
+Test(segment, close_wakes_a_sleeping_worker, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_small(name, sizeof(name), "close", 2);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        fshm_worker_t *w;
+        if (fshm_worker_attach(&w, name) < 0)
+            _exit(1);
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, -1); /* forever */
+        fshm_worker_detach(w);
+        _exit(rc == -ESHUTDOWN ? 0 : 2);
+    }
+    /* Close once the worker is attached (its attach is a worker event). */
+    fshm_stats_t st;
+    do {
+        fshm_server_wait(srv, 100);
+        fshm_server_stats(srv, &st);
+    } while (st.workers_live == 0);
+    fshm_server_close(srv);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker saw -ESHUTDOWN");
+}
+
+Test(segment, worker_notices_a_crashed_server, .timeout = 10)
+{
+    char name[40];
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, sizeof(name), "crash");
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512;
+    cfg.heartbeat_ms = 20;
+    int go[2], die[2];
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(die), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        fshm_server_t *s;
+        char c = fshm_server_open(&s, &cfg) == 0 ? 'y' : 'n';
+        if (write(go[1], &c, 1) != 1)
+            _exit(1);
+        if (read(die[0], &c, 1) < 0)
+            _exit(1);
+        _exit(0); /* dies without closing */
+    }
+    char c;
+    cr_assert_eq(read(go[0], &c, 1), 1);
+    cr_assert_eq(c, 'y');
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "%s", fshm_last_error());
+    cr_assert_eq(write(die[1], "x", 1), 1);
+    waitpid(pid, NULL, 0);
+    uint64_t id;
+    const void *req;
+    size_t len;
+    cr_expect_eq(fshm_worker_next(w, &id, &req, &len, -1), -ESHUTDOWN);
+    fshm_worker_detach(w);
+    char path[64];
+    fshm_segment_name(name, path, sizeof(path));
+    shm_unlink(path);
+}

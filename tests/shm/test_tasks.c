@@ -1,0 +1,370 @@
+/* Tasks end to end inside one process (workers are threads): round trips,
+ * worker errors, size limits, back-pressure, cancellation, the event fd,
+ * the worker table view, and a multi-worker stress run. */
+#include "shm_test.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+static fshm_server_t *open_srv(char *name, size_t size, const char *tag, uint32_t slots)
+{
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_test_name(name, size, tag);
+    cfg.ring_slots = slots;
+    cfg.payload_max = 1024;
+    cfg.max_workers = 8;
+    cfg.heartbeat_ms = 100;
+    fshm_server_t *srv;
+    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    return srv;
+}
+
+/* A worker thread: answers "rev:" + reversed request; "fail" gets -EIO with
+ * a text; exits on -ESHUTDOWN or after `limit` tasks (0: no limit). */
+typedef struct wthread {
+    const char *name;       /* segment name */
+    int limit;              /* tasks to answer */
+    _Atomic int answered;   /* tasks answered */
+    int exit_rc;            /* last error of next() */
+    pthread_t th;           /* the thread */
+} wthread_t;
+
+static void *worker_main(void *arg)
+{
+    wthread_t *wt = arg;
+    fshm_worker_t *w;
+    if ((wt->exit_rc = fshm_worker_attach(&w, wt->name)) < 0)
+        return NULL;
+    char out[1100];
+    while (wt->limit == 0 || atomic_load(&wt->answered) < wt->limit) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, -1);
+        if (rc < 0) {
+            wt->exit_rc = rc;
+            break;
+        }
+        if (len == 4 && memcmp(req, "fail", 4) == 0) {
+            fshm_worker_reply(w, id, -EIO, "handler failed", 14);
+        } else {
+            memcpy(out, "rev:", 4);
+            for (size_t i = 0; i < len; i++)
+                out[4 + i] = ((const char *)req)[len - 1 - i];
+            fshm_worker_reply(w, id, 0, out, len + 4);
+        }
+        atomic_fetch_add(&wt->answered, 1);
+    }
+    fshm_worker_detach(w);
+    return NULL;
+}
+
+static void start_worker(wthread_t *wt, const char *name, int limit)
+{
+    memset(wt, 0, sizeof(*wt));
+    wt->name = name;
+    wt->limit = limit;
+    cr_assert_eq(pthread_create(&wt->th, NULL, worker_main, wt), 0);
+}
+
+Test(tasks, round_trip_and_worker_error, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "rt", 16);
+    wthread_t wt;
+    start_worker(&wt, name, 0);
+    uint64_t a, b, c;
+    cr_assert_eq(fshm_server_submit(srv, "hello", 5, &a), 0);
+    cr_assert_eq(fshm_server_submit(srv, "fail", 4, &b), 0);
+    cr_assert_eq(fshm_server_submit(srv, NULL, 0, &c), 0, "empty request is fine");
+    cr_expect(a != b && b != c && a && b && c);
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 3);
+    cr_assert_eq(sink.count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        shm_done_t *d = &sink.items[i];
+        if (d->task_id == a) {
+            cr_expect_eq(d->status, 0);
+            cr_expect_str_eq(d->resp, "rev:olleh");
+        } else if (d->task_id == b) {
+            cr_expect_eq(d->status, -EIO);
+            cr_expect_str_eq(d->resp, "handler failed");
+        } else {
+            cr_expect_eq(d->task_id, c);
+            cr_expect_str_eq(d->resp, "rev:");
+        }
+    }
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.submitted, 3);
+    cr_expect_eq(st.completed, 2);
+    cr_expect_eq(st.failed, 1);
+    cr_expect_eq(st.in_flight, 0, "every slot reclaimed");
+    cr_expect_eq(st.queue_depth, 0);
+    cr_expect_eq(fshm_server_cancel(srv, a), -ENOENT, "finished task");
+    fshm_server_close(srv);
+    pthread_join(wt.th, NULL);
+    cr_expect_eq(wt.exit_rc, -ESHUTDOWN);
+}
+
+Test(tasks, size_limits_and_arguments, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "size", 4);
+    char big[2048] = {0};
+    uint64_t id;
+    cr_expect_eq(fshm_server_submit(srv, big, 1025, &id), -EMSGSIZE);
+    cr_expect_eq(fshm_server_submit(srv, big, 1024, &id), 0, "exactly payload_max fits");
+    cr_expect_eq(fshm_server_submit(srv, NULL, 3, &id), -EINVAL);
+    cr_expect_eq(fshm_server_submit(srv, big, 3, NULL), -EINVAL);
+    cr_expect_eq(fshm_server_poll(srv, NULL, NULL), -EINVAL);
+
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    cr_expect_eq(fshm_worker_payload_max(w), 1024);
+    uint64_t got;
+    const void *req;
+    size_t len;
+    cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
+    cr_expect_eq(got, id);
+    cr_expect_eq(len, 1024);
+    cr_expect_eq(fshm_worker_next(w, &got, &req, &len, 0), -EBUSY, "one task at a time");
+    cr_expect_eq(fshm_worker_reply(w, got + 1, 0, "x", 1), -EINVAL, "not our task");
+    cr_expect_eq(fshm_worker_reply(w, got, 1, "x", 1), -EINVAL, "positive status");
+    cr_expect_eq(fshm_worker_reply(w, got, 0, big, 1025), -EMSGSIZE);
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 1);
+    cr_expect_eq(sink.items[0].status, -EMSGSIZE, "oversized answer fails the task");
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+Test(tasks, full_slots_say_eagain_at_once, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "full", 4);
+    uint64_t id;
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(fshm_server_submit(srv, "x", 1, &id), 0);
+    cr_expect_eq(fshm_server_submit(srv, "x", 1, &id), -EAGAIN);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.queue_depth, 4);
+    cr_expect_eq(st.in_flight, 4);
+    cr_expect_eq(st.submitted, 4);
+    fshm_server_close(srv);
+}
+
+Test(tasks, next_times_out_when_idle, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "idle", 4);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    uint64_t id;
+    const void *req;
+    size_t len;
+    cr_expect_eq(fshm_worker_next(w, &id, &req, &len, 0), -ETIME);
+    cr_expect_eq(fshm_worker_next(w, &id, &req, &len, 30), -ETIME);
+    cr_expect_eq(fshm_server_wait(srv, 30), 0, "server wait times out too");
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+Test(tasks, cancel_queued_task_is_skipped_and_reclaimed, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "cq", 4);
+    uint64_t a, b;
+    cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
+    cr_assert_eq(fshm_server_submit(srv, "b", 1, &b), 0);
+    cr_expect_eq(fshm_server_cancel(srv, a), 0);
+    cr_expect_eq(fshm_server_cancel(srv, a), -ENOENT, "already cancelled");
+    cr_expect_eq(fshm_server_cancel(srv, 12345), -ENOENT);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    uint64_t got;
+    const void *req;
+    size_t len;
+    cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
+    cr_expect_eq(got, b, "the cancelled task is skipped");
+    cr_expect_eq(fshm_worker_reply(w, got, 0, "B", 1), 0);
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 1);
+    fshm_server_poll(srv, shm_sink_cb, &sink);
+    cr_expect_eq(sink.count, 1, "no callback for the cancelled task");
+    cr_expect_eq(sink.items[0].task_id, b);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.in_flight, 0, "the cancelled slot came back too");
+    cr_expect_eq(st.cancelled, 1);
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+Test(tasks, cancel_running_task_drops_the_answer, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "cr", 4);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    uint64_t a, got;
+    const void *req;
+    size_t len;
+    cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
+    cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
+    cr_expect_eq(fshm_server_cancel(srv, a), 0);
+    cr_expect_eq(fshm_worker_reply(w, got, 0, "A", 1), 0);
+    shm_sink_t sink = {0};
+    fshm_stats_t st;
+    do {
+        fshm_server_wait(srv, 100);
+        fshm_server_poll(srv, shm_sink_cb, &sink);
+        fshm_server_stats(srv, &st);
+    } while (st.in_flight != 0);
+    cr_expect_eq(sink.count, 0);
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+Test(tasks, event_fd_becomes_readable, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "efd", 4);
+    int fd = fshm_server_event_fd(srv);
+    cr_assert_geq(fd, 0);
+    wthread_t wt;
+    start_worker(&wt, name, 1);
+    uint64_t id;
+    cr_assert_eq(fshm_server_submit(srv, "abc", 3, &id), 0);
+    shm_sink_t sink = {0};
+    /* As a libuv loop would: sleep on the fd, poll when it fires. */
+    while (sink.count == 0) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, 5000), 1, "event fd never fired");
+        cr_assert_geq(fshm_server_poll(srv, shm_sink_cb, &sink), 0);
+    }
+    cr_expect_str_eq(sink.items[0].resp, "rev:cba");
+    pthread_join(wt.th, NULL);
+    fshm_server_close(srv);
+}
+
+Test(tasks, worker_table_view, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "view", 4);
+    fshm_worker_t *a, *b;
+    cr_assert_eq(fshm_worker_attach(&a, name), 0);
+    cr_assert_eq(fshm_worker_attach(&b, name), 0);
+    uint64_t id, got;
+    const void *req;
+    size_t len;
+    cr_assert_eq(fshm_server_submit(srv, "x", 1, &id), 0);
+    cr_assert_eq(fshm_worker_next(a, &got, &req, &len, 1000), 0);
+    fshm_worker_info_t info[8];
+    int n = fshm_server_workers(srv, info, 8);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < n; i++) {
+        cr_expect_eq(info[i].pid, getpid());
+        if (info[i].index == fshm_worker_index(a)) {
+            cr_expect_str_eq(info[i].state, "busy");
+            cr_expect_eq(info[i].current_task, id);
+        } else {
+            cr_expect_str_eq(info[i].state, "idle");
+            cr_expect_eq(info[i].current_task, 0);
+        }
+    }
+    cr_assert_eq(fshm_worker_reply(a, got, 0, "y", 1), 0);
+    n = fshm_server_workers(srv, info, 8);
+    for (int i = 0; i < n; i++) {
+        cr_expect_str_eq(info[i].state, "idle");
+        if (info[i].index == fshm_worker_index(a))
+            cr_expect_eq(info[i].tasks_done, 1);
+    }
+    cr_expect_eq(fshm_server_workers(srv, info, 1), 1, "max respected");
+    fshm_worker_detach(a);
+    fshm_worker_detach(b);
+    cr_expect_eq(fshm_server_workers(srv, info, 8), 0);
+    fshm_server_close(srv);
+}
+
+#ifdef FERRY_SANITIZED
+#define STRESS_TASKS 3000
+#else
+#define STRESS_TASKS 30000
+#endif
+
+typedef struct tally {
+    uint8_t *seen;  /* deliveries per request number */
+    size_t bad;     /* wrong status or content */
+    size_t count;   /* deliveries */
+} tally_t;
+
+static void tally_cb(void *arg, uint64_t task_id, int status, const void *resp, size_t len)
+{
+    tally_t *t = arg;
+    t->count++;
+    unsigned n;
+    char tail[16];
+    /* The answer is "rev:" + the reversed decimal: reverse it back. */
+    if (status != 0 || len < 5 || len > 14) {
+        t->bad++;
+        return;
+    }
+    size_t digits = len - 4;
+    for (size_t i = 0; i < digits; i++)
+        tail[i] = ((const char *)resp)[len - 1 - i];
+    tail[digits] = '\0';
+    if (sscanf(tail, "%u", &n) != 1 || n >= STRESS_TASKS) {
+        t->bad++;
+        return;
+    }
+    t->seen[n]++;
+}
+
+Test(tasks, stress_three_workers_every_task_once, .timeout = 60)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "stress", 64);
+    wthread_t wt[3];
+    for (int i = 0; i < 3; i++)
+        start_worker(&wt[i], name, 0);
+    tally_t t = {.seen = calloc(STRESS_TASKS, 1)};
+    unsigned next = 0;
+    while (t.count < STRESS_TASKS) {
+        while (next < STRESS_TASKS) {
+            char buf[16];
+            int n = snprintf(buf, sizeof(buf), "%u", next);
+            uint64_t id;
+            int rc = fshm_server_submit(srv, buf, (size_t)n, &id);
+            if (rc == -EAGAIN)
+                break; /* back-pressure: collect answers first */
+            cr_assert_eq(rc, 0);
+            next++;
+        }
+        if (fshm_server_wait(srv, 1000) >= 0)
+            cr_assert_geq(fshm_server_poll(srv, tally_cb, &t), 0);
+    }
+    cr_expect_eq(t.bad, 0);
+    size_t wrong = 0;
+    for (unsigned i = 0; i < STRESS_TASKS; i++)
+        wrong += t.seen[i] != 1;
+    cr_expect_eq(wrong, 0, "%zu tasks not delivered exactly once", wrong);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.completed, STRESS_TASKS);
+    cr_expect_eq(st.in_flight, 0);
+    fshm_server_close(srv);
+    int total = 0;
+    for (int i = 0; i < 3; i++) {
+        pthread_join(wt[i].th, NULL);
+        total += wt[i].answered;
+    }
+    cr_expect_eq(total, STRESS_TASKS);
+    free(t.seen);
+}
