@@ -111,6 +111,20 @@ void fnet__conn_flush(fnet_conn_t *c) {
     if (!c->qhead) c->qtail = NULL;
     c->qlen--;
     uv_buf_t b = uv_buf_init(r->out, (unsigned)r->outlen);
+    /* Most responses fit the socket buffer: write them now. uv_write alone
+     * would cost an epoll_ctl per response; uv_try_write refuses (EAGAIN)
+     * while earlier writes are queued, so order is kept. */
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n == (int)b.len) {
+      fnet__req_free(r);
+      continue;
+    }
+    if (n < 0 && n != UV_EAGAIN) {
+      fnet__req_free(r);
+      fnet__conn_close(c);
+      return;
+    }
+    if (n > 0) b = uv_buf_init(r->out + n, (unsigned)(r->outlen - (size_t)n));
     r->wreq.data = r;
     c->writes++;
     int rc = uv_write(&r->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
