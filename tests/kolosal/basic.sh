@@ -51,3 +51,4 @@ expect_eq "keep-alive connects" "$n" 1
 for _ in $(seq 1 100); do grep -q 'req POST /process 200' "$T/server.log" && break; sleep 0.05; done
 grep -q 'req POST /process 200' "$T/server.log" || fail "no request line in the log"
 ok "log lines"
+stop_server

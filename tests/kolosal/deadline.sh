@@ -16,3 +16,4 @@ code=$(curl -s --max-time 5 -D "$T/hdr" -o "$T/b" -w '%{http_code}' -d '{"messag
 expect_eq "503 when full" "$code $(cat "$T/b")" '503 {"error":"queue full: every ring slot is busy, retry later","status":503}'
 grep -qi '^Retry-After: 1' "$T/hdr" || fail "no Retry-After: $(cat "$T/hdr")"
 ok "Retry-After"
+stop_server

@@ -86,3 +86,15 @@ raw() {
 
 # expect_eq WHAT GOT WANT
 expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; ok "$1"; }
+
+# stop_server: SIGTERM, the server must exit 0 with a clean stderr (under
+# sanitizers this is where leaks and errors are reported).
+stop_server() {
+  kill -TERM "$SERVER_PID"
+  local rc=0
+  wait "$SERVER_PID" || rc=$?
+  if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$T/server.err"; then
+    cat "$T/server.err"; fail "sanitizer report from the server"
+  fi
+  expect_eq "server exits cleanly" "$rc" 0
+}

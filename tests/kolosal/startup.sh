@@ -23,3 +23,4 @@ ok "port in use message"
 # The server still answers.
 curl -sf --max-time 5 "http://127.0.0.1:$PORT/health" >/dev/null || fail "server gone"
 ok "first server unaffected"
+stop_server

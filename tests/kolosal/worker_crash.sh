@@ -50,3 +50,4 @@ wait_field workers_live 1
 for i in 1 2 3; do
   expect_eq "restarted worker $i" "$(post "{\"message\":\"r$i\"}")" "200 {\"result\":\"${i}r\",\"worker\":$W3}"
 done
+stop_server
