@@ -305,7 +305,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     fnet__conn_close(c);
     return;
   }
-  if (c->lingering || c->close_after) return; /* no further request: discard */
+  if (c->lingering || c->close_after || c->broken) return; /* no further request: discard */
   if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED) {
     if (pend_append(c, buf->base, (size_t)n) < 0) fnet__conn_close(c);
     return;
@@ -316,7 +316,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
 
 /* Parses what was kept while paused, once the pipeline has room again. */
 static void conn_resume(fnet_conn_t *c) {
-  if (c->closing || c->close_after || c->in_parse || c->lingering) return;
+  if (c->closing || c->close_after || c->in_parse || c->lingering || c->broken) return;
   if (HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED) return;
   if (c->qlen + c->writes >= c->srv->cfg.max_pipeline) return;
   http_parser_pause(&c->parser, 0);
@@ -365,6 +365,24 @@ static void on_conn_handle_closed(uv_handle_t *h) {
   fnet__conn_gone(srv);
 }
 
+static void on_kick(uv_idle_t *h) {
+  fnet_conn_t *c = h->data;
+  uv_idle_stop(h);
+  if (c->broken) {
+    fnet__conn_close(c);
+    return;
+  }
+  conn_resume(c);
+  if (!c->closing) conn_arm(c);
+}
+
+void fnet__conn_break(fnet_conn_t *c) {
+  if (c->closing || c->broken) return;
+  c->broken = true;
+  read_stop(c);
+  uv_idle_start(&c->kick, on_kick);
+}
+
 void fnet__conn_close(fnet_conn_t *c) {
   if (c->closing) return;
   c->closing = true;
@@ -376,6 +394,8 @@ void fnet__conn_close(fnet_conn_t *c) {
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
   uv_timer_stop(&c->timer);
+  uv_idle_stop(&c->kick);
+  uv_close((uv_handle_t *)&c->kick, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->timer, on_conn_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_conn_handle_closed);
   free(c->pend);
@@ -450,14 +470,19 @@ static void conn_fail(fnet_conn_t *c, int status, const char *msg) {
   fnet_req_respond_error(r, status, msg);
 }
 
+/* Called from inside application calls (respond) too, so anything that may
+ * call back into the application (parsing more requests) is deferred to the
+ * kick handle. */
 void fnet__conn_progress(fnet_conn_t *c) {
-  if (c->closing) return;
+  if (c->closing || c->broken) return;
   if (c->close_after && !c->qlen && !c->writes) {
     conn_finish(c);
     return;
   }
-  conn_resume(c);
-  if (!c->closing) conn_arm(c);
+  if (HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED && !c->close_after &&
+      c->qlen + c->writes < c->srv->cfg.max_pipeline)
+    uv_idle_start(&c->kick, on_kick);
+  conn_arm(c);
 }
 
 void fnet__conn_drain(fnet_conn_t *c) {
@@ -538,13 +563,16 @@ int fnet__conn_start(fnet_http_server_t *srv, uv_stream_t *listener) {
   c->tcp.data = c;
   srv->handles++;
   rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
-  if (rc == 0) rc = uv_timer_init(srv->loop, &c->timer);
   if (rc < 0) {
     uv_close((uv_handle_t *)&c->tcp, on_early_closed);
     return rc;
   }
+  /* Neither can fail on Linux (they only link the handle into the loop). */
+  uv_timer_init(srv->loop, &c->timer);
+  uv_idle_init(srv->loop, &c->kick);
   c->timer.data = c;
-  c->open_handles = 2;
+  c->kick.data = c;
+  c->open_handles = 3;
   uv_tcp_nodelay(&c->tcp, 1);
   peer_name(c);
   http_parser_init(&c->parser, HTTP_REQUEST);

@@ -105,7 +105,7 @@ static void on_write(uv_write_t *w, int status) {
 }
 
 void fnet__conn_flush(fnet_conn_t *c) {
-  while (c->qhead && c->qhead->responded && !c->closing) {
+  while (c->qhead && c->qhead->responded && !c->closing && !c->broken) {
     fnet_req_t *r = c->qhead;
     c->qhead = r->qnext;
     if (!c->qhead) c->qtail = NULL;
@@ -121,7 +121,7 @@ void fnet__conn_flush(fnet_conn_t *c) {
     }
     if (n < 0 && n != UV_EAGAIN) {
       fnet__req_free(r);
-      fnet__conn_close(c);
+      fnet__conn_break(c);
       return;
     }
     if (n > 0) b = uv_buf_init(r->out + n, (unsigned)(r->outlen - (size_t)n));
@@ -131,7 +131,7 @@ void fnet__conn_flush(fnet_conn_t *c) {
     if (rc < 0) {
       c->writes--;
       fnet__req_free(r);
-      fnet__conn_close(c);
+      fnet__conn_break(c);
       return;
     }
   }
@@ -165,7 +165,7 @@ int fnet_req_respond(fnet_req_t *r, int status, const char *content_type, const 
     fnet__req_free(r);
     return -ECONNABORTED;
   }
-  if (c->closing) {
+  if (c->closing || c->broken) {
     /* Still on the queue of a connection being torn down: it frees r. */
     r->responded = true;
     return -ECONNABORTED;
@@ -185,7 +185,7 @@ int fnet_req_respond(fnet_req_t *r, int status, const char *content_type, const 
   c->unanswered--;
   int s = serialize(r, status, content_type, body, len, close);
   if (s < 0) {
-    fnet__conn_close(c);
+    fnet__conn_break(c);
     return s;
   }
   if (c->srv->log_fn) c->srv->log_fn(r, status, len, c->srv->log_arg);

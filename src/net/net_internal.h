@@ -105,6 +105,7 @@ struct fnet_conn {
   uv_tcp_t tcp;                /* the socket */
   uv_timer_t timer;            /* idle/read/linger deadline */
   uv_shutdown_t shut;          /* write-side shutdown before lingering */
+  uv_idle_t kick;              /* runs deferred work (resume, close) outside app calls */
   fnet_http_server_t *srv;     /* server */
   fnet_conn_t *prev, *next;    /* server's connection list */
   http_parser parser;          /* request parser state */
@@ -121,10 +122,11 @@ struct fnet_conn {
   bool lingering;              /* write side shut; discarding input until EOF */
   bool peer_eof;               /* client shut its side; close once written */
   bool closing;                /* uv_close called */
+  bool broken;                 /* write failed inside an app call: close from the kick */
   int lib_error;               /* status chosen by a parser callback that failed */
   const char *lib_msg;         /* its message */
   enum fnet_timer_mode tmode;  /* what the timer is counting */
-  int open_handles;            /* tcp + timer not yet closed */
+  int open_handles;            /* tcp + timer + kick not yet closed */
   char peer[FNET__PEER_MAX];   /* client address */
 };
 
@@ -140,6 +142,7 @@ int fnet__conn_start(fnet_http_server_t *srv, uv_stream_t *listener);
 void fnet__conn_close(fnet_conn_t *c);          /* hard close; aborts unanswered requests */
 void fnet__conn_drain(fnet_conn_t *c);          /* graceful: finish the queue, then close */
 void fnet__conn_progress(fnet_conn_t *c);      /* after a respond or write: finish, resume, timers */
+void fnet__conn_break(fnet_conn_t *c);         /* close soon, never inside the caller's call */
 
 /* http_req.c */
 fnet_req_t *fnet__req_new(fnet_conn_t *c);

@@ -252,3 +252,30 @@ Test(http, graceful_shutdown_answers_in_flight, .init = start_default, .fini = s
   tc_close(idle);
   free(idle);
 }
+
+Test(http, async_pipeline_beyond_cap_resumes, .fini = stop) {
+  fnet_http_config_t cfg;
+  fnet_http_config_default(&cfg);
+  cfg.max_pipeline = 2;
+  start_with(&cfg);
+  char burst[64 * 8];
+  burst[0] = '\0';
+  for (int i = 0; i < 6; i++) strcat(burst, "GET /delay?ms=10 HTTP/1.1\r\n\r\n");
+  strcat(burst, GET_HELLO);
+  cr_assert_eq(tc_sends(&cc, burst), 0);
+  for (int i = 0; i < 6; i++) {
+    cr_assert_eq(tc_read(&cc, &rr, 3000), 0, "response %d", i);
+    cr_assert_str_eq(rr.body, "delayed");
+  }
+  cr_assert_eq(tc_read(&cc, &rr, 3000), 0);
+  cr_assert_str_eq(rr.body, "hello");
+}
+
+Test(http, good_then_malformed_pipelined, .init = start_default, .fini = stop) {
+  cr_assert_eq(tc_sends(&cc, "GET /delay?ms=30 HTTP/1.1\r\n\r\nNOT HTTP\r\n\r\n"), 0);
+  cr_assert_eq(tc_read(&cc, &rr, 3000), 0);
+  cr_assert_str_eq(rr.body, "delayed");
+  cr_assert_eq(tc_read(&cc, &rr, 3000), 0);
+  cr_assert_eq(rr.status, 400);
+  cr_assert(tc_wait_closed(&cc, 3000));
+}
