@@ -479,8 +479,13 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
         atomic_store(&srv->signaled, 0);
         fshm__futex_wake(&srv->signaled, 1, false);
     }
+    /* The helper may still sleep on done_want from before we cleared it;
+     * set it again so a publishing worker wakes it (it re-arms by itself if
+     * it was parked on spin_mode instead). */
+    atomic_store(&srv->seg.hdr->done_want, 1);
     atomic_store(&srv->spin_mode, 0);
     fshm__futex_wake(&srv->spin_mode, 1, false);
+    atomic_thread_fence(memory_order_seq_cst);
     struct timespec ts;
     const struct timespec *dl = fshm__deadline(&ts, timeout_ms);
     for (;;) {

@@ -368,3 +368,46 @@ Test(tasks, stress_three_workers_every_task_once, .timeout = 60)
     cr_expect_eq(total, STRESS_TASKS);
     free(t.seen);
 }
+
+static void *answer_after_a_while(void *arg)
+{
+    wthread_t *wt = arg;
+    fshm_worker_t *w;
+    if ((wt->exit_rc = fshm_worker_attach(&w, wt->name)) < 0)
+        return NULL;
+    uint64_t id;
+    const void *req;
+    size_t len;
+    if ((wt->exit_rc = fshm_worker_next(w, &id, &req, &len, 5000)) == 0) {
+        /* Long past the server's spin: it sleeps on the event fd by now. */
+        usleep(50 * 1000);
+        wt->exit_rc = fshm_worker_reply(w, id, 0, "ok", 2);
+    }
+    fshm_worker_detach(w);
+    return NULL;
+}
+
+/* Regression: after wait() timed out (helper asleep, armed) a later wait()
+ * that spins and then sleeps again must still be woken by a completion. */
+Test(tasks, wait_after_idle_timeouts_is_still_woken, .timeout = 10)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "wake", 4);
+    cr_expect_eq(fshm_server_wait(srv, 5), 0);
+    cr_expect_eq(fshm_server_wait(srv, 5), 0);
+    wthread_t wt = {.name = name};
+    uint64_t id;
+    cr_assert_eq(fshm_server_submit(srv, "x", 1, &id), 0);
+    cr_assert_eq(pthread_create(&wt.th, NULL, answer_after_a_while, &wt), 0);
+    shm_sink_t sink = {0};
+    /* The worker's attach also signals (a worker event): loop until the
+     * completion itself arrives; a lost wake-up hangs here. */
+    while (sink.count == 0) {
+        cr_assert_eq(fshm_server_wait(srv, -1), 1);
+        cr_assert_geq(fshm_server_poll(srv, shm_sink_cb, &sink), 0);
+    }
+    cr_expect_str_eq(sink.items[0].resp, "ok");
+    pthread_join(wt.th, NULL);
+    cr_expect_eq(wt.exit_rc, 0);
+    fshm_server_close(srv);
+}
