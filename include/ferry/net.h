@@ -21,6 +21,11 @@
  * turns false, and the application must still answer it (the answer is
  * discarded) to free it. Responses on one connection go out in request order
  * (HTTP pipelining), whatever order the application answers in.
+ *
+ * Re-entrancy: fnet_req_respond*() never calls a handler or an abort callback
+ * (parsing further requests and closing after a write error are deferred to
+ * the loop); only the logger runs inside it. fnet_http_server_close() calls
+ * the abort callbacks of unanswered requests before it returns.
  */
 #ifndef FERRY_NET_H
 #define FERRY_NET_H
