@@ -20,6 +20,7 @@
 atomic_int ts_aborts;
 atomic_int ts_late_rc;
 atomic_int ts_late_done;
+atomic_int ts_delayed;
 
 static void h_hello(fnet_req_t *req, void *arg) {
   fnet_req_respond(req, 200, "text/plain", "hello", 5);
@@ -65,6 +66,7 @@ static void h_delay(fnet_req_t *req, void *arg) {
   d->timer.data = d;
   fnet_req_on_abort(req, on_abort, NULL);
   uv_timer_start(&d->timer, on_delay, (uint64_t)ms, 0);
+  atomic_fetch_add(&ts_delayed, 1);
 }
 
 static void on_close_walk(uv_handle_t *h, void *arg) {
@@ -100,6 +102,7 @@ void ts_start(th_server_t *t, const fnet_http_config_t *cfg) {
   atomic_store(&ts_aborts, 0);
   atomic_store(&ts_late_rc, 1);
   atomic_store(&ts_late_done, 0);
+  atomic_store(&ts_delayed, 0);
   if (uv_loop_init(&t->loop)) abort();
   if (fnet_http_server_init(&t->srv, &t->loop, cfg)) abort();
   if (fnet_http_route(t->srv, "GET", "/hello", h_hello, t)) abort();

@@ -23,6 +23,7 @@ typedef struct th_server {
 extern atomic_int ts_aborts;        /* abort callbacks called */
 extern atomic_int ts_late_rc;       /* result of the last delayed respond */
 extern atomic_int ts_late_done;     /* delayed responds completed */
+extern atomic_int ts_delayed;       /* /delay requests received */
 
 /* Starts a server on 127.0.0.1:0 with the test routes:
  *   GET  /hello            200 text/plain "hello"

@@ -165,12 +165,13 @@ Test(http, async_response, .init = start_default, .fini = stop) {
 }
 
 Test(http, client_gone_before_async_answer, .init = start_default, .fini = stop) {
-  cr_assert_eq(tc_sends(&cc, "GET /delay?ms=300 HTTP/1.1\r\n\r\n"), 0);
-  usleep(50 * 1000);
+  cr_assert_eq(tc_sends(&cc, "GET /delay?ms=1000 HTTP/1.1\r\n\r\n"), 0);
+  cr_assert_eq(ts_wait_int(&ts_delayed, 1, 5000), 1);
   tc_close(&cc);
-  cr_assert_eq(ts_wait_int(&ts_aborts, 1, 3000), 1);
+  cr_assert_eq(ts_wait_int(&ts_aborts, 1, 5000), 1);
+  cr_assert_eq(atomic_load(&ts_late_done), 0, "abort came before the answer");
   /* The late answer is discarded and the handle freed (ASan checks). */
-  cr_assert_eq(ts_wait_int(&ts_late_done, 1, 3000), 1);
+  cr_assert_eq(ts_wait_int(&ts_late_done, 1, 5000), 1);
   cr_assert_eq(atomic_load(&ts_late_rc), -ECONNABORTED);
 }
 
@@ -241,7 +242,7 @@ Test(http, graceful_shutdown_answers_in_flight, .init = start_default, .fini = s
   tc_conn_t *idle = malloc(sizeof(*idle));
   cr_assert_eq(tc_open(idle, ts.port), 0);
   cr_assert_eq(tc_sends(&cc, "GET /delay?ms=200 HTTP/1.1\r\n\r\n"), 0);
-  usleep(50 * 1000);
+  cr_assert_eq(ts_wait_int(&ts_delayed, 1, 5000), 1);
   ts_shutdown(&ts);
   cr_assert(tc_wait_closed(idle, 3000), "idle connection closed at once");
   cr_assert_eq(tc_read(&cc, &rr, 3000), 0);
