@@ -40,6 +40,7 @@ done
 echo "answers: $good ok, $err clear errors, of $N"
 [ $((good + err)) -eq "$N" ] || fail "missing answers"
 ok "every request answered"
+echo "requeued after the kill: $(status_field requeued)"
 
 # The dead worker is reaped; a new one attaches and serves alone.
 wait_field workers_live 1
