@@ -11,7 +11,11 @@
 #ifndef FERRY_TESTS_KT_H
 #define FERRY_TESTS_KT_H
 
+#ifdef KT_NO_CRITERION
+#include "kt_crit.h" /* ThreadSanitizer build: see kt_crit.h */
+#else
 #include <criterion/criterion.h>
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>

@@ -101,36 +101,76 @@ Test(close, wakes_cancellable_waiters_too)
     kc_cancel_destroy(tok);
 }
 
-Test(close, send_on_closed_channel_calls_no_callback)
+/* Ownership rule (kc_undelivered_fn): after -EPIPE/-ECANCELED from a send the
+ * element went to the callback, blocked first or not; after -EAGAIN/-ETIME the
+ * caller still owns it and nothing is called. */
+Test(close, send_rejected_by_closed_channel_is_reported)
+{
+    int kinds[] = { KC_RENDEZVOUS, KC_BUFFERED, KC_UNLIMITED, KC_CONFLATED };
+    for (size_t k = 0; k < 4; k++) {
+        struct kt_drops d;
+        kt_drops_init(&d);
+        kc_chan_t *ch = kt_chan(kinds[k], sizeof(int), 2);
+        kc_chan_set_undelivered(ch, kt_drops_fn, &d);
+        kc_chan_close(ch);
+        int v = 5, w = 6;
+        cr_assert_eq(kc_chan_send(ch, &v, 0), -EPIPE);
+        cr_assert_eq(kc_chan_send(ch, &w, -1), -EPIPE);
+        cr_assert_eq(kt_drops_count(&d), 2, "kind %d: %zu callbacks for 2 rejected sends",
+                     kinds[k], kt_drops_count(&d));
+        cr_assert_eq(d.vals[0], 5);
+        cr_assert_eq(d.vals[1], 6);
+        kc_chan_snapshot_t s;
+        kc_chan_snapshot(ch, &s);
+        cr_assert_eq(s.dropped, 2);
+        kc_chan_destroy(ch);
+        cr_assert_eq(kt_drops_count(&d), 2);
+    }
+}
+
+Test(close, send_rejected_by_set_token_is_reported)
 {
     struct kt_drops d;
     kt_drops_init(&d);
-    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 2);
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int), 1);
     kc_chan_set_undelivered(ch, kt_drops_fn, &d);
-    kc_chan_close(ch);
-    int v = 5;
-    cr_assert_eq(kc_chan_send(ch, &v, 0), -EPIPE);
-    cr_assert_eq(kc_chan_send(ch, &v, -1), -EPIPE);
-    cr_assert_eq(kt_drops_count(&d), 0, "the caller still owns an element never offered");
+    kc_cancel_t *tok = kt_token(NULL);
+    kc_cancel_trigger(tok);
+    int v = 9;
+    cr_assert_eq(kc_chan_send_c(ch, &v, -1, tok), -ECANCELED);
+    cr_assert_eq(kt_drops_count(&d), 1);
+    cr_assert_eq(d.vals[0], 9);
+    cr_assert_eq(kc_chan_len(ch), 0);
+    kc_cancel_destroy(tok);
     kc_chan_destroy(ch);
+    cr_assert_eq(kt_drops_count(&d), 1);
 }
 
 Test(close, failed_try_and_timeout_sends_call_no_callback)
 {
     struct kt_drops d;
     kt_drops_init(&d);
-    kc_chan_t *ch = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
-    kc_chan_set_undelivered(ch, kt_drops_fn, &d);
+    kc_chan_t *rv = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+    kc_chan_t *full = kt_chan(KC_BUFFERED, sizeof(int), 1);
+    kc_chan_set_undelivered(rv, kt_drops_fn, &d);
+    kc_chan_set_undelivered(full, kt_drops_fn, &d);
     int v = 5;
-    cr_assert_eq(kc_chan_send(ch, &v, 0), -EAGAIN);
-    cr_assert_eq(kc_chan_send(ch, &v, 20), -ETIME);
+    cr_assert_eq(kc_chan_send(full, &v, 0), 0);
+    cr_assert_eq(kc_chan_send(rv, &v, 0), -EAGAIN);
+    cr_assert_eq(kc_chan_send(rv, &v, 20), -ETIME);
+    cr_assert_eq(kc_chan_send(full, &v, 0), -EAGAIN);
+    cr_assert_eq(kc_chan_send(full, &v, 20), -ETIME);
     kc_cancel_t *tok = kt_token(NULL);
-    kc_cancel_trigger(tok);
-    cr_assert_eq(kc_chan_send_c(ch, &v, -1, tok), -ECANCELED);
-    cr_assert_eq(kt_drops_count(&d), 0, "%zu callbacks for sends that failed before offering",
+    cr_assert_eq(kc_chan_send_c(full, &v, 20, tok), -ETIME);
+    cr_assert_eq(kt_drops_count(&d), 0, "%zu callbacks for sends the caller still owns",
                  kt_drops_count(&d));
+    kc_zdesc z = { .addr = &z };
+    cr_assert_eq(kc_chan_send_desc(rv, &z, 0), -EINVAL);
+    cr_assert_eq(kt_drops_count(&d), 0, "-EINVAL calls no callback");
     kc_cancel_destroy(tok);
-    kc_chan_destroy(ch);
+    kc_chan_destroy(rv);
+    kc_chan_destroy(full); /* the one buffered element */
+    cr_assert_eq(kt_drops_count(&d), 1);
 }
 
 Test(close, destroy_reports_every_buffered_element)
@@ -318,7 +358,10 @@ static void close_race(int kind)
                      kind, round, sent, received, left);
         cr_assert_eq(recv_sum, sent_sum);
         kc_chan_destroy(ch);
-        cr_assert_leq(sd.n, 3, "at most one blocked send per sender is reported");
+        int epipe_sends = 0;
+        for (int i = 0; i < 3; i++)
+            epipe_sends += s[i].sent < s[i].n;
+        cr_assert_eq(sd.n, epipe_sends, "each sender's one -EPIPE send is reported once");
     }
 }
 

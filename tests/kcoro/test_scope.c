@@ -246,7 +246,7 @@ static int nest_task(void *arg, const kc_cancel_t *cancel)
 {
     struct nester *n = arg;
     kc_scope_t *inner = NULL;
-    int rc = kc_scope_create(&inner, kc_scope_token(n->outer));
+    int rc = kc_scope_create(&inner, cancel); /* the task's own token */
     if (rc != 0)
         return rc;
     for (int i = 0; i < 2; i++)

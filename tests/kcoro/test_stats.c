@@ -50,7 +50,7 @@ Test(stats, counts_every_outcome_exactly)
     cr_assert_eq(s.fail_timeout, 2);
     cr_assert_eq(s.fail_canceled, 2);
     cr_assert_eq(s.fail_closed, 3);
-    cr_assert_eq(s.dropped, 0);
+    cr_assert_eq(s.dropped, 2, "the -ECANCELED and the -EPIPE send hand their elements over");
     cr_assert_eq(s.len, 0);
     cr_assert_eq(s.cap, 2);
     cr_assert_eq(s.kind, KC_BUFFERED);
@@ -236,6 +236,31 @@ Test(stats, foreach_visits_live_named_channels_only)
     cr_assert_eq(n3, n - 1);
     cr_assert_eq(h.by_name, 0, "a destroyed channel was visited");
     cr_assert_eq(h.by_ptr, 0, "a destroyed channel was visited");
+}
+
+Test(stats, channel_ids_are_unique_stable_and_never_reused)
+{
+    kc_chan_t *a = kt_chan(KC_BUFFERED, sizeof(int), 1);
+    kc_chan_t *b = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+    uint64_t ia = kc_chan_id(a), ib = kc_chan_id(b);
+    cr_assert_neq(ia, ib);
+    cr_assert_eq(kc_chan_id(a), ia, "id changed between calls");
+    kc_chan_snapshot_t s;
+    kc_chan_snapshot(a, &s);
+    cr_assert_eq(s.id, ia);
+    int v = 1;
+    cr_assert_eq(kc_chan_send(a, &v, 0), 0);
+    kc_chan_snapshot(a, &s);
+    cr_assert_eq(s.id, ia, "snapshots of one channel share its id");
+    kc_chan_destroy(a);
+    /* a new channel may reuse the freed memory, never the id */
+    for (int i = 0; i < 50; i++) {
+        kc_chan_t *c = kt_chan(KC_BUFFERED, sizeof(int), 1);
+        uint64_t ic = kc_chan_id(c);
+        cr_assert(ic != ia && ic != ib, "id %llu reused", (unsigned long long)ic);
+        kc_chan_destroy(c);
+    }
+    kc_chan_destroy(b);
 }
 
 /* ---- concurrent counting ------------------------------------------------ */
