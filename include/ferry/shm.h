@@ -164,11 +164,16 @@ int fshm_worker_attach(fshm_worker_t **out, const char *name);
 /* Claims the next task (spins briefly, then sleeps on the futex).
  * timeout_ms: 0 try once, <0 forever, >0 milliseconds (CLOCK_MONOTONIC).
  * The request (req, len) stays valid until fshm_worker_reply() for this task.
- * ERRORS: -ETIME timeout; -ESHUTDOWN server closed or died; -EBUSY a task is
- * claimed and not yet answered; -ENOLINK this worker was declared dead (stale
+ * ERRORS: -ETIME timeout; -ESHUTDOWN server closed or died; -EINTR
+ * fshm_worker_interrupt() was called; -EBUSY a task is claimed and not yet answered; -ENOLINK this worker was declared dead (stale
  * heartbeat) and its entry reclaimed: detach and attach again. */
 int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size_t *len,
                      int timeout_ms);
+
+/* Makes the pending (or the next) fshm_worker_next() return -EINTR.
+ * Async-signal-safe: call it from a SIGTERM handler to stop a sleeping
+ * worker without a race between checking a flag and going to sleep. */
+void fshm_worker_interrupt(fshm_worker_t *w);
 
 /* Answers the claimed task: status 0 and the response, or a negative errno
  * and an optional short error text. A task revoked meanwhile (the server

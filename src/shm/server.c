@@ -65,6 +65,8 @@ static void *helper_main(void *arg)
     fshm_hdr_t *h = srv->seg.hdr;
     uint32_t seen = atomic_load(&h->worker_events);
 
+    atomic_store(&srv->started, 1);
+    fshm__futex_wake(&srv->started, 1, false);
     while (!atomic_load(&srv->stop)) {
         if (atomic_load(&srv->spin_mode)) {
             fshm__futex_wait(&srv->spin_mode, 1, NULL, false);
@@ -138,6 +140,11 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
         goto fail_thread;
     }
     srv->helper_started = true;
+    /* Return only once the helper runs its loop: a thread still starting
+     * up may hold allocator locks, and a fork() right after open() would
+     * give the child those locks held forever. */
+    while (!atomic_load(&srv->started))
+        fshm__futex_wait(&srv->started, 0, NULL, false);
     fshm__fail(0, "%s", note);
     *out = srv;
     return 0;

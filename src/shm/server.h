@@ -48,6 +48,7 @@ struct fshm_server {
     bool efd_dirty;         /* the loop thread itself wrote efd since the last poll */
     pthread_t helper;       /* turns futex wakes into eventfd writes */
     bool helper_started;    /* helper must be joined */
+    _Atomic uint32_t started;   /* helper: running its loop (open waits for it) */
     _Atomic uint32_t stop;      /* helper: exit */
     _Atomic uint32_t signaled;  /* helper wrote efd; poll() clears and wakes it */
     _Atomic uint32_t spin_mode; /* loop thread uses fshm_server_wait(): helper stands down */

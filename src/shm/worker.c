@@ -32,7 +32,9 @@ struct fshm_worker {
     pthread_t hb;              /* heartbeat thread */
     bool hb_started;           /* hb must be joined */
     _Atomic uint32_t hb_stop;  /* tells hb to exit (private futex word) */
+    _Atomic uint32_t hb_up;    /* hb runs its loop (attach waits for it) */
     _Atomic uint32_t gone;     /* hb saw the server die */
+    _Atomic uint32_t interrupted; /* fshm_worker_interrupt() called */
 };
 
 static void notify_server(fshm_worker_t *w)
@@ -80,6 +82,8 @@ static void *hb_main(void *arg)
 {
     fshm_worker_t *w = arg;
     uint32_t period = w->seg.cfg.heartbeat_ms;
+    atomic_store(&w->hb_up, 1);
+    fshm__futex_wake(&w->hb_up, 1, false);
     while (!atomic_load(&w->hb_stop)) {
         struct timespec ts;
         fshm__futex_wait(&w->hb_stop, 0, fshm__deadline(&ts, (int)period), false);
@@ -148,6 +152,9 @@ int fshm_worker_attach(fshm_worker_t **out, const char *name)
         goto fail_entry;
     }
     w->hb_started = true;
+    /* As in fshm_server_open(): no half-started thread at return. */
+    while (!atomic_load(&w->hb_up))
+        fshm__futex_wait(&w->hb_up, 0, NULL, false);
     worker_event(w);
     *out = w;
     return 0;
@@ -254,7 +261,17 @@ static int try_take(fshm_worker_t *w)
 static bool work_ready(void *arg)
 {
     fshm_worker_t *w = arg;
-    return fshm__ring_ready(&w->seg.req) || server_gone(w);
+    return fshm__ring_ready(&w->seg.req) || server_gone(w) || atomic_load(&w->interrupted);
+}
+
+void fshm_worker_interrupt(fshm_worker_t *w)
+{
+    if (!w)
+        return;
+    atomic_store(&w->interrupted, 1);
+    /* We cannot wake only our own sleeper on the shared word: wake all;
+     * the other workers re-check and sleep again. */
+    fshm__evc_broadcast(&w->seg.hdr->work);
 }
 
 int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size_t *len,
@@ -269,6 +286,8 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
     fshm_evc_t *work = &w->seg.hdr->work;
 
     for (;;) {
+        if (atomic_exchange(&w->interrupted, 0))
+            return -EINTR;
         if (server_gone(w))
             return -ESHUTDOWN;
         if (!entry_ours(w))

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 static fshm_server_t *open_srv(char *name, size_t size, const char *tag, uint32_t attempts,
@@ -58,6 +59,8 @@ static child_t spawn(void (*fn)(const char *name), const char *name)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        /* Never outlive a test that failed or timed out. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         close(up[0]);
         close(down[1]);
         c_report = up[1];

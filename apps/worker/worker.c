@@ -1,0 +1,256 @@
+/* worker: the Kolosal worker process. Attaches to the server's shared
+ * segment, claims requests, runs a handler (built in, or a user's shared
+ * library) and writes the result back. One line per event to its log.
+ *
+ * Exits 0 on SIGTERM/SIGINT or when the server closes; 1 when it cannot
+ * start (no server, bad handler); 2 on bad usage. */
+#define _GNU_SOURCE
+#include "handler.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <ferry/shm.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct opts {
+    const char *name;    /* segment name (--name, FERRY_SHM_NAME, "kolosal") */
+    const char *handler; /* shared library path, NULL for the built-in handler */
+    const char *log;     /* log file, NULL for stderr */
+} opts_t;
+
+static FILE *log_fp;
+static fshm_worker_t *volatile g_worker; /* for the signal handler */
+static volatile sig_atomic_t g_signal;   /* the signal that asked us to stop */
+
+static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void logf_(const char *fmt, ...)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    localtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    fprintf(log_fp, "%s.%03ld worker[%d] ", when, ts.tv_nsec / 1000000, (int)getpid());
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(log_fp, fmt, ap);
+    va_end(ap);
+    fputc('\n', log_fp);
+}
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+    fshm_worker_t *w = g_worker;
+    if (w)
+        fshm_worker_interrupt(w); /* async-signal-safe */
+}
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "usage: worker [--name NAME] [--handler LIB.so] [--log FILE] [--help]\n"
+            "  --name NAME      server segment to attach to (env FERRY_SHM_NAME, default kolosal)\n"
+            "  --handler LIB.so run ferry_handle() from this library instead of the built-in\n"
+            "                   handler ({\"message\":\"abc\"} -> {\"result\":\"cba\",\"worker\":PID})\n"
+            "  --log FILE       append one line per event to FILE (default stderr)\n"
+            "Stops on SIGTERM/SIGINT or when the server closes.\n");
+}
+
+static int parse(int argc, char **argv, opts_t *o)
+{
+    static const struct option longopts[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"handler", required_argument, NULL, 'H'},
+        {"log", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *env = getenv("FERRY_SHM_NAME");
+    o->name = env && *env ? env : "kolosal";
+    o->handler = NULL;
+    o->log = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "n:H:l:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'n': o->name = optarg; break;
+        case 'H': o->handler = optarg; break;
+        case 'l': o->log = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "worker: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static ferry_handle_fn load_handler(const char *path)
+{
+    if (!path)
+        return ferry_default_handle;
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        logf_("error handler-load path=%s reason=\"%s\"", path, dlerror());
+        return NULL;
+    }
+    ferry_handle_fn fn;
+    /* POSIX allows this conversion for dlsym results. */
+    *(void **)&fn = dlsym(lib, "ferry_handle");
+    if (!fn) {
+        logf_("error handler-symbol path=%s reason=\"no ferry_handle\"", path);
+        dlclose(lib);
+        return NULL;
+    }
+    return fn; /* stays loaded for the process's life */
+}
+
+static int attach(const opts_t *o, fshm_worker_t **w)
+{
+    int rc = fshm_worker_attach(w, o->name);
+    if (rc < 0) {
+        logf_("error attach name=%s reason=\"%s: %s\"", o->name, fshm_strerror(rc),
+              fshm_last_error());
+        return rc;
+    }
+    logf_("attach name=%s index=%u payload_max=%u", o->name, fshm_worker_index(*w),
+          fshm_worker_payload_max(*w));
+    return 0;
+}
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Runs the handler on one task and answers it. */
+static void run_task(fshm_worker_t *w, ferry_handle_fn handle, char *out, size_t out_max,
+                     uint64_t id, const void *req, size_t len)
+{
+    uint64_t t0 = now_us();
+    size_t out_len = 0;
+    int status = handle(req, len, out, out_max, &out_len);
+    if (status > 0 || out_len > out_max) {
+        /* A plugin broke its contract: fail the task, not the worker. */
+        logf_("error handler-contract task=%llu status=%d out_len=%zu",
+              (unsigned long long)id, status, out_len);
+        status = -EIO;
+        out_len = (size_t)snprintf(out, out_max, "{\"error\":\"handler broke its contract\"}");
+        if (out_len > out_max)
+            out_len = 0;
+    }
+    int rc = fshm_worker_reply(w, id, status, out, out_len);
+    logf_("task id=%llu bytes_in=%zu bytes_out=%zu status=%d us=%llu%s%s",
+          (unsigned long long)id, len, out_len, status, (unsigned long long)(now_us() - t0),
+          rc < 0 ? " reply_error=" : "", rc < 0 ? fshm_strerror(rc) : "");
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o;
+    log_fp = stderr;
+    if (parse(argc, argv, &o) < 0)
+        return 2;
+    if (o.log) {
+        FILE *f = fopen(o.log, "a");
+        if (!f) {
+            fprintf(stderr, "worker: cannot open log %s: %s\n", o.log, strerror(errno));
+            return 1;
+        }
+        log_fp = f;
+    }
+    /* Full buffering: no write per task under load; flushed whenever the
+     * worker is about to sleep, so the log is current when idle. */
+    static char logbuf[1 << 16];
+    setvbuf(log_fp, logbuf, _IOFBF, sizeof(logbuf));
+
+    ferry_handle_fn handle = load_handler(o.handler);
+    if (!handle) {
+        fflush(log_fp);
+        return 1;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    fshm_worker_t *w;
+    if (attach(&o, &w) < 0) {
+        fflush(log_fp);
+        return 1;
+    }
+    g_worker = w;
+    logf_("start handler=%s", o.handler ? o.handler : "builtin-reverse");
+
+    size_t out_max = fshm_worker_payload_max(w);
+    char *out = malloc(out_max ? out_max : 1);
+    if (!out) {
+        logf_("error out-of-memory bytes=%zu", out_max);
+        fshm_worker_detach(w);
+        return 1;
+    }
+    int exit_code = 0;
+    while (!g_signal) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, 0);
+        if (rc == -ETIME) {
+            fflush(log_fp); /* about to sleep */
+            rc = fshm_worker_next(w, &id, &req, &len, -1);
+        }
+        if (rc == 0) {
+            run_task(w, handle, out, out_max, id, req, len);
+            continue;
+        }
+        if (rc == -EINTR || rc == -ETIME)
+            continue; /* the loop condition looks at the signal */
+        if (rc == -ESHUTDOWN) {
+            logf_("stop reason=server-closed");
+            break;
+        }
+        if (rc == -ENOLINK) {
+            /* Declared dead (we were stalled): take a new entry. */
+            logf_("reattach reason=entry-reclaimed");
+            g_worker = NULL;
+            fshm_worker_detach(w);
+            if (attach(&o, &w) < 0) {
+                exit_code = 1;
+                w = NULL;
+                break;
+            }
+            g_worker = w;
+            continue;
+        }
+        logf_("error next reason=\"%s\"", fshm_strerror(rc));
+        exit_code = 1;
+        break;
+    }
+    if (g_signal)
+        logf_("stop reason=signal sig=%d", (int)g_signal);
+    g_worker = NULL;
+    fshm_worker_detach(w);
+    free(out);
+    logf_("exit code=%d", exit_code);
+    fflush(log_fp);
+    if (log_fp != stderr)
+        fclose(log_fp);
+    return exit_code;
+}
