@@ -17,6 +17,7 @@
  *   waiting copies straight into the receiver's memory.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,11 +149,20 @@ static inline void *cell_data(_Atomic size_t *seq)
     return (unsigned char *)seq + sizeof(size_t);
 }
 
-static bool lf_push(kc_chan_t *ch, const void *src)
+/* Closing sets this bit in enq_pos, the word every producer must CAS to
+ * claim a cell: after close no push can start, and a push that claimed its
+ * cell before is visible as enq_pos > deq_pos, so receivers wait for it
+ * instead of reporting -EPIPE while an accepted element is still landing. */
+#define KC_POS_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+/* Returns 1 pushed, 0 full, -EPIPE closed. */
+static int lf_push(kc_chan_t *ch, const void *src)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
     _Atomic size_t *seq;
     for (;;) {
+        if (pos & KC_POS_CLOSED)
+            return -EPIPE;
         seq = cell_seq(ch, pos);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
         intptr_t dif = (intptr_t)(s - 2 * pos);
@@ -161,7 +171,7 @@ static bool lf_push(kc_chan_t *ch, const void *src)
                                                       memory_order_relaxed, memory_order_relaxed))
                 break;
         } else if (dif < 0) {
-            return false; /* full (or a consumer is just freeing the cell) */
+            return 0; /* full (or a consumer is just freeing the cell) */
         } else {
             pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
         }
@@ -169,7 +179,7 @@ static bool lf_push(kc_chan_t *ch, const void *src)
     memcpy(cell_data(seq), src, ch->esz);
     /* seq_cst: pairs with a receiver's registration (see file comment). */
     atomic_store_explicit(seq, 2 * pos + 1, memory_order_seq_cst);
-    return true;
+    return 1;
 }
 
 static bool lf_pop(kc_chan_t *ch, void *dst)
@@ -235,25 +245,43 @@ static inline void count_recv(kc_chan_t *ch, const void *elem)
 /* Non-blocking buffered operations; `locked` as for notify_peer. */
 static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 {
-    if (atomic_load_explicit(&ch->aclosed, memory_order_acquire)) {
-        *res = -EPIPE;
+    int r = lf_push(ch, src);
+    if (r == 0)
+        return false;
+    if (r < 0) {
+        *res = r;
         return true;
     }
-    if (!lf_push(ch, src))
-        return false;
     count_send(ch, src);
     notify_peer(ch, true, locked);
     *res = 0;
     return true;
 }
 
+/* Receive on a closed ring: drain, including pushes that claimed a cell
+ * before the close and are still copying (a few nanoseconds, unless the
+ * producer was preempted: then yield to it). */
+static bool closed_pop(kc_chan_t *ch, void *dst)
+{
+    size_t end = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
+    for (unsigned i = 0;; i++) {
+        if (lf_pop(ch, dst))
+            return true;
+        if (atomic_load_explicit(&ch->deq_pos, memory_order_acquire) >= end)
+            return false;
+        if (i < 100)
+            kc__cpu_relax();
+        else
+            sched_yield();
+    }
+}
+
 static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
 {
     if (!lf_pop(ch, dst)) {
-        if (!atomic_load_explicit(&ch->aclosed, memory_order_acquire))
+        if (!(atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & KC_POS_CLOSED))
             return false;
-        /* Closed: drain what a sender pushed before the close. */
-        if (!lf_pop(ch, dst)) {
+        if (!closed_pop(ch, dst)) {
             *res = -EPIPE;
             return true;
         }
@@ -671,7 +699,8 @@ void kc_chan_close(kc_chan_t *ch)
     kc__lock(&ch->lock);
     if (!ch->closed) {
         ch->closed = true;
-        atomic_store_explicit(&ch->aclosed, true, memory_order_seq_cst);
+        if (ch->kind == KC_BUFFERED)
+            atomic_fetch_or_explicit(&ch->enq_pos, KC_POS_CLOSED, memory_order_seq_cst);
         /* Locked kinds: receivers only wait on an empty buffer, so they are
          * done, and blocked senders never get their element in. Buffered
          * waiters are only notified: they retry, drain, then see -EPIPE. */
@@ -702,7 +731,7 @@ size_t kc_chan_len(const kc_chan_t *cch)
     if (ch->kind == KC_BUFFERED) {
         /* Racy by nature under concurrent use; exact when quiescent. */
         size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_acquire);
-        size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_acquire);
+        size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
         return e > d ? e - d : 0;
     }
     kc__lock(&ch->lock);

@@ -65,7 +65,7 @@ struct kc_chan {
 
     /* Hot words, one cache line per writer side, so a producer and a
      * consumer running on two cores do not steal each other's lines. */
-    _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill    */
+    _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill; top bit: closed */
     _Atomic uint64_t sends;      /* completed sends                          */
     _Atomic uint64_t bytes_sent; /* their payload bytes                      */
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
@@ -74,7 +74,6 @@ struct kc_chan {
     /* Read by every buffered operation, written only by slow paths. */
     _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
     _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
-    _Atomic bool aclosed;          /* lock-free mirror of closed             */
     /* Failure counters (off the hot path). */
     _Alignas(KC_CACHELINE) _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
     _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
