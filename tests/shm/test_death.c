@@ -6,19 +6,22 @@
 #include "segment.h"
 #include "shm_test.h"
 
+#ifdef SHM_NO_CRITERION
+#include "shm_crit.h"
+#else
 #include <criterion/criterion.h>
+#endif
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
-static fshm_server_t *open_srv(char *name, size_t size, const char *tag, uint32_t attempts,
-                               uint32_t workers, uint32_t hb)
+static fshm_server_t *open_srv(const char *name, uint32_t attempts, uint32_t workers, uint32_t hb)
 {
     fshm_config_t cfg;
     fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, size, tag);
+    cfg.name = name;
     cfg.ring_slots = 8;
     cfg.payload_max = 512;
     cfg.max_workers = workers;
@@ -51,6 +54,10 @@ static void wait_go(void)
         _exit(91);
 }
 
+/* Forks a child that waits for start() and then runs fn(name). Tests fork
+ * every child before opening the server: the test process then has no
+ * other thread yet, so the child inherits no lock held by one (fork of a
+ * threaded process is also refused by ThreadSanitizer). */
 static child_t spawn(void (*fn)(const char *name), const char *name)
 {
     int up[2], down[2];
@@ -65,12 +72,18 @@ static child_t spawn(void (*fn)(const char *name), const char *name)
         close(down[1]);
         c_report = up[1];
         c_go = down[0];
+        wait_go();
         fn(name);
         _exit(0);
     }
     close(up[1]);
     close(down[0]);
     return (child_t){.pid = pid, .rd = up[0], .wr = down[1]};
+}
+
+static void start(child_t *c)
+{
+    cr_assert_eq(write(c->wr, "g", 1), 1);
 }
 
 static char expect_report(child_t *c)
@@ -151,10 +164,12 @@ static void kill_and_reap(child_t *c)
 Test(death, killed_mid_task_is_requeued_and_finished_by_another, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "rq", 3, 4, 50);
+    shm_test_name(name, sizeof(name), "rq");
+    child_t a = spawn(claimer, name), b = spawn(finisher, name);
+    fshm_server_t *srv = open_srv(name, 3, 4, 50);
     uint64_t id;
     cr_assert_eq(fshm_server_submit(srv, "job", 3, &id), 0);
-    child_t a = spawn(claimer, name);
+    start(&a);
     cr_assert_eq(expect_report(&a), 'c');
 
     fshm_worker_info_t info[4];
@@ -173,7 +188,7 @@ Test(death, killed_mid_task_is_requeued_and_finished_by_another, .timeout = 20)
     cr_expect_eq(fshm_server_workers(srv, info, 4), 0, "its entry was reclaimed");
     cr_expect_eq(fshm_server_check_workers(srv), 0, "reaped once");
 
-    child_t b = spawn(finisher, name);
+    start(&b);
     cr_assert_eq(expect_report(&b), 'a');
     shm_sink_t sink = {0};
     shm_sink_wait(srv, &sink, 1);
@@ -190,14 +205,16 @@ Test(death, killed_mid_task_is_requeued_and_finished_by_another, .timeout = 20)
 Test(death, attempts_exhausted_fails_with_eownerdead, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "ex", 2, 4, 50);
+    shm_test_name(name, sizeof(name), "ex");
+    child_t c[2] = {spawn(claimer, name), spawn(claimer, name)};
+    fshm_server_t *srv = open_srv(name, 2, 4, 50);
     uint64_t id;
     cr_assert_eq(fshm_server_submit(srv, "doomed", 6, &id), 0);
     shm_sink_t sink = {0};
     for (int i = 0; i < 2; i++) {
-        child_t c = spawn(claimer, name);
-        cr_assert_eq(expect_report(&c), 'c', "attempt %d", i + 1);
-        kill_and_reap(&c);
+        start(&c[i]);
+        cr_assert_eq(expect_report(&c[i]), 'c', "attempt %d", i + 1);
+        kill_and_reap(&c[i]);
         cr_expect_eq(fshm_server_check_workers(srv), 1);
         cr_assert_geq(fshm_server_poll(srv, shm_sink_cb, &sink), 0);
     }
@@ -219,8 +236,10 @@ Test(death, attempts_exhausted_fails_with_eownerdead, .timeout = 20)
 Test(death, dead_idle_worker_entry_is_reclaimed_for_a_new_one, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "tab", 3, 1, 50);
+    shm_test_name(name, sizeof(name), "tab");
     child_t a = spawn(idler, name);
+    fshm_server_t *srv = open_srv(name, 3, 1, 50);
+    start(&a);
     cr_assert_eq(expect_report(&a), 'a');
     fshm_worker_t *w;
     cr_expect_eq(fshm_worker_attach(&w, name), -ENOSPC, "table of one is taken");
@@ -265,10 +284,12 @@ static void late_answerer(const char *name)
 Test(death, stopped_worker_declared_dead_by_stale_heartbeat, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "hb", 3, 4, 20);
+    shm_test_name(name, sizeof(name), "hb");
+    child_t a = spawn(late_answerer, name), b = spawn(finisher, name);
+    fshm_server_t *srv = open_srv(name, 3, 4, 20);
     uint64_t id;
     cr_assert_eq(fshm_server_submit(srv, "slow", 4, &id), 0);
-    child_t a = spawn(late_answerer, name);
+    start(&a);
     cr_assert_eq(expect_report(&a), 'c');
     kill(a.pid, SIGSTOP);
     /* Its process lives on; only the heartbeat goes stale (4 x 20 ms). */
@@ -278,12 +299,12 @@ Test(death, stopped_worker_declared_dead_by_stale_heartbeat, .timeout = 20)
     fshm_server_stats(srv, &st);
     cr_expect_eq(st.requeued, 1);
     kill(a.pid, SIGCONT);
-    cr_assert_eq(write(a.wr, "g", 1), 1);
+    start(&a); /* second go: answer now */
     int status = reap(&a);
     cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "late answer refused with -ENOLINK (exit %d)", WEXITSTATUS(status));
 
-    child_t b = spawn(finisher, name);
+    start(&b);
     cr_assert_eq(expect_report(&b), 'a');
     shm_sink_t sink = {0};
     shm_sink_wait(srv, &sink, 1);
@@ -320,14 +341,16 @@ static void pump_until(fshm_server_t *srv, shm_sink_t *sink, size_t n)
 Test(death, request_cell_left_by_a_worker_dying_in_pop_is_repaired, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "rp", 3, 4, 20);
+    shm_test_name(name, sizeof(name), "rp");
+    child_t a = spawn(dies_inside_pop, name), b = spawn(finisher, name);
+    fshm_server_t *srv = open_srv(name, 3, 4, 20);
     uint64_t id;
     cr_assert_eq(fshm_server_submit(srv, "lost", 4, &id), 0);
-    child_t a = spawn(dies_inside_pop, name);
+    start(&a);
     cr_assert_eq(expect_report(&a), 'c');
     kill_and_reap(&a);
     cr_expect_eq(fshm_server_check_workers(srv), 1);
-    child_t b = spawn(finisher, name);
+    start(&b);
     cr_assert_eq(expect_report(&b), 'a');
     shm_sink_t sink = {0};
     pump_until(srv, &sink, 1); /* repaired one heartbeat period later */
@@ -374,13 +397,15 @@ static void dies_inside_push(const char *name)
 Test(death, completion_cell_left_by_a_worker_dying_in_push_is_repaired, .timeout = 20)
 {
     char name[40];
-    fshm_server_t *srv = open_srv(name, sizeof(name), "cp", 3, 4, 20);
+    shm_test_name(name, sizeof(name), "cp");
+    child_t a = spawn(dies_inside_push, name), b = spawn(finisher, name);
+    fshm_server_t *srv = open_srv(name, 3, 4, 20);
     uint64_t first, second;
     cr_assert_eq(fshm_server_submit(srv, "one", 3, &first), 0);
-    child_t a = spawn(dies_inside_push, name);
+    start(&a);
     cr_assert_eq(expect_report(&a), 'c');
     kill_and_reap(&a);
-    child_t b = spawn(finisher, name);
+    start(&b);
     cr_assert_eq(expect_report(&b), 'a');
     cr_assert_eq(fshm_server_submit(srv, "two", 3, &second), 0);
     shm_sink_t sink = {0};

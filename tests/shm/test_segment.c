@@ -5,7 +5,11 @@
 #include "segment.h"
 #include "shm_test.h"
 
+#ifdef SHM_NO_CRITERION
+#include "shm_crit.h"
+#else
 #include <criterion/criterion.h>
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -278,10 +282,16 @@ Test(segment, worker_table_full_is_enospc, .timeout = 10)
 Test(segment, close_wakes_a_sleeping_worker, .timeout = 10)
 {
     char name[40];
-    fshm_server_t *srv = open_small(name, sizeof(name), "close", 2);
+    /* Fork before the server's helper thread exists (see test_death.c). */
+    int go[2];
+    cr_assert_eq(pipe(go), 0);
+    shm_test_name(name, sizeof(name), "close");
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            _exit(3);
         fshm_worker_t *w;
         if (fshm_worker_attach(&w, name) < 0)
             _exit(1);
@@ -292,6 +302,14 @@ Test(segment, close_wakes_a_sleeping_worker, .timeout = 10)
         fshm_worker_detach(w);
         _exit(rc == -ESHUTDOWN ? 0 : 2);
     }
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = name;
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512;
+    fshm_server_t *srv;
+    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    cr_assert_eq(write(go[1], "g", 1), 1);
     /* Close once the worker is attached (its attach is a worker event). */
     fshm_stats_t st;
     do {
