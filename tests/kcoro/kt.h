@@ -11,11 +11,7 @@
 #ifndef FERRY_TESTS_KT_H
 #define FERRY_TESTS_KT_H
 
-#ifdef KT_NO_CRITERION
-#include "kt_crit.h" /* ThreadSanitizer build: see kt_crit.h */
-#else
-#include <criterion/criterion.h>
-#endif
+#include <criterion/criterion.h> /* under TSan: tests/support/tsan_criterion */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
