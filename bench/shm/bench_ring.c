@@ -1,0 +1,326 @@
+/* bench_shm_ring: cross-process round trip and throughput of a small message
+ * through the shm ring, against a Unix-domain socket pair doing the same
+ * work, measured in the same run on the same machine.
+ *
+ *   ring: fshm_server_submit -> worker process (fshm_worker_next/reply,
+ *         echo) -> fshm_server_wait/poll; both sides spin briefly before
+ *         sleeping, as in production.
+ *   unix: write -> echo process (read/write) -> read on a socketpair.
+ * Round trip: one message at a time. Throughput: 512 messages in flight;
+ * the ring submits each message on its own, the socket side writes each
+ * message with its own write() while the echo side and the reader move
+ * whatever has accumulated (so the socket side gets the benefit of batching
+ * on two of its three steps).
+ *
+ * Usage: bench_shm_ring [--bytes N] [--seconds S]   (defaults 64, 2 per phase)
+ * Prints labelled lines: rtt_ns ..., throughput_msgs_per_s ... with ratios. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ferry/shm.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WINDOW 512 /* messages in flight in the throughput phases */
+
+static size_t msg_bytes = 64;
+static double phase_s = 2.0;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int err)
+{
+    fprintf(stderr, "bench_shm_ring: %s: %s\n", what, strerror(err < 0 ? -err : err));
+    exit(1);
+}
+
+/* ---- children ---- */
+
+static void shm_echo_worker(const char *name, int go_fd)
+{
+    char c;
+    if (read(go_fd, &c, 1) != 1)
+        _exit(1);
+    fshm_worker_t *w;
+    int rc = fshm_worker_attach(&w, name);
+    if (rc < 0)
+        die("worker attach", rc);
+    for (;;) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        rc = fshm_worker_next(w, &id, &req, &len, -1);
+        if (rc == -ESHUTDOWN)
+            break;
+        if (rc < 0)
+            die("worker next", rc);
+        fshm_worker_reply(w, id, 0, req, len); /* echo */
+    }
+    fshm_worker_detach(w);
+    _exit(0);
+}
+
+static void unix_echo(int fd)
+{
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n <= 0)
+            _exit(0);
+        for (ssize_t off = 0; off < n;) {
+            ssize_t m = write(fd, buf + off, (size_t)(n - off));
+            if (m <= 0)
+                _exit(1);
+            off += m;
+        }
+    }
+}
+
+static pid_t spawn(void (*fn)(void *), void *arg)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork", errno);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        fn(arg);
+        _exit(0);
+    }
+    return pid;
+}
+
+/* ---- ring ---- */
+
+typedef struct counter {
+    size_t done;  /* completions seen */
+    size_t bad;   /* wrong status or size */
+    size_t bytes; /* expected size */
+} counter_t;
+
+static void on_done(void *arg, uint64_t id, int status, const void *resp, size_t len)
+{
+    counter_t *c = arg;
+    c->done++;
+    if (status != 0 || len != c->bytes)
+        c->bad++;
+}
+
+static void ring_collect(fshm_server_t *srv, counter_t *c)
+{
+    if (fshm_server_wait(srv, 1000) < 0)
+        die("server wait", errno);
+    int rc = fshm_server_poll(srv, on_done, c);
+    if (rc < 0)
+        die("server poll", rc);
+}
+
+static double ring_rtt(fshm_server_t *srv, const char *msg, double seconds, size_t *iters)
+{
+    counter_t c = {.bytes = msg_bytes};
+    size_t n = 0;
+    double t0 = now_s(), t;
+    do {
+        /* Batches of 256 between clock reads. */
+        for (int i = 0; i < 256; i++, n++) {
+            uint64_t id;
+            int rc = fshm_server_submit(srv, msg, msg_bytes, &id);
+            if (rc < 0)
+                die("submit", rc);
+            while (c.done <= n)
+                ring_collect(srv, &c);
+        }
+        t = now_s();
+    } while (t - t0 < seconds);
+    if (c.bad)
+        die("ring answers", EIO);
+    *iters = n;
+    return (t - t0) / (double)n * 1e9;
+}
+
+static double ring_throughput(fshm_server_t *srv, const char *msg, double seconds)
+{
+    counter_t c = {.bytes = msg_bytes};
+    size_t sent = 0;
+    double t0 = now_s(), t;
+    for (;;) {
+        while (sent - c.done < WINDOW) {
+            uint64_t id;
+            int rc = fshm_server_submit(srv, msg, msg_bytes, &id);
+            if (rc == -EAGAIN)
+                break;
+            if (rc < 0)
+                die("submit", rc);
+            sent++;
+        }
+        ring_collect(srv, &c);
+        t = now_s();
+        if (t - t0 >= seconds)
+            break;
+    }
+    while (c.done < sent) /* drain, not counted in the rate */
+        ring_collect(srv, &c);
+    if (c.bad)
+        die("ring answers", EIO);
+    return (double)c.done / (t - t0);
+}
+
+/* ---- unix socket ---- */
+
+static void read_full(int fd, char *buf, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t m = read(fd, buf + off, n - off);
+        if (m <= 0)
+            die("unix read", m < 0 ? errno : EPIPE);
+        off += (size_t)m;
+    }
+}
+
+static double unix_rtt(int fd, const char *msg, double seconds, size_t *iters)
+{
+    char buf[65536];
+    size_t n = 0;
+    double t0 = now_s(), t;
+    do {
+        for (int i = 0; i < 256; i++, n++) {
+            if (write(fd, msg, msg_bytes) != (ssize_t)msg_bytes)
+                die("unix write", errno);
+            read_full(fd, buf, msg_bytes);
+        }
+        t = now_s();
+    } while (t - t0 < seconds);
+    *iters = n;
+    return (t - t0) / (double)n * 1e9;
+}
+
+static double unix_throughput(int fd, const char *msg, double seconds)
+{
+    /* Same shape as the ring phase: WINDOW messages in flight, each sent
+     * on its own (one write per message, as a server forwarding requests
+     * would); the echo side and the reader take whatever has arrived. */
+    static char buf[WINDOW * 4096];
+    size_t done_bytes = 0, sent = 0;
+    double t0 = now_s(), t;
+    for (;;) {
+        while (sent - done_bytes / msg_bytes < WINDOW) {
+            if (write(fd, msg, msg_bytes) != (ssize_t)msg_bytes)
+                die("unix write", errno);
+            sent++;
+        }
+        ssize_t m = read(fd, buf, sizeof(buf));
+        if (m <= 0)
+            die("unix read", m < 0 ? errno : EPIPE);
+        done_bytes += (size_t)m;
+        t = now_s();
+        if (t - t0 >= seconds)
+            break;
+    }
+    size_t done = done_bytes / msg_bytes;
+    size_t left = sent * msg_bytes - done_bytes;
+    read_full(fd, buf, left);
+    return (double)done / (t - t0);
+}
+
+/* ---- main ---- */
+
+static void shm_child(void *arg)
+{
+    int *p = arg;
+    shm_echo_worker((const char *)(p + 1), p[0]);
+}
+
+static void unix_child(void *arg)
+{
+    int *sv = arg;
+    close(sv[0]); /* else the parent's close never reaches EOF here */
+    unix_echo(sv[1]);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc)
+            msg_bytes = (size_t)atol(argv[++i]);
+        else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
+            phase_s = atof(argv[++i]);
+        else {
+            fprintf(stderr, "usage: bench_shm_ring [--bytes N] [--seconds S]\n");
+            return 2;
+        }
+    }
+    if (msg_bytes == 0 || msg_bytes > 4096 || phase_s <= 0) {
+        fprintf(stderr, "bench_shm_ring: --bytes 1..4096, --seconds > 0\n");
+        return 2;
+    }
+    char *msg = malloc(msg_bytes);
+    memset(msg, 'x', msg_bytes);
+
+    /* Children first, while this process has no thread (fork safety). */
+    struct {
+        int go;
+        char name[40];
+    } shm_arg;
+    int gp[2];
+    if (pipe(gp) < 0)
+        die("pipe", errno);
+    shm_arg.go = gp[0];
+    snprintf(shm_arg.name, sizeof(shm_arg.name), "bench-%d", (int)getpid());
+    pid_t wpid = spawn(shm_child, &shm_arg);
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
+        die("socketpair", errno);
+    pid_t upid = spawn(unix_child, sv);
+    close(sv[1]);
+
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = shm_arg.name;
+    cfg.ring_slots = 1024;
+    cfg.payload_max = 4096;
+    fshm_server_t *srv;
+    int rc = fshm_server_open(&srv, &cfg);
+    if (rc < 0)
+        die("server open", rc);
+    if (write(gp[1], "g", 1) != 1)
+        die("go", errno);
+    fshm_stats_t st;
+    do {
+        fshm_server_wait(srv, 100);
+        fshm_server_stats(srv, &st);
+    } while (st.workers_live == 0);
+
+    size_t it;
+    ring_rtt(srv, msg, 0.2, &it); /* warm up both paths */
+    unix_rtt(sv[0], msg, 0.2, &it);
+
+    size_t ring_n, unix_n;
+    double r_rtt = ring_rtt(srv, msg, phase_s, &ring_n);
+    double u_rtt = unix_rtt(sv[0], msg, phase_s, &unix_n);
+    double r_tp = ring_throughput(srv, msg, phase_s);
+    double u_tp = unix_throughput(sv[0], msg, phase_s);
+
+    printf("msg_bytes=%zu phase_s=%.1f cpus=%ld\n", msg_bytes, phase_s,
+           sysconf(_SC_NPROCESSORS_ONLN));
+    printf("rtt_ns ring=%.0f unix=%.0f ratio=%.1fx (iterations ring=%zu unix=%zu)\n", r_rtt,
+           u_rtt, u_rtt / r_rtt, ring_n, unix_n);
+    printf("throughput_msgs_per_s ring=%.0f unix=%.0f ratio=%.1fx (window %d)\n", r_tp, u_tp,
+           r_tp / u_tp, WINDOW);
+
+    fshm_server_close(srv); /* the worker sees -ESHUTDOWN and exits */
+    close(sv[0]);           /* the echo child sees EOF */
+    waitpid(wpid, NULL, 0);
+    waitpid(upid, NULL, 0);
+    free(msg);
+    return 0;
+}
