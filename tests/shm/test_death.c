@@ -6,11 +6,7 @@
 #include "segment.h"
 #include "shm_test.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>

@@ -2,11 +2,7 @@
  * word returns at once, and the event count works across processes. */
 #include "futex.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <pthread.h>
 #include <sys/mman.h>

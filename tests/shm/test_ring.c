@@ -3,11 +3,7 @@
  * a process that died inside push or pop. */
 #include "ring.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>

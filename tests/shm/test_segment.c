@@ -5,11 +5,7 @@
 #include "segment.h"
 #include "shm_test.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>

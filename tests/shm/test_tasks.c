@@ -3,11 +3,7 @@
  * the worker table view, and a multi-worker stress run. */
 #include "shm_test.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>

@@ -4,11 +4,7 @@
 #define _GNU_SOURCE
 #include "shm_test.h"
 
-#ifdef SHM_NO_CRITERION
-#include "shm_crit.h"
-#else
 #include <criterion/criterion.h>
-#endif
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
