@@ -283,7 +283,7 @@ static void collect(struct sample *s)
 static const kc_chan_snapshot_t *find_prev(const struct sample *prev, const struct watched *w)
 {
     for (size_t i = 0; i < prev->n; i++)
-        if (prev->w[i].ch == w->ch && strcmp(prev->w[i].snap.name, w->snap.name) == 0)
+        if (prev->w[i].snap.id == w->snap.id) /* ids are never reused */
             return &prev->w[i].snap;
     return NULL;
 }
