@@ -108,7 +108,8 @@ int fshm_server_cancel(fshm_server_t *srv, uint64_t task_id);
 typedef void (*fshm_done_cb)(void *arg, uint64_t task_id, int status, const void *resp, size_t len);
 
 /* Clears the event fd, delivers every pending completion through cb, and
- * reaps dead workers at most once per heartbeat period.
+ * reaps dead workers at most once per heartbeat period. cb may submit and
+ * cancel, but must not close the server.
  * Returns the number delivered, or -EINVAL (cb NULL). */
 int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg);
 
@@ -156,6 +157,7 @@ typedef struct fshm_worker fshm_worker_t;
 
 /* Maps the server's segment, checks its header and takes a worker entry.
  * ERRORS: -EINVAL bad name; -ENOENT no server (or it is still starting);
+ * -EACCES the segment belongs to another user or is open to others;
  * -EPROTO magic, layout version or sizes differ from this binary (see
  * fshm_last_error()); -ESHUTDOWN the server closed or died; -ENOSPC worker
  * table full; -ENOMEM; errno of mmap/pthread_create. */

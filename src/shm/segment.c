@@ -326,9 +326,23 @@ int fshm__seg_create(fshm_seg_t *seg, const fshm_config_t *cfg)
         /* We hold the lock of a segment nobody owns: its server crashed (or
          * died while creating it). Remove the name and create anew; workers
          * still mapped to the old one see the lock gone and leave. */
+        struct stat st;
+        if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
+            /* Another server already removed this one (and may have made a
+             * new segment under the name): start over, remove nothing. */
+            close(fd);
+            continue;
+        }
         stale_pid = old.owner_pid;
         replaced = true;
-        shm_unlink(seg->path);
+        /* Unlink while holding the lock: a racing server can lock the old
+         * file only after we close it, and then sees st_nlink == 0 above. */
+        if (shm_unlink(seg->path) < 0 && errno != ENOENT) {
+            int err = errno;
+            close(fd);
+            return fshm__fail(-err, "%s: cannot remove the stale segment: %s", seg->path,
+                              strerror(err));
+        }
         close(fd);
     }
     return fshm__fail(-EEXIST, "%s: could not take the name over (other servers racing)",
@@ -426,6 +440,14 @@ int fshm__seg_attach(fshm_seg_t *seg, const char *name)
     struct stat st;
     if (fstat(fd, &st) < 0) {
         rc = fshm__fail(-errno, "fstat %s: %s", seg->path, strerror(errno));
+        goto fail_fd;
+    }
+    /* Only a segment our own user created, closed to everyone else: another
+     * user could otherwise plant a segment under our name and feed us. */
+    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+        rc = fshm__fail(-EACCES, "%s: owned by uid %u with mode %o; want uid %u, mode 0600",
+                        seg->path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
+                        (unsigned)geteuid());
         goto fail_fd;
     }
     if ((size_t)st.st_size < FSHM_PAGE) {

@@ -357,3 +357,21 @@ Test(segment, worker_notices_a_crashed_server, .timeout = 10)
     fshm_segment_name(name, path, sizeof(path));
     shm_unlink(path);
 }
+
+Test(segment, segment_open_to_others_is_refused, .timeout = 10)
+{
+    char name[40], path[64];
+    fshm_server_t *srv = open_small(name, sizeof(name), "perm", 2);
+    fshm_segment_name(name, path, sizeof(path));
+    int fd = shm_open(path, O_RDWR, 0);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fchmod(fd, 0644), 0);
+    fshm_worker_t *w;
+    cr_expect_eq(fshm_worker_attach(&w, name), -EACCES, "a planted/widened segment is not trusted");
+    cr_expect(strstr(fshm_last_error(), "mode 644") != NULL, "%s", fshm_last_error());
+    cr_assert_eq(fchmod(fd, 0600), 0);
+    close(fd);
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
