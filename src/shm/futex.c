@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -77,7 +78,7 @@ bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
         return true;
     if (spin_ns == 0)
         return false;
-    uint64_t end = fshm__now_ns() + spin_ns;
+    uint64_t start = fshm__now_ns(), end = start + spin_ns;
     for (;;) {
         /* Read the clock only every 64 checks: it costs more than a check. */
         for (int i = 0; i < 64; i++) {
@@ -85,8 +86,14 @@ bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
             if (ready(arg))
                 return true;
         }
-        if (fshm__now_ns() >= end)
+        uint64_t now = fshm__now_ns();
+        if (now >= end)
             return false;
+        /* Past the first few microseconds the other side is probably not
+         * running: if another thread waits for this CPU (often the very
+         * process we wait for, on an oversubscribed machine), let it run. */
+        if (now - start > 4000)
+            sched_yield();
     }
 }
 
