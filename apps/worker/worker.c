@@ -222,6 +222,11 @@ int main(int argc, char **argv)
         }
         if (rc == -EINTR || rc == -ETIME)
             continue; /* the loop condition looks at the signal */
+        if (rc == -EPROTO) {
+            /* The server wrote an impossible request; that task was failed. */
+            logf_("error task reason=\"bad request in segment\"");
+            continue;
+        }
         if (rc == -ESHUTDOWN) {
             logf_("stop reason=server-closed");
             break;
