@@ -66,7 +66,7 @@ struct kc_chan {
     /* Hot words, one cache line per writer side, so a producer and a
      * consumer running on two cores do not steal each other's lines. */
     _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill; top bit: closed */
-    _Atomic uint64_t sends;      /* completed sends                          */
+    _Atomic uint64_t sends;      /* completed sends (not buffered non-desc)  */
     _Atomic uint64_t bytes_sent; /* their payload bytes                      */
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
     _Atomic uint64_t recvs;      /* completed receives                       */
@@ -100,6 +100,8 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
  * over; their waiters are also counted in send_waiters/recv_waiters. */
 static inline bool kc__is_notify_chan(const kc_chan_t *ch) { return ch->kind == KC_BUFFERED; }
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
+/* Send/receive counts of a buffered channel (from its ring positions). */
+void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs);
 
 /* Hands an element that will never be delivered to the callback. */
 void kc__drop(kc_chan_t *ch, void *elem);

@@ -53,10 +53,16 @@ void kc_chan_snapshot(const kc_chan_t *cch, kc_chan_snapshot_t *o)
     kc__lock(&ch->lock);
     o->t_ns = kc_now_ns();
     o->id = ch->id;
-    o->sends = atomic_load_explicit(&ch->sends, memory_order_relaxed);
-    o->recvs = atomic_load_explicit(&ch->recvs, memory_order_relaxed);
-    o->bytes_sent = atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed);
-    o->bytes_recv = atomic_load_explicit(&ch->bytes_recv, memory_order_relaxed);
+    if (ch->kind == KC_BUFFERED && !ch->is_desc) {
+        kc__buffered_counts(ch, &o->sends, &o->recvs);
+        o->bytes_sent = o->sends * ch->esz;
+        o->bytes_recv = o->recvs * ch->esz;
+    } else {
+        o->sends = atomic_load_explicit(&ch->sends, memory_order_relaxed);
+        o->recvs = atomic_load_explicit(&ch->recvs, memory_order_relaxed);
+        o->bytes_sent = atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed);
+        o->bytes_recv = atomic_load_explicit(&ch->bytes_recv, memory_order_relaxed);
+    }
     o->closed = ch->closed;
     memcpy(o->name, ch->name, sizeof o->name);
     kc__unlock(&ch->lock);

@@ -16,7 +16,7 @@
 /* How long a parker spins before sleeping. A hand-off between two running
  * threads completes in well under a microsecond; sleeping costs two
  * syscalls and a scheduler round trip, so a short spin pays for itself. */
-#define KC_PARK_SPINS 4000
+#define KC_PARK_SPINS 1000
 #define KC_LOCK_SPINS 200
 
 uint64_t kc_now_ns(void)
