@@ -71,11 +71,27 @@ static void shm_echo_worker(const char *name, int go_fd)
     _exit(0);
 }
 
+/* poll != 0: spin on non-blocking reads instead of sleeping in read(), so
+ * the baseline pays for the socket path, not for the kernel waking a
+ * sleeping process (which dominates a blocking round trip on an idle VM). */
+static int unix_poll;
+
+static ssize_t unix_read(int fd, void *buf, size_t n)
+{
+    if (!unix_poll)
+        return read(fd, buf, n);
+    for (;;) {
+        ssize_t m = recv(fd, buf, n, MSG_DONTWAIT);
+        if (m >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            return m;
+    }
+}
+
 static void unix_echo(int fd)
 {
     char buf[65536];
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof(buf));
+        ssize_t n = unix_read(fd, buf, sizeof(buf));
         if (n <= 0)
             _exit(0);
         for (ssize_t off = 0; off < n;) {
@@ -180,7 +196,7 @@ static double ring_throughput(fshm_server_t *srv, const char *msg, double second
 static void read_full(int fd, char *buf, size_t n)
 {
     for (size_t off = 0; off < n;) {
-        ssize_t m = read(fd, buf + off, n - off);
+        ssize_t m = unix_read(fd, buf + off, n - off);
         if (m <= 0)
             die("unix read", m < 0 ? errno : EPIPE);
         off += (size_t)m;
@@ -240,6 +256,19 @@ static void shm_child(void *arg)
     shm_echo_worker((const char *)(p + 1), p[0]);
 }
 
+static void unix_poll_child(void *arg)
+{
+    int *sv = arg;
+    close(sv[0]);
+    /* Sleep in a blocking read until our phase starts, so this child does
+     * not spin (and steal a CPU) while the other phases run. */
+    char c;
+    if (read(sv[1], &c, 1) != 1 || write(sv[1], &c, 1) != 1)
+        _exit(0);
+    unix_poll = 1;
+    unix_echo(sv[1]);
+}
+
 static void unix_child(void *arg)
 {
     int *sv = arg;
@@ -282,6 +311,11 @@ int main(int argc, char **argv)
         die("socketpair", errno);
     pid_t upid = spawn(unix_child, sv);
     close(sv[1]);
+    int pv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pv) < 0)
+        die("socketpair", errno);
+    pid_t ppid = spawn(unix_poll_child, pv);
+    close(pv[1]);
 
     fshm_config_t cfg;
     fshm_config_default(&cfg);
@@ -307,6 +341,16 @@ int main(int argc, char **argv)
     size_t ring_n, unix_n;
     double r_rtt = ring_rtt(srv, msg, phase_s, &ring_n);
     double u_rtt = unix_rtt(sv[0], msg, phase_s, &unix_n);
+    size_t poll_n;
+    char c = 's';
+    if (write(pv[0], &c, 1) != 1 || read(pv[0], &c, 1) != 1)
+        die("poll child start", errno);
+    unix_poll = 1;
+    unix_rtt(pv[0], msg, 0.2, &poll_n);
+    double p_rtt = unix_rtt(pv[0], msg, phase_s, &poll_n);
+    unix_poll = 0;
+    close(pv[0]); /* the polling echo child sees EOF and exits */
+    waitpid(ppid, NULL, 0);
     double r_tp = ring_throughput(srv, msg, phase_s);
     double u_tp = unix_throughput(sv[0], msg, phase_s);
 
@@ -314,6 +358,8 @@ int main(int argc, char **argv)
            sysconf(_SC_NPROCESSORS_ONLN));
     printf("rtt_ns ring=%.0f unix=%.0f ratio=%.1fx (iterations ring=%zu unix=%zu)\n", r_rtt,
            u_rtt, u_rtt / r_rtt, ring_n, unix_n);
+    printf("rtt_ns ring=%.0f unix_busy_poll=%.0f ratio=%.1fx (both sides spinning, no sleep)\n",
+           r_rtt, p_rtt, p_rtt / r_rtt);
     printf("throughput_msgs_per_s ring=%.0f unix=%.0f ratio=%.1fx (window %d)\n", r_tp, u_tp,
            r_tp / u_tp, WINDOW);
 
