@@ -43,6 +43,16 @@ static void report(char c)
         _exit(90);
 }
 
+/* Child side: attach as a worker or end the child with status 10 (the
+ * parent reports a child that exits instead of reporting). */
+static fshm_worker_t *attach_or_exit(const char *name)
+{
+    fshm_worker_t *w;
+    if (fshm_worker_attach(&w, name) < 0)
+        _exit(10);
+    return w;
+}
+
 static void wait_go(void)
 {
     char c;
@@ -101,9 +111,7 @@ static int reap(child_t *c)
 /* Attaches, claims one task, says 'c', then waits to be killed. */
 static void claimer(const char *name)
 {
-    fshm_worker_t *w;
-    if (fshm_worker_attach(&w, name) < 0)
-        _exit(10);
+    fshm_worker_t *w = attach_or_exit(name);
     uint64_t id;
     const void *req;
     size_t len;
@@ -117,9 +125,7 @@ static void claimer(const char *name)
 /* Attaches, says 'a', then waits to be killed (idle worker). */
 static void idler(const char *name)
 {
-    fshm_worker_t *w;
-    if (fshm_worker_attach(&w, name) < 0)
-        _exit(10);
+    attach_or_exit(name); /* stays attached until killed */
     report('a');
     for (;;)
         pause();
@@ -128,9 +134,7 @@ static void idler(const char *name)
 /* Answers tasks with "done:" + request until the server closes. */
 static void finisher(const char *name)
 {
-    fshm_worker_t *w;
-    if (fshm_worker_attach(&w, name) < 0)
-        _exit(10);
+    fshm_worker_t *w = attach_or_exit(name);
     report('a');
     for (;;) {
         uint64_t id;
@@ -259,9 +263,7 @@ Test(death, dead_idle_worker_entry_is_reclaimed_for_a_new_one, .timeout = 20)
  * be told it was declared dead. Exit 0 on the expected refusals. */
 static void late_answerer(const char *name)
 {
-    fshm_worker_t *w;
-    if (fshm_worker_attach(&w, name) < 0)
-        _exit(10);
+    fshm_worker_t *w = attach_or_exit(name);
     uint64_t id;
     const void *req;
     size_t len;
