@@ -161,7 +161,7 @@ static int validate(fmon_seg_t *seg, const char *path, size_t file_size)
 static int lock_file(int fd, short type)
 {
     struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
+    while (fcntl(fd, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR)
             return -errno;
     return 0;
@@ -216,7 +216,10 @@ out:
         munmap(seg->hdr, seg->size);
         seg->hdr = NULL;
     }
-    close(fd); /* also drops the OFD lock */
+    /* Unlock explicitly: the mapping keeps the open file description (and
+     * so an OFD lock) alive after close(). */
+    lock_file(fd, F_UNLCK);
+    close(fd);
     return rc;
 }
 
