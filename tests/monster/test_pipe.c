@@ -190,8 +190,14 @@ Test(pipe, close_wakes_every_waiter, .fini = mt_cleanup)
     }
     mt_wait_sleepers(&mt_seg(ctx)->pipes[8].data, N);
     mt_wait_sleepers(&mt_seg(ctx)->pipes[9].space, N);
+    /* Blocked calls also re-check every ZKPROLOGML_LIVENESS_MS; the event
+     * counts' sequence words show that close itself woke them. */
+    uint32_t seq8 = atomic_load(&mt_seg(ctx)->pipes[8].data.seq);
+    uint32_t seq9 = atomic_load(&mt_seg(ctx)->pipes[9].space.seq);
     zkprologml_pipe_close(p8); /* the only producer of 8 */
     zkprologml_pipe_close(c9); /* the only consumer of 9 */
+    cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[8].data.seq), seq8, "close woke the readers");
+    cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[9].space.seq), seq9, "close woke the writers");
     for (int i = 0; i < N; i++) {
         pthread_join(rt[i], NULL);
         pthread_join(wt[i], NULL);
