@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 
 /* Positions come from the segment: a ring holding more than its capacity
  * (or a head past the tail) is corruption, refused before any index. */
@@ -22,6 +23,17 @@ static int positions(const fmon_pipe_t *p, uint32_t cap, uint64_t *head, uint64_
         return fmon_fail(-EIO, "pipe positions corrupt (head %llu, tail %llu, capacity %u)",
                          (unsigned long long)*head, (unsigned long long)*tail, cap);
     return 0;
+}
+
+/* Wakes one sleeper of an event count whose sleepers register under the
+ * pipe lock. The notifier read `waiters` under that lock, so the mutex
+ * orders it against every registration: no fence needed here, unlike
+ * fshm__evc_notify(). The seq bump comes after the sleeper read seq (also
+ * under the lock), so its futex wait cannot miss it. */
+static void wake_one(fshm_evc_t *e)
+{
+    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
+    fshm__futex_wake(&e->seq, 1, true);
 }
 
 static void wake_all(fmon_pipe_t *p)
@@ -151,8 +163,10 @@ int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample 
             seg->ring[ring][tail % cap] = *s;
             p->tail = tail + 1; /* published: the sample is whole */
             p->written++;
+            bool sleepers = atomic_load_explicit(&p->data.waiters, memory_order_relaxed) != 0;
             fmon_unlock(&p->lock);
-            fshm__evc_notify(&p->data, 1);
+            if (sleepers)
+                wake_one(&p->data);
             return 0;
         }
         if (timeout_ms == 0) {
@@ -187,8 +201,10 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
             *s = seg->ring[ring][head % cap];
             p->head = head + 1;
             p->read++;
+            bool sleepers = atomic_load_explicit(&p->space.waiters, memory_order_relaxed) != 0;
             fmon_unlock(&p->lock);
-            fshm__evc_notify(&p->space, 1);
+            if (sleepers)
+                wake_one(&p->space);
             return 0;
         }
         if (p->closed) {

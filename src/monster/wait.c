@@ -48,18 +48,17 @@ int fmon_wait_create(fmon_seg_t *seg, uint32_t shard, uint32_t *slot, uint64_t *
     return fmon_fail(-ENOSPC, "all %d wait states in use", ZKPROLOGML_WAIT_STATES);
 }
 
-/* Reads a slot's identity under the header lock. 0 or -EIDRM. */
+/* The shard of our own wait state. Read without the header lock: only this
+ * process writes its slot's identity (at create, before the handle exists;
+ * reclaim touches it only once we are dead), so the fields are stable while
+ * we hold the handle; coordinators touch only the atomics. This keeps the
+ * woken side of a 256-waiter coordination off the shared lock. */
 static int lookup(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint32_t *shard)
 {
-    int rc = fmon_lock(&seg->hdr->lock);
-    if (rc < 0)
-        return rc;
     fmon_wait_t *w = mine(seg, slot, sequence);
-    if (w)
-        *shard = w->shard;
-    fmon_unlock(&seg->hdr->lock);
     if (!w)
         return fmon_fail(-EIDRM, "wait state %u was reclaimed or freed", slot);
+    *shard = w->shard;
     if (*shard >= ZKPROLOGML_SHARDS)
         return fmon_fail(-EIO, "wait state %u: shard %u corrupt", slot, *shard);
     return 0;
@@ -68,7 +67,7 @@ static int lookup(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint32_t *s
 int fmon_wait_for_coord(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint32_t *seen,
                         int timeout_ms)
 {
-    uint32_t shard;
+    uint32_t shard = 0;
     int rc = lookup(seg, slot, sequence, &shard);
     if (rc < 0)
         return rc;
@@ -107,7 +106,7 @@ int fmon_wait_for_coord(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint3
 
 int fmon_signal_ready(fmon_seg_t *seg, uint32_t slot, uint64_t sequence)
 {
-    uint32_t shard;
+    uint32_t shard = 0;
     int rc = lookup(seg, slot, sequence, &shard);
     if (rc < 0)
         return rc;
