@@ -107,4 +107,13 @@ kill -9 $k; wait $k 2>/dev/null || true
 # The coordination log, like dmesg.
 "$B/monster-status" log >"$tmp/log.out"
 grep -qE '^\[ *[0-9]+\.[0-9]{6}\] Coordinated 3 apps on shard 0$' "$tmp/log.out" || fail "log line"
+# --duration ends a run that would block forever (no consumer on ring 7);
+# every tool answers --help; bad ids are refused.
+timeout 30 "$B/producer" --ring 7 --shard -1 --duration 0.3 >"$tmp/dur.out" || fail "--duration run"
+grep -qE '^Producer: Wrote 0 samples to ring 7$' "$tmp/dur.out" || fail "--duration summary"
+for t in producer filter consumer coordinator monster-status; do
+  "$B/$t" --help | grep -q usage || fail "$t --help"
+done
+"$B/producer" --ring 15 2>/dev/null && fail "ring 15 accepted"
+"$B/coordinator" --shard 256 2>/dev/null && fail "shard 256 accepted"
 echo "pipeline OK"
