@@ -2,11 +2,13 @@
  * process-shared mutex, with two event counts for the sleepers (readers wait
  * for data, writers for space). Critical sections are a bounds check and a
  * 64-byte copy; the event count makes the FUTEX_WAKE system call only when
- * somebody sleeps, so a stream that never blocks makes no system call.
+ * somebody sleeps, so a stream that never blocks makes no system call; the
+ * sleeper count is read under the pipe lock (evc.h), so no fence either.
  *
  * Lock order: header lock, then a pipe lock (open, close, reclaim); the read
  * and write paths take only the pipe lock. */
 #define _GNU_SOURCE
+#include "evc.h"
 #include "segment.h"
 
 #include <errno.h>
@@ -23,17 +25,6 @@ static int positions(const fmon_pipe_t *p, uint32_t cap, uint64_t *head, uint64_
         return fmon_fail(-EIO, "pipe positions corrupt (head %llu, tail %llu, capacity %u)",
                          (unsigned long long)*head, (unsigned long long)*tail, cap);
     return 0;
-}
-
-/* Wakes one sleeper of an event count whose sleepers register under the
- * pipe lock. The notifier read `waiters` under that lock, so the mutex
- * orders it against every registration: no fence needed here, unlike
- * fshm__evc_notify(). The seq bump comes after the sleeper read seq (also
- * under the lock), so its futex wait cannot miss it. */
-static void wake_one(fshm_evc_t *e)
-{
-    atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
-    fshm__futex_wake(&e->seq, 1, true);
 }
 
 static void wake_all(fmon_pipe_t *p)
@@ -163,10 +154,10 @@ int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample 
             seg->ring[ring][tail % cap] = *s;
             p->tail = tail + 1; /* published: the sample is whole */
             p->written++;
-            bool sleepers = atomic_load_explicit(&p->data.waiters, memory_order_relaxed) != 0;
+            bool sleepers = fmon_evc_has_sleepers(&p->data);
             fmon_unlock(&p->lock);
             if (sleepers)
-                wake_one(&p->data);
+                fmon_evc_wake(&p->data, 1);
             return 0;
         }
         if (timeout_ms == 0) {
@@ -201,10 +192,10 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
             *s = seg->ring[ring][head % cap];
             p->head = head + 1;
             p->read++;
-            bool sleepers = atomic_load_explicit(&p->space.waiters, memory_order_relaxed) != 0;
+            bool sleepers = fmon_evc_has_sleepers(&p->space);
             fmon_unlock(&p->lock);
             if (sleepers)
-                wake_one(&p->space);
+                fmon_evc_wake(&p->space, 1);
             return 0;
         }
         if (p->closed) {
