@@ -1,5 +1,5 @@
-/* User backend pipes: a bounded FIFO of samples per pipe under one robust
- * process-shared mutex, with two event counts for the sleepers (readers wait
+/* User backend pipes: a bounded FIFO of samples per pipe under one
+ * owner-tid lock (plock.h: survives an owner killed while holding it), with two event counts for the sleepers (readers wait
  * for data, writers for space). Critical sections are a bounds check and a
  * 64-byte copy; the event count makes the FUTEX_WAKE system call only when
  * somebody sleeps, so a stream that never blocks makes no system call; the
@@ -51,11 +51,7 @@ int fmon_pipe_open(fmon_seg_t *seg, uint32_t ring, bool producer, uint64_t *toke
         return fmon_fail(-ENOSPC, "all %u pipe registrations in use", FMON_MAX_REGS);
     }
     fmon_pipe_t *p = &seg->pipes[ring];
-    rc = fmon_lock(&p->lock);
-    if (rc < 0) {
-        fmon_unlock(&h->lock);
-        return rc;
-    }
+    fmon_plock(&p->lock);
     if (p->readers == 0 && p->writers == 0) {
         /* Nobody holds the pipe: a new session. */
         p->head = p->tail = 0;
@@ -73,7 +69,7 @@ int fmon_pipe_open(fmon_seg_t *seg, uint32_t ring, bool producer, uint64_t *toke
         p->had_reader = 1;
         p->consumer_pid = (int32_t)seg->pid;
     }
-    fmon_unlock(&p->lock);
+    fmon_punlock(&p->lock);
     fmon_reg_t *r = &seg->regs[idx];
     r->ring = ring;
     r->pid = (int32_t)seg->pid;
@@ -88,8 +84,7 @@ int fmon_pipe_open(fmon_seg_t *seg, uint32_t ring, bool producer, uint64_t *toke
 void fmon_pipe_unregister_locked(fmon_seg_t *seg, uint32_t ring, uint32_t kind)
 {
     fmon_pipe_t *p = &seg->pipes[ring];
-    if (fmon_lock(&p->lock) < 0)
-        return;
+    fmon_plock(&p->lock);
     if (kind == FMON_REG_PRODUCER && p->writers > 0)
         p->writers--;
     else if (kind == FMON_REG_CONSUMER && p->readers > 0)
@@ -100,7 +95,7 @@ void fmon_pipe_unregister_locked(fmon_seg_t *seg, uint32_t ring, uint32_t kind)
         p->producer_pid = 0;
     if (p->readers == 0)
         p->consumer_pid = 0;
-    fmon_unlock(&p->lock);
+    fmon_punlock(&p->lock);
     wake_all(p);
 }
 
@@ -139,15 +134,14 @@ int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample 
     fmon_pipe_t *p = &seg->pipes[ring];
     uint32_t cap = seg->capacity[ring];
     struct timespec ts;
-    const struct timespec *deadline = fshm__deadline(&ts, timeout_ms);
+    const struct timespec *deadline = NULL;
+    bool have_deadline = false; /* the clock is read only once we must sleep */
     for (;;) {
-        int rc = fmon_lock(&p->lock);
-        if (rc < 0)
-            return rc;
+        fmon_plock(&p->lock);
         uint64_t head, tail;
-        rc = positions(p, cap, &head, &tail);
+        int rc = positions(p, cap, &head, &tail);
         if (rc < 0 || p->closed) {
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             return rc < 0 ? rc : -EPIPE;
         }
         if (p->readers > 0 && tail - head < cap) {
@@ -155,17 +149,21 @@ int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample 
             p->tail = tail + 1; /* published: the sample is whole */
             p->written++;
             bool sleepers = fmon_evc_has_sleepers(&p->data);
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             if (sleepers)
                 fmon_evc_wake(&p->data, 1);
             return 0;
         }
         if (timeout_ms == 0) {
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             return -EAGAIN;
         }
+        if (!have_deadline) {
+            deadline = fshm__deadline(&ts, timeout_ms);
+            have_deadline = true;
+        }
         uint32_t seq = fshm__evc_prepare(&p->space);
-        fmon_unlock(&p->lock);
+        fmon_punlock(&p->lock);
         rc = sleep_on(seg, &p->space, seq, deadline);
         if (rc < 0)
             return rc;
@@ -177,15 +175,14 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
     fmon_pipe_t *p = &seg->pipes[ring];
     uint32_t cap = seg->capacity[ring];
     struct timespec ts;
-    const struct timespec *deadline = fshm__deadline(&ts, timeout_ms);
+    const struct timespec *deadline = NULL;
+    bool have_deadline = false; /* the clock is read only once we must sleep */
     for (;;) {
-        int rc = fmon_lock(&p->lock);
-        if (rc < 0)
-            return rc;
+        fmon_plock(&p->lock);
         uint64_t head, tail;
-        rc = positions(p, cap, &head, &tail);
+        int rc = positions(p, cap, &head, &tail);
         if (rc < 0) {
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             return rc;
         }
         if (tail != head) {
@@ -193,21 +190,25 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
             p->head = head + 1;
             p->read++;
             bool sleepers = fmon_evc_has_sleepers(&p->space);
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             if (sleepers)
                 fmon_evc_wake(&p->space, 1);
             return 0;
         }
         if (p->closed) {
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             return -EPIPE;
         }
         if (timeout_ms == 0) {
-            fmon_unlock(&p->lock);
+            fmon_punlock(&p->lock);
             return -EAGAIN;
         }
+        if (!have_deadline) {
+            deadline = fshm__deadline(&ts, timeout_ms);
+            have_deadline = true;
+        }
         uint32_t seq = fshm__evc_prepare(&p->data);
-        fmon_unlock(&p->lock);
+        fmon_punlock(&p->lock);
         rc = sleep_on(seg, &p->data, seq, deadline);
         if (rc < 0)
             return rc;
@@ -221,9 +222,7 @@ int fmon_pipe_status(fmon_seg_t *seg, zkprologml_pipe_status_t *out)
         return rc;
     for (uint32_t i = 0; i < ZKPROLOGML_PIPES; i++) {
         fmon_pipe_t *p = &seg->pipes[i];
-        rc = fmon_lock(&p->lock);
-        if (rc < 0)
-            return rc;
+        fmon_plock(&p->lock);
         uint64_t head = p->head, tail = p->tail;
         out[i] = (zkprologml_pipe_status_t){
             .id = i,
@@ -238,7 +237,7 @@ int fmon_pipe_status(fmon_seg_t *seg, zkprologml_pipe_status_t *out)
             .written = p->written,
             .read = p->read,
         };
-        fmon_unlock(&p->lock);
+        fmon_punlock(&p->lock);
     }
     return 0;
 }

@@ -103,9 +103,7 @@ static int init_segment(fmon_seg_t *seg, int fd, const uint32_t *cap)
     h->total_size = total;
     h->creator_uid = (uint32_t)getuid();
     h->creator_pid = (int32_t)getpid();
-    int rc = fmon_mutex_init(&h->lock);
-    for (int i = 0; rc == 0 && i < ZKPROLOGML_PIPES; i++)
-        rc = fmon_mutex_init(&seg->pipes[i].lock);
+    int rc = fmon_mutex_init(&h->lock); /* pipe locks: zero is unlocked */
     if (rc < 0) {
         munmap(p, total);
         seg->hdr = NULL;

@@ -15,6 +15,7 @@
 #define FERRY_MONSTER_SEGMENT_H
 
 #include "backend.h"
+#include "plock.h"
 #include "sampler.h"
 
 #include "futex.h" /* src/shm: futex wait/wake and the event count */
@@ -34,7 +35,7 @@ enum { FMON_REG_FREE = 0, FMON_REG_PRODUCER = 1, FMON_REG_CONSUMER = 2 };
 
 /* One pipe's control block; the samples live in the ring section. */
 typedef struct fmon_pipe {
-    pthread_mutex_t lock;   /* robust, process-shared: guards every field below but the evcs */
+    fmon_plock_t lock;      /* owner-tid lock (plock.h): guards every field below but the evcs */
     uint64_t head;          /* next position to read (monotonic)                */
     uint64_t tail;          /* next position to write; tail - head <= capacity  */
     uint32_t readers;       /* registered consumers                             */

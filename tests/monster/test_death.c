@@ -122,7 +122,7 @@ static void child_holds_lock(void)
     zkprologml_ctx_t *ctx = child_ctx();
     if (!zkprologml_pipe_open(ctx, 3, true))
         _exit(11);
-    fmon_lock(&mt_seg(ctx)->pipes[3].lock);
+    fmon_plock(&mt_seg(ctx)->pipes[3].lock);
     report('l');
     for (;;)
         pause();

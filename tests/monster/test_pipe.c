@@ -338,16 +338,16 @@ Test(pipe, corrupt_positions_are_refused, .fini = mt_cleanup)
     zkprologml_pipe_t *r = zkprologml_pipe_open(ctx, 12, false);
     fmon_pipe_t *p = &mt_seg(ctx)->pipes[12];
     /* Another process scribbles: more samples than the capacity. */
-    pthread_mutex_lock(&p->lock);
+    fmon_plock(&p->lock);
     p->tail = p->head + 5;
-    pthread_mutex_unlock(&p->lock);
+    fmon_punlock(&p->lock);
     zkprologml_sample_t s = mt_sample(12, 0);
     cr_assert_eq(zkprologml_pipe_write(w, &s, 0), -EIO);
     cr_assert_eq(zkprologml_pipe_read(r, &s, 0), -EIO);
-    pthread_mutex_lock(&p->lock);
+    fmon_plock(&p->lock);
     p->head = 100;
     p->tail = 50; /* head past tail: wraps to a huge count */
-    pthread_mutex_unlock(&p->lock);
+    fmon_punlock(&p->lock);
     cr_assert_eq(zkprologml_pipe_read(r, &s, 0), -EIO);
     zkprologml_pipe_status_t st[ZKPROLOGML_PIPES];
     cr_assert_eq(zkprologml_pipe_status(ctx, st), 0);
