@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_error[256];
+static _Thread_local char last_error[384];
 
 int fshm__fail(int err, const char *fmt, ...)
 {
