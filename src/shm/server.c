@@ -241,6 +241,9 @@ static void compact_requests(fshm_server_t *srv)
     }
     for (uint32_t i = 0; i < n; i++)
         fshm__ring_push(&srv->seg.req, srv->scratch[i], NULL);
+    /* A worker that looked while we held them went back to sleep. */
+    if (n)
+        fshm__evc_notify(&srv->seg.hdr->work, (int)n);
 }
 
 static int push_request(fshm_server_t *srv, uint64_t ticket)

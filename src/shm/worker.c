@@ -315,7 +315,10 @@ static int try_take(fshm_worker_t *w)
             uint64_t cw = fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index);
             if (atomic_compare_exchange_strong(&s->word, &cw,
                                                fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0))) {
-                fshm__ring_push(&w->seg.req, t, NULL);
+                /* The ring may briefly be full of stale tickets of
+                 * cancelled tasks until the server compacts it. */
+                for (int i = 0; i < 1000 && fshm__ring_push(&w->seg.req, t, NULL) < 0; i++)
+                    sched_yield();
                 fshm__evc_notify(&w->seg.hdr->work, 1);
             }
             atomic_store(&me->popped, 0);
