@@ -219,14 +219,18 @@ Test(tasks, cancel_running_task_drops_the_answer, .timeout = 10)
     cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
     cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
     cr_expect_eq(fshm_server_cancel(srv, a), 0);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.in_flight, 0, "a cancelled task is not in flight");
+    cr_expect_eq(st.cancelled_held, 1, "but its worker still holds the slot");
+    cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight);
     cr_expect_eq(fshm_worker_reply(w, got, 0, "A", 1), 0);
     shm_sink_t sink = {0};
-    fshm_stats_t st;
     do {
         fshm_server_wait(srv, 100);
         fshm_server_poll(srv, shm_sink_cb, &sink);
         fshm_server_stats(srv, &st);
-    } while (st.in_flight != 0);
+    } while (st.cancelled_held != 0);
     cr_expect_eq(sink.count, 0);
     fshm_worker_detach(w);
     fshm_server_close(srv);
@@ -457,6 +461,8 @@ Test(tasks, cancelled_queued_tasks_free_their_slots_at_once, .timeout = 20)
     cr_expect_eq(st.in_flight, 0);
     cr_expect_eq(st.completed, 4);
     cr_expect_eq(st.cancelled, 200);
+    cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight,
+                 "the counters reconcile");
     fshm_worker_detach(w);
     fshm_server_close(srv);
 }
