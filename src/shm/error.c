@@ -31,7 +31,7 @@ const char *fshm_strerror(int err)
     case -ENOENT: return "no such server or task";
     case -EEXIST: return "a live server owns this name";
     case -EPROTO: return "segment layout does not match this binary";
-    case -ENOSPC: return "worker table full";
+    case -ENOSPC: return "no space (worker table full, or /dev/shm too small for the segment)";
     case -EAGAIN: return "queue full";
     case -EMSGSIZE: return "message larger than payload_max";
     case -ETIME: return "timed out";
