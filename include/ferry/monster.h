@@ -57,7 +57,7 @@
  * open, coordinate or status call, and by any peer blocked on it within
  * ZKPROLOGML_LIVENESS_MS; its registrations are removed and blocked peers
  * woken. A process killed inside a pipe operation leaves the pipe consistent
- * (the per-pipe lock is a robust mutex; a sample is published last).
+ * (a waiter takes a dead owner's pipe lock over; a sample is published last).
  */
 #ifndef FERRY_MONSTER_H
 #define FERRY_MONSTER_H
