@@ -1,8 +1,10 @@
-/* Robust process-shared mutexes: a process killed while holding one does not
+/* The segment lock (registrations, wait states, log: cold paths) is a
+ * robust process-shared mutex: a process killed while holding it does not
  * wedge it; the next locker gets EOWNERDEAD and carries on, because every
- * critical section publishes its change last (a sample by moving tail, a
- * registration by setting its kind), so the data is consistent at any point
- * a holder can die. */
+ * critical section publishes its change last (a registration by setting its
+ * kind, a wait state by setting `used`), so the data is consistent at any
+ * point a holder can die. The pipe locks are plock.h. Also the liveness
+ * slice every blocked call sleeps in. */
 #define _GNU_SOURCE
 #include "segment.h"
 
