@@ -241,6 +241,18 @@ static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
         kc__unlock(&ch->lock);
 }
 
+void kc__pass_on(kc_chan_t *ch, bool recv_side)
+{
+    size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    /* Only while the reason for the wake-up still holds: an element left
+     * (or being published) for receivers, room left for senders. If it was
+     * used up meanwhile, whoever used it consumed the wake-up; later pushes
+     * and pops notify on their own. A spurious wake-up only costs a retry. */
+    if (recv_side ? e > d : e - d < ch->cap)
+        notify_peer(ch, recv_side, false);
+}
+
 static inline void count_send(kc_chan_t *ch, const void *elem)
 {
     atomic_fetch_add_explicit(&ch->sends, 1, memory_order_relaxed);

@@ -100,6 +100,12 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
  * over; their waiters are also counted in send_waiters/recv_waiters. */
 static inline bool kc__is_notify_chan(const kc_chan_t *ch) { return ch->kind == KC_BUFFERED; }
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
+/* A buffered waiter that was woken to retry but did not take the element
+ * (or the room) it was woken for, because a select completed another clause,
+ * hands the wake-up to the next waiter of the same side (recv_side: a
+ * receiver was woken) so nobody sleeps on a non-empty or non-full channel.
+ * No channel lock may be held. */
+void kc__pass_on(kc_chan_t *ch, bool recv_side);
 /* Send/receive counts of a buffered channel (from its ring positions). */
 void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs);
 
