@@ -254,9 +254,15 @@ int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);
 void kc_scope_cancel(kc_scope_t *s);
 /* The scope's token, to pass to nested scopes or operations. */
 kc_cancel_t *kc_scope_token(kc_scope_t *s);
-/* Waits for every child; returns the first non-zero child result (or 0). */
+/* Waits until no child of the scope runs (children spawned while it waits,
+ * also by other children, included); returns the first non-zero child result
+ * (or 0). Any number of threads may wait on one scope at once: each returns
+ * only after every child has finished and been joined. */
 int kc_scope_wait(kc_scope_t *s);
-/* Cancels, waits and frees. */
+/* Cancels, waits for every child, waits until every kc_scope_wait already
+ * running on other threads has returned, then frees. So a destroy racing a
+ * wait is safe; a call on the scope that *starts* after destroy began is a
+ * use after free (order it before destroy, as with any destroy). */
 void kc_scope_destroy(kc_scope_t *s);
 
 /* ------------------------------------------------------------------------ */
