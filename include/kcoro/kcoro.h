@@ -165,7 +165,13 @@ typedef struct kc_chan_rate {
     uint64_t failures;        /* failures of any kind in the interval       */
 } kc_chan_rate_t;
 
-/* Consistent copy of the channel's counters. */
+/* Copy of the channel's counters, consistent even under traffic:
+ * recvs <= sends, bytes_recv <= bytes_sent, len <= cap, and no counter is
+ * ever lower than in an earlier snapshot. Locked kinds are copied under the
+ * channel lock (exact); a buffered channel is read without stopping its
+ * lock-free traffic, receive side first, so each count is at most its value
+ * when the call returns (a send whose element is still being copied in counts
+ * as sent, as in kc_chan_len). */
 void kc_chan_snapshot(const kc_chan_t *ch, kc_chan_snapshot_t *out);
 /* Rates between two snapshots of one channel; -EINVAL if cur is not later. */
 int kc_chan_compute_rate(const kc_chan_snapshot_t *prev, const kc_chan_snapshot_t *cur,

@@ -177,6 +177,11 @@ static int lf_push(kc_chan_t *ch, const void *src)
         }
     }
     memcpy(cell_data(seq), src, ch->esz);
+    /* Descriptor bytes are counted before the element can be taken, so a
+     * receive can never be counted ahead of its send (see kc__buffered_counts). */
+    if (ch->is_desc)
+        atomic_fetch_add_explicit(&ch->bytes_sent, ((const kc_zdesc *)src)->len,
+                                  memory_order_relaxed);
     /* seq_cst: pairs with a receiver's registration (see file comment). */
     atomic_store_explicit(seq, 2 * pos + 1, memory_order_seq_cst);
     return 1;
@@ -209,11 +214,28 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
  * one more, so the positions are the operation counts: the hot path needs
  * no counter of its own (two atomic adds per element less). Byte counts
  * follow from the fixed element size; descriptor channels, whose bytes vary,
- * keep explicit counters. */
-void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs)
+ * keep byte counters (the send's added before its cell is published).
+ *
+ * A snapshot must never show more receives than sends. Every receive took
+ * an element whose send had claimed its position before, so reading the
+ * receive side first and the send side second can only see as many sends
+ * or more; the loads are sequentially consistent so neither moves past the
+ * other. A send seen in flight (position claimed, element still landing) is
+ * counted, as kc_chan_len counts it. The final clamp keeps the promise even
+ * where the hardware would let a relaxed update of the receive side become
+ * visible first. */
+void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c)
 {
-    *sends = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed) & ~KC_POS_CLOSED;
-    *recvs = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    c->bytes_recv = ch->is_desc ? atomic_load_explicit(&ch->bytes_recv, memory_order_seq_cst)
+                                : c->recvs * ch->esz;
+    c->sends = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    c->bytes_sent = ch->is_desc ? atomic_load_explicit(&ch->bytes_sent, memory_order_seq_cst)
+                                : c->sends * ch->esz;
+    if (c->sends < c->recvs)
+        c->sends = c->recvs;
+    if (c->bytes_sent < c->bytes_recv)
+        c->bytes_sent = c->bytes_recv;
 }
 
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta)
@@ -275,8 +297,6 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
         *res = r;
         return true;
     }
-    if (ch->is_desc) /* else enq_pos is the count: see kc__buffered_counts */
-        count_send(ch, src);
     notify_peer(ch, true, locked);
     *res = 0;
     return true;
@@ -310,8 +330,9 @@ static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
             return true;
         }
     }
-    if (ch->is_desc)
-        count_recv(ch, dst);
+    if (ch->is_desc) /* counts are the ring positions: see kc__buffered_counts */
+        atomic_fetch_add_explicit(&ch->bytes_recv, ((const kc_zdesc *)dst)->len,
+                                  memory_order_relaxed);
     notify_peer(ch, false, locked);
     *res = 0;
     return true;

@@ -66,11 +66,11 @@ struct kc_chan {
     /* Hot words, one cache line per writer side, so a producer and a
      * consumer running on two cores do not steal each other's lines. */
     _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill; top bit: closed */
-    _Atomic uint64_t sends;      /* completed sends (not buffered non-desc)  */
-    _Atomic uint64_t bytes_sent; /* their payload bytes                      */
+    _Atomic uint64_t sends;      /* completed sends (locked kinds only)      */
+    _Atomic uint64_t bytes_sent; /* their payload bytes (not buffered non-desc) */
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
-    _Atomic uint64_t recvs;      /* completed receives                       */
-    _Atomic uint64_t bytes_recv; /* their payload bytes                      */
+    _Atomic uint64_t recvs;      /* completed receives (locked kinds only)   */
+    _Atomic uint64_t bytes_recv; /* their payload bytes (not buffered non-desc) */
     /* Read by every buffered operation, written only by slow paths. */
     _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
     _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
@@ -106,8 +106,15 @@ void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
  * receiver was woken) so nobody sleeps on a non-empty or non-full channel.
  * No channel lock may be held. */
 void kc__pass_on(kc_chan_t *ch, bool recv_side);
-/* Send/receive counts of a buffered channel (from its ring positions). */
-void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs);
+/* Completed operations of a buffered channel, from its ring positions (and
+ * byte counters for descriptors); always recvs <= sends, bytes likewise. */
+struct kc_counts {
+    uint64_t sends;      /* pushes (claimed positions)        */
+    uint64_t recvs;      /* pops                              */
+    uint64_t bytes_sent; /* payload bytes of the pushes       */
+    uint64_t bytes_recv; /* payload bytes of the pops         */
+};
+void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c);
 
 /* Hands an element that will never be delivered to the callback. */
 void kc__drop(kc_chan_t *ch, void *elem);
