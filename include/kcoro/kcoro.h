@@ -12,8 +12,9 @@
  *       -EPIPE      the channel is closed (recv: closed and drained)
  *   - Destroy functions accept NULL.
  *
- * Blocking parks the calling thread through one waiter abstraction
- * (src/kcoro/kc_park.h), so the same channels can later serve coroutines.
+ * Blocking parks the calling thread through one waiter abstraction (the
+ * parker, kc_parker_t in src/kcoro/kc_sync.h), so the same channels can later
+ * serve coroutines.
  */
 #ifndef KCORO_KCORO_H
 #define KCORO_KCORO_H
@@ -60,12 +61,17 @@ enum kc_chan_kind {
     KC_CONFLATED  = 3, /* holds only the newest element; send never blocks      */
 };
 
-/* Called for every element that will never be delivered: elements still
- * buffered when the channel is destroyed, elements replaced in a conflated
- * channel, and the element of every send that fails with -EPIPE (closed) or
- * -ECANCELED, whether it blocked first or not. So the ownership rule is
- * simple: after -EPIPE/-ECANCELED from a send the element has been handed to
- * this callback; after -EAGAIN/-ETIME (or -EINVAL) the caller still owns it.
+/* Called for every element the channel accepted or refused and will never
+ * deliver: elements still buffered when the channel is destroyed, elements
+ * replaced in a conflated channel, and the element of every send refused
+ * because the channel is closed (-EPIPE, whether it blocked first or not;
+ * also a select send clause completing with -EPIPE).
+ * The ownership rule, the same for kc_chan_send*, the desc sends and
+ * kc_select: after -EPIPE from a send the element has been handed to this
+ * callback; after any other failure (-EAGAIN, -ETIME, -ECANCELED, -ENOMEM,
+ * -EINVAL) nothing was sent, no callback ran and the caller still owns the
+ * element. Cancellation is the caller's own decision to stop waiting, like
+ * a timeout, so it leaves the element with the caller.
  * `elem` points to elem_size bytes, valid only during the call; the callback
  * may run with the channel locked and must not call into the same channel.
  * (This is the one documented exception to "a failing call calls no
@@ -86,11 +92,16 @@ void kc_chan_set_undelivered(kc_chan_t *ch, kc_undelivered_fn fn, void *user);
 /* Names the channel for monitors (copied, truncated to 31 bytes). */
 void kc_chan_set_name(kc_chan_t *ch, const char *name);
 
-/* Copies elem_size bytes from msg into the channel. */
+/* Copies elem_size bytes from msg into the channel.
+ * ERRORS: as listed at the top, and -ENOMEM: an unlimited channel could not
+ * grow its buffer. Then nothing was enqueued, the channel is unchanged and
+ * the caller still owns the element (no callback, no failure counter); the
+ * send may be retried. Other kinds never allocate after creation. */
 int kc_chan_send(kc_chan_t *ch, const void *msg, long timeout_ms);
 /* Copies the next element into out (elem_size bytes). */
 int kc_chan_recv(kc_chan_t *ch, void *out, long timeout_ms);
-/* As above; also fail with -ECANCELED when `cancel` is triggered. */
+/* As above; also fail with -ECANCELED when `cancel` is triggered (a send's
+ * element then stays with the caller, as after -ETIME). */
 int kc_chan_send_c(kc_chan_t *ch, const void *msg, long timeout_ms, const kc_cancel_t *cancel);
 int kc_chan_recv_c(kc_chan_t *ch, void *out, long timeout_ms, const kc_cancel_t *cancel);
 
@@ -205,8 +216,10 @@ enum kc_select_mode {
  * counts as completing: the index is returned with clauses[i].result = -EPIPE.
  * (A send clause completing with -EPIPE hands its element to the channel's
  * undelivered callback, like kc_chan_send; on any negative return no
- * element went anywhere and the caller still owns all of them.)
- * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -EINVAL (n == 0 or
+ * element went anywhere and the caller still owns all of them: the same
+ * rule as kc_chan_send_c, see kc_undelivered_fn.)
+ * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -ENOMEM (a send clause
+ * on an unlimited channel that could not grow), -EINVAL (n == 0 or
  * n > KC_SELECT_MAX, or a bad clause). No clause ever completes twice, and
  * no other clause has any effect. */
 #define KC_SELECT_MAX 64

@@ -529,7 +529,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 out:
     if (res < 0) {
         kc__count_fail(ch, res);
-        if (is_send && (res == -EPIPE || res == -ECANCELED))
+        if (is_send && res == -EPIPE) /* see kc_undelivered_fn */
             kc__drop(ch, buf);
     }
     return res;
@@ -542,9 +542,7 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     if (!ch || !buf)
         return -EINVAL;
     if (cancel && kc_cancel_is_set(cancel)) {
-        kc__count_fail(ch, -ECANCELED);
-        if (is_send)
-            kc__drop(ch, buf);
+        kc__count_fail(ch, -ECANCELED); /* the caller keeps a send's element */
         return -ECANCELED;
     }
     if (ch->kind == KC_BUFFERED)
@@ -581,8 +579,8 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     if (res < 0) {
         kc__count_fail(ch, res);
-        /* The element will never arrive: say so (see kc_undelivered_fn). */
-        if (is_send && (res == -EPIPE || res == -ECANCELED))
+        /* Refused by a closed channel: say so (see kc_undelivered_fn). */
+        if (is_send && res == -EPIPE)
             kc__drop(ch, buf);
     }
     return res;

@@ -165,6 +165,13 @@ static int select_rounds(kc_select_clause_t *cl, size_t n, const uint8_t *order,
 retry:
     lock_all(chs, nch);
     win = try_clauses(cl, n, order, false);
+    if (win >= 0 && cl[win].result == -ENOMEM) {
+        /* An unlimited channel could not grow: the select fails as a whole,
+         * nothing was sent or received, the caller keeps every element. */
+        unlock_all(chs, nch);
+        cl[win].result = 0;
+        return -ENOMEM;
+    }
     if (win >= 0 || timeout_ms == 0) {
         unlock_all(chs, nch);
         return win >= 0 ? finish(cl, win) : -EAGAIN;
