@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kc_internal.h"
 
@@ -137,10 +138,19 @@ static int ring_grow(kc_chan_t *ch)
  * of position pos; seq == 2*pos + 1: filled, for the consumer of pos; the
  * consumer sets seq = 2*(pos + cap) to free it for the next lap. (Doubling
  * keeps "filled at pos" distinct from "free at pos + 1" when cap == 1.)
- * Positions are 64-bit counters and never wrap in practice. */
-static inline _Atomic size_t *cell_seq(kc_chan_t *ch, size_t pos)
+ * Positions are 64-bit counters and never wrap in practice.
+ *
+ * The word stored in cell i is seq - 2*i, i.e. relative to the cell's first
+ * position, so its initial value ("free for position i") is 0: a fresh
+ * zero page is a ready cell and creating a channel writes no cell at all
+ * (a capacity of 2^26 used to write 1 GiB up front). cell_at returns the
+ * stored word's base for pos, 2*(pos - i), and every comparison and store
+ * below is against base + 0 (free), base + 1 (filled) or base + 2*cap (free
+ * for the next lap): one subtraction more per operation. */
+static inline _Atomic size_t *cell_at(kc_chan_t *ch, size_t pos, size_t *base)
 {
     size_t i = ch->mask ? (pos & ch->mask) : (pos % ch->cap);
+    *base = 2 * (pos - i);
     return (_Atomic size_t *)(ch->cells + i * ch->stride);
 }
 
@@ -159,13 +169,14 @@ static inline void *cell_data(_Atomic size_t *seq)
 static int lf_push(kc_chan_t *ch, const void *src)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
+    size_t base;
     _Atomic size_t *seq;
     for (;;) {
         if (pos & KC_POS_CLOSED)
             return -EPIPE;
-        seq = cell_seq(ch, pos);
+        seq = cell_at(ch, pos, &base);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - 2 * pos);
+        intptr_t dif = (intptr_t)(s - base);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -183,18 +194,19 @@ static int lf_push(kc_chan_t *ch, const void *src)
         atomic_fetch_add_explicit(&ch->bytes_sent, ((const kc_zdesc *)src)->len,
                                   memory_order_relaxed);
     /* seq_cst: pairs with a receiver's registration (see file comment). */
-    atomic_store_explicit(seq, 2 * pos + 1, memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 1, memory_order_seq_cst);
     return 1;
 }
 
 static bool lf_pop(kc_chan_t *ch, void *dst)
 {
     size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+    size_t base;
     _Atomic size_t *seq;
     for (;;) {
-        seq = cell_seq(ch, pos);
+        seq = cell_at(ch, pos, &base);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - (2 * pos + 1));
+        intptr_t dif = (intptr_t)(s - (base + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -206,7 +218,7 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
         }
     }
     memcpy(dst, cell_data(seq), ch->esz);
-    atomic_store_explicit(seq, 2 * (pos + ch->cap), memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_seq_cst);
     return true;
 }
 
@@ -247,13 +259,10 @@ void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta)
         atomic_fetch_sub_explicit(c, 1, memory_order_seq_cst);
 }
 
-/* After a buffered push/pop: wake one waiter of the other side, if any
- * registered. `locked` says whether the caller holds ch->lock. */
-static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
+/* Wakes one waiter of the other side (the slow part of notify_peer, out of
+ * line so that the check below stays inlined in the hot path). */
+static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, bool locked)
 {
-    _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
-    if (atomic_load_explicit(c, memory_order_seq_cst) == 0)
-        return;
     if (!locked)
         kc__lock(&ch->lock);
     kc_waiter_t *w = take_waiter(after_send ? &ch->recvq : &ch->sendq);
@@ -261,6 +270,15 @@ static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
         complete(w, 0);
     if (!locked)
         kc__unlock(&ch->lock);
+}
+
+/* After a buffered push/pop: wake one waiter of the other side, if any
+ * registered. `locked` says whether the caller holds ch->lock. */
+static inline void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
+{
+    _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
+    if (atomic_load_explicit(c, memory_order_seq_cst) != 0)
+        wake_peer(ch, after_send, locked);
 }
 
 void kc__pass_on(kc_chan_t *ch, bool recv_side)
@@ -588,6 +606,34 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 
 /* ---- public API ------------------------------------------------------- */
 
+/* Cells start zeroed, which the encoding reads as "free" (see cell_at).
+ * Large rings are mapped straight from the kernel so that untouched cells
+ * cost no memory and no time: pages appear as the first lap reaches them.
+ * Small ones come from calloc (no page of their own). */
+#define KC_CELLS_MMAP_MIN ((size_t)64 << 10)
+
+static int cells_alloc(kc_chan_t *ch, size_t bytes)
+{
+    if (bytes >= KC_CELLS_MMAP_MIN) {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -ENOMEM;
+        ch->cells = p;
+        ch->cells_mapped = bytes;
+        return 0;
+    }
+    ch->cells = calloc(1, bytes);
+    return ch->cells ? 0 : -ENOMEM;
+}
+
+static void cells_free(kc_chan_t *ch)
+{
+    if (ch->cells_mapped)
+        munmap(ch->cells, ch->cells_mapped);
+    else
+        free(ch->cells);
+}
+
 int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
 {
     if (!out || elem_size == 0 || elem_size > KC_ELEM_MAX)
@@ -619,11 +665,8 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
     if (kind == KC_BUFFERED) {
         ch->stride = stride;
         ch->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
-        ch->cells = malloc(cap * stride);
-        if (!ch->cells)
+        if (cells_alloc(ch, cap * stride) < 0)
             goto fail_alloc;
-        for (size_t i = 0; i < cap; i++)
-            atomic_init((_Atomic size_t *)(ch->cells + i * stride), 2 * i);
     } else if (cap) {
         ch->buf = malloc(cap * elem_size);
         if (!ch->buf)
@@ -667,7 +710,7 @@ void kc_chan_destroy(kc_chan_t *ch)
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
     }
-    free(ch->cells);
+    cells_free(ch);
     free(ch->buf);
     free(ch);
 }

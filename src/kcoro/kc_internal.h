@@ -55,6 +55,7 @@ struct kc_chan {
     unsigned char *cells;    /* cap * stride bytes                             */
     size_t stride;           /* bytes per cell                                 */
     size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
+    size_t cells_mapped;     /* bytes mmap'd for cells, 0 if they came from calloc */
     kc_wqueue_t sendq;       /* blocked senders                                */
     kc_wqueue_t recvq;       /* blocked receivers                              */
     kc_undelivered_fn undelivered; /* called for dropped elements              */
