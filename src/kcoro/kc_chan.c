@@ -11,6 +11,9 @@
  *   operation and wakes one waiter to retry. The registration and the
  *   re-check are sequentially consistent on both sides (Dekker), so either
  *   the waiter sees the new cell state or the peer sees the waiter.
+ *   One wake-up per element (or freed cell): a woken waiter that does not
+ *   use it, a select that completed another clause, passes it on to the
+ *   next waiter (kc__pass_on) so nobody sleeps on a non-empty channel.
  *
  * - Rendezvous, unlimited and conflated channels keep everything under the
  *   lock and hand elements over directly: a sender that finds a receiver
@@ -819,7 +822,8 @@ size_t kc_chan_len(const kc_chan_t *cch)
         /* Racy by nature under concurrent use; exact when quiescent. */
         size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_acquire);
         size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
-        return e > d ? e - d : 0;
+        size_t n = e > d ? e - d : 0;
+        return n < ch->cap ? n : ch->cap; /* read apart: keep within the bound */
     }
     kc__lock(&ch->lock);
     size_t n = ch->count;

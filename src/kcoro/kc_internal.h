@@ -53,9 +53,9 @@ struct kc_chan {
     unsigned char *buf;      /* ring of cap * esz bytes                        */
     /* Lock-free ring (buffered): cells of {seq, element}, see kc_chan.c. */
     unsigned char *cells;    /* cap * stride bytes                             */
+    size_t cells_mapped;     /* bytes mmap'd for cells, 0 if they came from calloc */
     size_t stride;           /* bytes per cell                                 */
     size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
-    size_t cells_mapped;     /* bytes mmap'd for cells, 0 if they came from calloc */
     kc_wqueue_t sendq;       /* blocked senders                                */
     kc_wqueue_t recvq;       /* blocked receivers                              */
     kc_undelivered_fn undelivered; /* called for dropped elements              */
