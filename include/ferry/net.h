@@ -99,6 +99,12 @@ void fnet_http_set_logger(fnet_http_server_t *srv, fnet_log_fn fn, void *arg);
 /* Number of open connections. */
 uint32_t fnet_http_server_connections(const fnet_http_server_t *srv);
 
+/* The connection cap in force. fnet_http_server_init() lowers
+ * cfg.max_connections when the process's open-file limit (RLIMIT_NOFILE,
+ * less the descriptors already open and a few spare) cannot hold that many
+ * connections; compare with the value asked for to warn the operator. */
+uint32_t fnet_http_server_max_connections(const fnet_http_server_t *srv);
+
 /* Graceful stop: stops accepting, closes idle connections at once and every
  * other connection as soon as its queued requests are answered and written
  * (their responses carry Connection: close); no further request is read.
