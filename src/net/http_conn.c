@@ -151,27 +151,31 @@ static void send_continue(fnet_conn_t *c) {
   if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len) fnet__conn_close(c);
 }
 
-/* Every Transfer-Encoding field must name only "chunked" (http-parser has
- * already refused a request whose last coding is not chunked, with 400):
- * anything else would reach the application still encoded. */
+/* Transfer-Encoding, all fields in order (RFC 9112 6.1, 6.3): chunked must be
+ * the final coding, exactly once (else 400: the body length is unknown);
+ * any other coding before it is one we do not decode (501), which would
+ * otherwise reach the application still encoded. */
 static int check_transfer_coding(fnet_conn_t *c, const fnet_req_t *r) {
-  unsigned chunked = 0;
+  bool seen = false, chunked = false, other = false;
   for (uint32_t i = 0; i < r->nhdr; i++) {
     if (strcasecmp(r->hbuf + r->hdr_name[i], "Transfer-Encoding")) continue;
+    seen = true;
     const char *v = r->hbuf + r->hdr_val[i];
     while (*v) {
       v += strspn(v, " \t,");
       size_t n = strcspn(v, ",");
       size_t t = n;
       while (t && (v[t - 1] == ' ' || v[t - 1] == '\t')) t--;
+      if (t && chunked) return fail_cb(c, 400, "chunked must be the final transfer coding, once");
       if (t == 7 && !strncasecmp(v, "chunked", 7))
-        chunked++;
+        chunked = true;
       else if (t)
-        return fail_cb(c, 501, "transfer coding not implemented");
+        other = true;
       v += n;
     }
   }
-  if (chunked > 1) return fail_cb(c, 400, "chunked applied more than once");
+  if (seen && !chunked) return fail_cb(c, 400, "chunked must be the final transfer coding, once");
+  if (other) return fail_cb(c, 501, "transfer coding not implemented");
   return 0;
 }
 

@@ -175,6 +175,7 @@ static void expect_error_and_close(const char *req, int status, const char *body
 Test(strict, http_9_9_is_505, .init = start_default, .fini = stop) {
   expect_error_and_close("GET /hello HTTP/9.9\r\nHost: x\r\n\r\n", 505,
                          "{\"error\":\"HTTP version not supported\",\"status\":505}");
+  cr_assert(!strncmp(rr.head, "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41), "%s", rr.head);
 }
 
 Test(strict, http_2_0_is_505, .init = start_default, .fini = stop) {
@@ -206,6 +207,18 @@ Test(strict, transfer_coding_in_second_header_is_501, .init = start_default, .fi
   expect_error_and_close("POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n"
                          "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
                          501, NULL);
+}
+
+Test(strict, chunked_not_last_is_400, .init = start_default, .fini = stop) {
+  expect_error_and_close("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+                         "3\r\nabc\r\n0\r\n\r\n",
+                         400, NULL);
+}
+
+Test(strict, chunked_twice_is_400, .init = start_default, .fini = stop) {
+  expect_error_and_close("POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                         400, NULL);
 }
 
 Test(strict, chunked_with_odd_case_still_works, .init = start_default, .fini = stop) {
