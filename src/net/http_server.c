@@ -147,18 +147,19 @@ static void on_accept_backoff(uv_timer_t *t) {
 
 /* Out of descriptors: free the reserve for one accept, answer 503, take the
  * reserve again. Without a reserve, stop watching the listener for a moment
- * (it stays readable: watching it would spin). */
-static void accept_emfile(fnet_http_server_t *srv) {
+ * (it stays readable: watching it would spin) and return false. */
+static bool accept_emfile(fnet_http_server_t *srv) {
   if (srv->reserve_fd < 0) srv->reserve_fd = open_reserve();
   if (srv->reserve_fd < 0) {
     uv_poll_stop(srv->listener);
     uv_timer_start(&srv->reaper, on_accept_backoff, FNET__ACCEPT_BACKOFF_MS, 0);
-    return;
+    return false;
   }
   close(srv->reserve_fd);
   int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (fd >= 0) fnet__reject_fd(fd);
   srv->reserve_fd = open_reserve();
+  return fd >= 0;
 }
 
 static void on_listen_io(uv_poll_t *h, int status, int events) {
@@ -168,10 +169,7 @@ static void on_listen_io(uv_poll_t *h, int status, int events) {
     int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        accept_emfile(srv);
-        continue;
-      }
+      if ((errno == EMFILE || errno == ENFILE) && accept_emfile(srv)) continue;
       return; /* EAGAIN: nothing more; ENOMEM, ENOBUFS: retried on the next wake-up */
     }
     /* Takes fd whatever happens: serves it or answers 503 and closes it. */
