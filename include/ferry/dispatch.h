@@ -97,6 +97,7 @@ typedef struct fdisp_config {
   uint32_t cooldown_ms;       /* first ejection's cool-down (default 2000) */
   uint32_t cooldown_max_ms;   /* cool-down cap after repeated ejections (default 30000) */
   uint32_t default_deadline_ms; /* deadline when submit passes 0 (default 60000) */
+  uint32_t max_running;       /* jobs running at once over all workers (0: only slots limit) */
 } fdisp_config_t;
 
 void fdisp_config_default(fdisp_config_t *cfg);

@@ -289,6 +289,7 @@ static fdisp_worker_t *pick(fdisp_t *d, const fdisp_job_t *j) {
 }
 
 static bool any_free(const fdisp_t *d) {
+  if (d->cfg.max_running && d->st.running >= d->cfg.max_running) return false;
   for (size_t i = 0; i < d->nworkers; i++)
     if (w_free(d->workers[i])) return true;
   return false;

@@ -476,3 +476,17 @@ Test(dispatch, many_jobs_hash_and_heap) {
   cr_assert_eq(st.gave_up[FDISP_R_DEADLINE], 1000);
   cr_assert_eq(st.queued, 0);
 }
+
+Test(dispatch, global_cap_on_running_jobs) {
+  fdisp_config_t c;
+  fdisp_config_default(&c);
+  c.max_running = 3;
+  teardown();
+  setup_cfg(&c);
+  add_worker(2);
+  add_worker(2);
+  for (int i = 0; i < 5; i++) submit(0);
+  cr_assert_eq(F.nev, 3, "4 slots free but the cap is 3");
+  cr_assert_eq(fdisp_job_done(F.d, F.ev[0].job), 0);
+  cr_assert_eq(F.nev, 4);
+}

@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
   int port = 8080;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--help")) {
-      printf("usage: fake_llama [--port N] [--np N] [--token-ms N] [--ctx-chars N]\n"
+      printf("usage: fake_llama_slow [--port N] [--np N] [--token-ms N] [--ctx-chars N]\n"
              "A FAKE llama.cpp server for tests (not a model).\n");
       return 0;
     }
@@ -181,7 +181,7 @@ int main(int argc, char **argv) {
   fnet_http_route(srv, "GET", "/v1/models", h_models, NULL);
   fnet_http_route(srv, "GET", "/served", h_served, NULL);
   if (fnet_http_listen(srv, "127.0.0.1", port) < 0) {
-    fprintf(stderr, "fake_llama: cannot listen on %d\n", port);
+    fprintf(stderr, "fake_llama_slow: cannot listen on %d\n", port);
     return 1;
   }
   uv_signal_t si, st;
