@@ -12,6 +12,7 @@ BUILD=${FERRY_BUILD_DIR:-$SRC/build}
 BACKEND=${BACKEND:-real}
 T=$(mktemp -d /tmp/hub-test.XXXXXX)
 SECRET=spoke-secret-$$-$RANDOM
+CTX_PER_SLOT=${CTX_PER_SLOT:-8192}
 KEY=test-key-$$-$RANDOM
 PIDS=()
 declare -A LPID LPORT SPID SPORT   # per index: llama pid/port, spoke pid/port
@@ -77,8 +78,9 @@ start_llama() {
   local i=$1 np=${2:-4} tms=${3:-20} port
   port=$(free_port)
   if [ "$BACKEND" = real ]; then
+    # a large context per slot, so a long generation can hold a slot for a while
     "$LLAMA_SERVER" -m "$T/model.gguf" --host 127.0.0.1 --port "$port" -np "$np" -t 1 --metrics \
-      -c $((np * 512)) >"$T/llama$i.log" 2>&1 &
+      -c $((np * CTX_PER_SLOT)) >"$T/llama$i.log" 2>&1 &
   else
     "$BUILD/tests/fake_llama_slow" --port "$port" --np "$np" --token-ms "$tms" >"$T/llama$i.log" 2>&1 &
   fi
@@ -144,4 +146,31 @@ stop_hub() {
   local rc=0
   wait "$HPID" || rc=$?
   expect_eq "hub exits cleanly on SIGTERM" "$rc" 0
+}
+
+# A generation that holds a slot for a while (seconds): the fake paces its
+# tokens; the real server is told to ignore end-of-sequence.
+long_body() {  # [stream true|false]
+  local st=${1:-false}
+  if [ "$BACKEND" = real ]; then
+    chat_body $((CTX_PER_SLOT - 200)) "tell me a long story" "\"ignore_eos\":true,\"stream\":$st"
+  else
+    chat_body 1500 "tell me a long story" "\"stream\":$st"
+  fi
+}
+
+# busy_llama: the index of a llama server with a busy slot (none: fails).
+busy_llama() {
+  local i
+  for i in "${!LPORT[@]}"; do
+    [ "$(slots_busy "$i" 2>/dev/null || echo 0)" -gt 0 ] 2>/dev/null && { echo "$i"; return 0; }
+  done
+  return 1
+}
+
+# load N CONC BODY OUT: N requests, CONC at a time; one "<code> <seconds>" line each.
+load() {
+  seq 1 "$1" | xargs -P "$2" -I{} curl -s -o /dev/null -w '%{http_code} %{time_total}\n' \
+    --max-time "${CURL_TIME:-60}" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary "$3" "http://127.0.0.1:$HPORT/v1/chat/completions" >>"$4" || true
 }
