@@ -164,6 +164,11 @@ static void on_up_done(fnet_creq_t *up, int result, int status, const char *body
     case -ETIMEDOUT:
       fail_job(j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT, 504, "spoke timed out");
       return;
+    case -ECONNREFUSED:
+      /* nobody listens there: down at once (its health poll brings it back) */
+      fdisp_worker_set_up(h->disp, j->spoke->wid, false);
+      fail_job(j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT, 502, "spoke unreachable: connection refused");
+      return;
     default:
       snprintf(msg, sizeof(msg), "spoke unreachable: %s", strerror(-result));
       fail_job(j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT, 502, msg);
