@@ -82,14 +82,12 @@ wait_port() {
 # sets HUB_PORT once the spoke is registered and /v1/chat/completions answers.
 start_hub_chain() {
   local backend=$1 tag=$2
-  printf 'bench-secret-%s\n' "$$" >"$tmp/secret"
-  "$build/hub" --port 0 --host 127.0.0.1 --no-auth --secret-file "$tmp/secret" \
-    >"$tmp/hub_$tag.log" 2>&1 &
+  local secret=bench-secret-$$-$RANDOM
+  "$build/hub" -port 0 -host 127.0.0.1 -no-auth -secret "$secret" >"$tmp/hub_$tag.log" 2>&1 &
   pids+=($!)
   HUB_PORT=$(wait_port "$tmp/hub_$tag.log" $! hub)
-  "$build/spoke" --port 0 --host 127.0.0.1 --llama-url "$backend" \
-    --hub-url "http://127.0.0.1:$HUB_PORT" --secret-file "$tmp/secret" \
-    >"$tmp/spoke_$tag.log" 2>&1 &
+  "$build/spoke" -port 0 -host 127.0.0.1 -llama-url "$backend" \
+    -hub-url "http://127.0.0.1:$HUB_PORT" -secret "$secret" >"$tmp/spoke_$tag.log" 2>&1 &
   pids+=($!)
   wait_port "$tmp/spoke_$tag.log" $! spoke >/dev/null
   for _ in $(seq 1 200); do
