@@ -4,6 +4,7 @@
 # Part 1, a fast fake backend (build/fake_llama answers a fixed completion):
 #   direct      wrk -> fake_llama
 #   nginx       wrk -> nginx proxy_pass (keep-alive upstream) -> fake_llama
+#   nginx2      wrk -> nginx -> nginx -> fake_llama (two hops, two processes, as hub -> spoke)
 #   hub         wrk -> hub -> spoke -> fake_llama          (POST /v1/chat/completions)
 #   throughput: wrk -c CONNECTIONS, req/s; ratio hub/nginx (target >= 0.7)
 #   latency:    wrk -c 1 (one request at a time), p50/p99; added per hop =
@@ -46,7 +47,7 @@ have_hub=0
 tmp=$(mktemp -d /tmp/ferry-bench-hub.XXXXXX)
 pids=()
 cleanup() {
-  [ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
+  for f in "$tmp"/ngx_*/nginx.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 0.2
   for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -118,24 +119,28 @@ pids+=($!)
 fport=$(wait_port "$tmp/fake.log" $! fake_llama)
 fake=http://127.0.0.1:$fport
 
-nport=$(free_port)
-mkdir -p "$tmp/ngx"
-cat >"$tmp/nginx.conf" <<NGX
+# start_nginx NAME UPSTREAM_PORT: one nginx (NGINX_WORKERS processes) proxying
+# everything to 127.0.0.1:UPSTREAM_PORT over keep-alive; prints its port.
+start_nginx() {
+  local name=$1 up=$2 port d=$tmp/ngx_$1
+  port=$(free_port)
+  mkdir -p "$d"
+  cat >"$d/nginx.conf" <<NGX
 worker_processes $ngx_workers;
 daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/ngx/error.log warn;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $tmp/ngx/body;
-  proxy_temp_path $tmp/ngx/proxy;
-  fastcgi_temp_path $tmp/ngx/fastcgi;
-  uwsgi_temp_path $tmp/ngx/uwsgi;
-  scgi_temp_path $tmp/ngx/scgi;
-  upstream backend { server 127.0.0.1:$fport; keepalive 128; }
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  upstream backend { server 127.0.0.1:$up; keepalive 128; }
   server {
-    listen 127.0.0.1:$nport;
+    listen 127.0.0.1:$port;
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -145,10 +150,14 @@ http {
   }
 }
 NGX
-"$NGINX" -c "$tmp/nginx.conf" -p "$tmp/ngx" &
-pids+=($!)
-for _ in $(seq 1 100); do curl -s --max-time 1 -o /dev/null "http://127.0.0.1:$nport/health" && break; sleep 0.05; done
-curl -s --max-time 2 "http://127.0.0.1:$nport/health" | grep -q ok || { cat "$tmp/ngx/error.log" >&2; die "nginx did not start"; }
+  "$NGINX" -c "$d/nginx.conf" -p "$d" </dev/null >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -s --max-time 1 -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.05; done
+  curl -s --max-time 2 "http://127.0.0.1:$port/health" | grep -q ok || { cat "$d/error.log" >&2; die "nginx $name did not start"; }
+  echo "$port"
+}
+nport=$(start_nginx one "$fport")
+n2front=$(start_nginx two "$(start_nginx two_back "$fport")")
 
 if [ $have_hub = 1 ]; then
   start_hub_chain "$fake" fake
@@ -160,11 +169,13 @@ fi
 echo "== throughput ==" >&2
 read -r d_rps _ _ < <(run_wrk direct "$fake/v1/chat/completions" "$conns" 2)
 read -r n_rps _ _ < <(run_wrk nginx "http://127.0.0.1:$nport/v1/chat/completions" "$conns" 2)
+read -r n2_rps _ _ < <(run_wrk nginx2 "http://127.0.0.1:$n2front/v1/chat/completions" "$conns" 2)
 h_rps=0
 [ $have_hub = 1 ] && read -r h_rps _ _ < <(run_wrk hub "$hub_url" "$conns" 2)
 echo "== latency, one request at a time ==" >&2
 read -r _ d_p50 d_p99 < <(run_wrk direct "$fake/v1/chat/completions" 1 1)
 read -r _ n_p50 n_p99 < <(run_wrk nginx "http://127.0.0.1:$nport/v1/chat/completions" 1 1)
+read -r _ n2_p50 n2_p99 < <(run_wrk nginx2 "http://127.0.0.1:$n2front/v1/chat/completions" 1 1)
 h_p50=0 h_p99=0
 [ $have_hub = 1 ] && read -r _ h_p50 h_p99 < <(run_wrk hub "$hub_url" 1 1)
 
@@ -174,11 +185,13 @@ echo "bench/hub part 1: fake backend, POST /v1/chat/completions ($(nproc) cpu, w
 printf '  %-28s %10s %10s %10s\n' path req/s p50_us p99_us
 printf '  %-28s %10s %10s %10s\n' "direct fake_llama" "$d_rps" "$d_p50" "$d_p99"
 printf '  %-28s %10s %10s %10s\n' "nginx proxy_pass (1 hop)" "$n_rps" "$n_p50" "$n_p99"
-echo "  nginx added per hop: p50 $(calc "$n_p50 - $d_p50") us, p99 $(calc "$n_p99 - $d_p99") us"
+printf '  %-28s %10s %10s %10s\n' "nginx -> nginx (2 hops)" "$n2_rps" "$n2_p50" "$n2_p99"
+echo "  nginx added per hop: p50 $(calc "$n_p50 - $d_p50") us, p99 $(calc "$n_p99 - $d_p99") us (1 hop);" \
+     "p50 $(calc "($n2_p50 - $d_p50) / 2") us (2 hops)"
 if [ $have_hub = 1 ]; then
   printf '  %-28s %10s %10s %10s\n' "hub -> spoke (2 hops)" "$h_rps" "$h_p50" "$h_p99"
   echo "  hub added per hop:   p50 $(calc "($h_p50 - $d_p50) / 2") us, p99 $(calc "($h_p99 - $d_p99) / 2") us (target p50 <= 100 us)"
-  echo "  ratio hub/nginx req/s: $(calc "$h_rps / $n_rps" 2) (target >= 0.7)"
+  echo "  ratio hub/nginx req/s: $(calc "$h_rps / $n_rps" 2) (target >= 0.7); hub vs the same two hops of nginx: $(calc "$h_rps / $n2_rps" 2)"
 fi
 
 # ---- part 2: real llama-server ---------------------------------------------
