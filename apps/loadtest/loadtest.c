@@ -273,9 +273,10 @@ int main(int argc, char **argv) {
         sent++;
     }
     while (done < o.requests) {
+        /* perform, then collect what finished, then wait: waiting before
+         * collecting would hold every finished transfer for a poll timeout. */
         int running = 0;
         CURLMcode mc = curl_multi_perform(multi, &running);
-        if (mc == CURLM_OK) mc = curl_multi_poll(multi, NULL, 0, 100, NULL);
         if (mc != CURLM_OK) {
             fprintf(stderr, "loadtest: curl multi error: %s\n", curl_multi_strerror(mc));
             return 1;
@@ -311,6 +312,11 @@ int main(int argc, char **argv) {
                 curl_multi_add_handle(multi, e);
                 sent++;
             }
+        }
+        mc = curl_multi_poll(multi, NULL, 0, 100, NULL);
+        if (mc != CURLM_OK) {
+            fprintf(stderr, "loadtest: curl multi error: %s\n", curl_multi_strerror(mc));
+            return 1;
         }
         double tn = now_s();
         if (!o.quiet && tn - last_print >= 1.0) {
