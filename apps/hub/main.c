@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "hub.h"
 
@@ -87,7 +88,19 @@ int main(int argc, char **argv) {
   fnet_http_config_t hc;
   fnet_http_config_default(&hc);
   hc.max_body_bytes = h->cfg.max_body;
-  hc.max_connections = 4096;
+  /* every client connection may need one to a spoke too: keep half the
+   * descriptors for those (raising the soft limit as far as allowed) */
+  struct rlimit rl;
+  uint32_t maxc = 4096;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      rl.rlim_cur = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+      setrlimit(RLIMIT_NOFILE, &rl);
+      getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur / 2 - 32 < maxc) maxc = (uint32_t)(rl.rlim_cur / 2 - 32);
+  }
+  hc.max_connections = maxc;
   hc.idle_timeout_ms = 30000;
   if ((rc = fnet_http_server_init(&h->http, h->loop, &hc)) < 0 || (rc = hub_routes(h)) < 0) {
     fprintf(stderr, "hub: cannot start the HTTP server: %s\n", strerror(-rc));

@@ -19,7 +19,10 @@
  *   - Every job has a deadline; when it passes the job gives up with
  *     FDISP_R_DEADLINE, queued or running.
  *   - A job that fails retryably goes back to the HEAD of the line and runs
- *     next on a worker it has not tried yet, at most max_retries times.
+ *     next on a worker it has not tried yet, at most max_retries times. When
+ *     every untried worker is down (fdisp_worker_set_up), a healthy worker
+ *     it tried before may take it (it may have restarted); with no untried
+ *     worker known at all it gives up (FDISP_R_NO_WORKER).
  *   - A worker whose jobs fail with FDISP_F_WORKER_FAULT eject_after times in
  *     a row is ejected for a cool-down (doubling on each ejection, capped),
  *     then gets one probe job (half-open): success heals it, failure ejects it

@@ -265,14 +265,28 @@ static bool untried_exists(const fdisp_t *d, const fdisp_job_t *j) {
   return false;
 }
 
+/* Some worker the job has not tried that is up (it may come free). */
+static bool untried_up(const fdisp_t *d, const fdisp_job_t *j) {
+  for (size_t i = 0; i < d->nworkers; i++) {
+    const fdisp_worker_t *w = d->workers[i];
+    if (!w->removing && w->up && !tried(j, w->id)) return true;
+  }
+  return false;
+}
+
+/* A free worker for j: one it has not tried; or, if every untried worker is
+ * down (waiting for it could take until the deadline), a healthy one it
+ * tried before (it may have been restarted since). */
 static fdisp_worker_t *pick(fdisp_t *d, const fdisp_job_t *j) {
+  bool any_tried = j->tries && !untried_up(d, j);
   size_t n = d->nworkers;
   fdisp_worker_t *best = NULL;
   size_t best_i = 0;
   for (size_t k = 0; k < n; k++) {
     size_t i = (d->rr + k) % n;
     fdisp_worker_t *w = d->workers[i];
-    if (!w_free(w) || tried(j, w->id)) continue;
+    if (!w_free(w)) continue;
+    if (tried(j, w->id) && !(any_tried && w->state == FDISP_W_HEALTHY)) continue;
     if (d->cfg.policy == FDISP_ROUND_ROBIN) {
       best = w;
       best_i = i;

@@ -490,3 +490,38 @@ Test(dispatch, global_cap_on_running_jobs) {
   cr_assert_eq(fdisp_job_done(F.d, F.ev[0].job), 0);
   cr_assert_eq(F.nev, 4);
 }
+
+Test(dispatch, retry_may_reuse_a_tried_worker_when_untried_ones_are_down) {
+  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1), w3 = add_worker(1);
+  fdisp_job_id_t j = submit(0);
+  expect('r', j, w1);
+  /* w2 and w3 are unreachable: waiting for them could last until the deadline */
+  cr_assert_eq(fdisp_worker_set_up(F.d, w2, false), 0);
+  cr_assert_eq(fdisp_worker_set_up(F.d, w3, false), 0);
+  cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_RETRY), 0);
+  expect('r', j, w1);   /* w1 (healthy, restarted say) runs it again */
+  cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_RETRY), 0);
+  expect('r', j, w1);
+  /* once an untried worker is up again, it is preferred */
+  cr_assert_eq(fdisp_worker_set_up(F.d, w3, true), 0);
+  cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_RETRY), 0);
+  expect('r', j, w3);
+  expect_none();
+}
+
+Test(dispatch, retry_never_reuses_an_ejected_tried_worker) {
+  fdisp_config_t c;
+  fdisp_config_default(&c);
+  c.eject_after = 1;
+  teardown();
+  setup_cfg(&c);
+  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
+  cr_assert_eq(fdisp_worker_set_up(F.d, w2, false), 0);
+  fdisp_job_id_t j = submit(0);
+  expect('r', j, w1);
+  cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT), 0);
+  expect_none();   /* w1 ejected, w2 down: the job waits (its deadline bounds it) */
+  F.now += 60000;
+  fdisp_tick(F.d);
+  expect_gave_up(j, 0, FDISP_R_DEADLINE);
+}

@@ -35,11 +35,13 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 expect_eq() { [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"; ok "$1"; }
 
-# A free TCP port on 127.0.0.1 (nobody accepts on it right now).
+# A free TCP port on 127.0.0.1 (nobody accepts on it right now), below the
+# kernel's ephemeral range so no outgoing connection holds it.
 free_port() {
-  local p
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
   done
   fail "no free port found"
@@ -75,7 +77,8 @@ backend_setup() {
 
 # start_llama I [NP] [TOKEN_MS(fake only)]: llama server number I.
 start_llama() {
-  local i=$1 np=${2:-4} tms=${3:-20} port
+  local i=$1 np=${2:-4} tms=${3:-20} port try
+  for try in 1 2 3 4 5; do
   port=$(free_port)
   if [ "$BACKEND" = real ]; then
     # a large context per slot, so a long generation can hold a slot for a while
@@ -87,7 +90,15 @@ start_llama() {
   LPID[$i]=$!
   PIDS+=("${LPID[$i]}")
   LPORT[$i]=$port
-  poll curl -sf --max-time 1 "http://127.0.0.1:$port/health" || fail "llama $i did not become healthy"
+  # healthy, or it died (port taken after all: another try)
+  for _ in $(seq 1 600); do
+    curl -sf --max-time 1 "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
+    kill -0 "${LPID[$i]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "${LPID[$i]}" 2>/dev/null && fail "llama $i did not become healthy"
+  done
+  fail "llama $i could not start (see its log)"
 }
 
 # start_hub [flags...]: hub on $HPORT (picked once, reused by restarts).

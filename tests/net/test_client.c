@@ -288,3 +288,38 @@ Test(client, bad_arguments) {
   o.url = "http://127.0.0.1:1/";
   cr_assert_eq(fnet_client_request(cli, &o, NULL), -EINVAL, "no on_done");
 }
+
+/* Server side: a streamed answer keeps its place in the pipeline; the answer
+ * to the next request on the same connection follows the stream's end. */
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+Test(client, streamed_answer_keeps_pipeline_order) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(0x7f000001);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  const char *reqs = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+  cr_assert_eq(write(fd, reqs, strlen(reqs)), (ssize_t)strlen(reqs));
+  static char got[8192];
+  size_t len = 0;
+  uint64_t start = uv_now(&loop);
+  while (!strstr(got, "\r\n\r\nhello")) {
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ssize_t n = recv(fd, got + len, sizeof(got) - 1 - len, MSG_DONTWAIT);
+    if (n > 0) {
+      len += (size_t)n;
+      got[len] = 0;
+    }
+    usleep(1000);
+    uv_update_time(&loop);
+    cr_assert_lt(uv_now(&loop) - start, 10000, "guard: got only %s", got);
+  }
+  char *stream_end = strstr(got, "data: 3\n\n\r\n0\r\n\r\n");
+  char *hello = strstr(got, "HTTP/1.1 200 OK\r\nContent-Type: text/plain");
+  cr_assert(stream_end && hello, "%s", got);
+  cr_assert(hello > stream_end, "the second answer overtook the stream");
+  cr_assert(strstr(got, "Transfer-Encoding: chunked\r\n"));
+  close(fd);
+}
