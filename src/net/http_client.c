@@ -21,6 +21,7 @@
 typedef struct csock {
   uv_poll_t poll;              /* readiness on fd */
   curl_socket_t fd;            /* the socket */
+  int events;                  /* UV_READABLE|UV_WRITABLE being watched */
   fnet_client_t *cl;           /* owner */
   struct csock *prev, *next;   /* client's list (for close) */
 } csock_t;
@@ -270,6 +271,9 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
   int ev = 0;
   if (what & CURL_POLL_IN) ev |= UV_READABLE;
   if (what & CURL_POLL_OUT) ev |= UV_WRITABLE;
+  /* uv_poll_start re-registers with epoll even for the same events */
+  if (ev == s->events) return 0;
+  s->events = ev;
   uv_poll_start(&s->poll, ev, on_poll);
   return 0;
 }

@@ -93,9 +93,8 @@ static fdisp_job_id_t submit(uint32_t timeout) {
   return j;
 }
 
-TestSuite(dispatch, .init = setup, .fini = teardown, .timeout = 10);
 
-Test(dispatch, bad_arguments) {
+Test(dispatch, bad_arguments, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_t *d;
   cr_assert_eq(fdisp_init(&d, NULL, NULL, NULL, fclock, NULL), -EINVAL);
   fdisp_config_t c;
@@ -112,7 +111,7 @@ Test(dispatch, bad_arguments) {
   fdisp_destroy(NULL);
 }
 
-Test(dispatch, fills_slots_then_queues_in_order) {
+Test(dispatch, fills_slots_then_queues_in_order, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(2);
   fdisp_job_id_t a = submit(0), b = submit(0), c = submit(0), e = submit(0);
   expect('r', a, w);
@@ -130,7 +129,7 @@ Test(dispatch, fills_slots_then_queues_in_order) {
   expect_none();
 }
 
-Test(dispatch, full_queue_refuses_at_once_and_changes_nothing) {
+Test(dispatch, full_queue_refuses_at_once_and_changes_nothing, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.queue_size = 3;
@@ -151,7 +150,7 @@ Test(dispatch, full_queue_refuses_at_once_and_changes_nothing) {
   submit(0);
 }
 
-Test(dispatch, least_loaded_by_ratio) {
+Test(dispatch, least_loaded_by_ratio, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(4), w2 = add_worker(2);
   int on1 = 0, on2 = 0;
   for (int i = 0; i < 6; i++) submit(0);
@@ -170,7 +169,7 @@ Test(dispatch, least_loaded_by_ratio) {
   cr_assert_eq(b, 1);
 }
 
-Test(dispatch, round_robin_in_turn) {
+Test(dispatch, round_robin_in_turn, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.policy = FDISP_ROUND_ROBIN;
@@ -181,7 +180,7 @@ Test(dispatch, round_robin_in_turn) {
   for (int i = 0; i < 7; i++) expect('r', (fdisp_job_id_t)i + 1, w[i % 3]);
 }
 
-Test(dispatch, retry_runs_on_another_worker_at_head_of_line) {
+Test(dispatch, retry_runs_on_another_worker_at_head_of_line, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0), c = submit(0), e = submit(0);
   expect('r', a, w1);
@@ -202,7 +201,7 @@ Test(dispatch, retry_runs_on_another_worker_at_head_of_line) {
   cr_assert_eq(st.retries, 1);
 }
 
-Test(dispatch, retries_are_bounded) {
+Test(dispatch, retries_are_bounded, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.max_retries = 2;
@@ -226,7 +225,7 @@ Test(dispatch, retries_are_bounded) {
   (void)w;
 }
 
-Test(dispatch, no_other_worker_gives_up) {
+Test(dispatch, no_other_worker_gives_up, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   fdisp_job_id_t j = submit(0);
   expect('r', j, w);
@@ -235,7 +234,7 @@ Test(dispatch, no_other_worker_gives_up) {
   expect_none();
 }
 
-Test(dispatch, retry_waits_for_a_busy_untried_worker) {
+Test(dispatch, retry_waits_for_a_busy_untried_worker, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0);
   expect('r', a, w1);
@@ -246,7 +245,7 @@ Test(dispatch, retry_waits_for_a_busy_untried_worker) {
   expect('r', b, w1);
 }
 
-Test(dispatch, removing_the_last_untried_worker_gives_up) {
+Test(dispatch, removing_the_last_untried_worker_gives_up, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0);
   expect('r', a, w1);
@@ -264,7 +263,7 @@ Test(dispatch, removing_the_last_untried_worker_gives_up) {
   cr_assert_eq(fdisp_worker_data(F.d, w1), NULL);
 }
 
-Test(dispatch, not_retryable_gives_up_at_once) {
+Test(dispatch, not_retryable_gives_up_at_once, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1);
   add_worker(1);
   fdisp_job_id_t j = submit(0);
@@ -274,7 +273,7 @@ Test(dispatch, not_retryable_gives_up_at_once) {
   expect_none();
 }
 
-Test(dispatch, deadline_queued_and_running) {
+Test(dispatch, deadline_queued_and_running, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   cr_assert_eq(fdisp_next_timeout(F.d), -1);
   fdisp_job_id_t a = submit(100), b = submit(50), c = submit(500);
@@ -299,7 +298,7 @@ Test(dispatch, deadline_queued_and_running) {
   cr_assert_eq(ws.busy, 1);
 }
 
-Test(dispatch, one_fault_never_ejects) {
+Test(dispatch, one_fault_never_ejects, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   fdisp_job_id_t a = submit(0);
   expect('r', a, w1);
@@ -314,7 +313,7 @@ Test(dispatch, one_fault_never_ejects) {
   expect('r', b, w1);
 }
 
-Test(dispatch, ejection_cooldown_and_half_open_probe) {
+Test(dispatch, ejection_cooldown_and_half_open_probe, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.eject_after = 2;
@@ -363,7 +362,7 @@ Test(dispatch, ejection_cooldown_and_half_open_probe) {
   cr_assert_eq(F.nev - F.consumed, 4);
 }
 
-Test(dispatch, down_worker_takes_nothing_until_up) {
+Test(dispatch, down_worker_takes_nothing_until_up, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   cr_assert_eq(fdisp_worker_set_up(F.d, w, false), 0);
   fdisp_job_id_t j = submit(0);
@@ -375,7 +374,7 @@ Test(dispatch, down_worker_takes_nothing_until_up) {
   expect('r', j, w);
 }
 
-Test(dispatch, capacity_change) {
+Test(dispatch, capacity_change, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   submit(0);
   submit(0);
@@ -386,7 +385,7 @@ Test(dispatch, capacity_change) {
   cr_assert_eq(fdisp_worker_set_capacity(F.d, w, 0), -EINVAL);
 }
 
-Test(dispatch, cancel_queued_and_running) {
+Test(dispatch, cancel_queued_and_running, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0), c = submit(0);
   expect('r', a, w);
@@ -402,7 +401,7 @@ Test(dispatch, cancel_queued_and_running) {
   cr_assert_eq(fdisp_job_cancel(F.d, a), -ENOENT);
 }
 
-Test(dispatch, callbacks_may_report_from_inside_run) {
+Test(dispatch, callbacks_may_report_from_inside_run, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   F.fail_in_run = 1;  /* the first run fails synchronously (e.g. connect refused at once) */
   fdisp_job_id_t j = submit(0);
@@ -419,7 +418,7 @@ Test(dispatch, callbacks_may_report_from_inside_run) {
   cr_assert_eq(st.running, 1);
 }
 
-Test(dispatch, stats_per_worker_and_global) {
+Test(dispatch, stats_per_worker_and_global, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(2);
   fdisp_job_id_t a = submit(0), b = submit(0);
   F.now += 10;
@@ -442,7 +441,7 @@ Test(dispatch, stats_per_worker_and_global) {
   cr_assert_eq(st.slots_busy, 0);
 }
 
-Test(dispatch, shutdown_gives_up_everything) {
+Test(dispatch, shutdown_gives_up_everything, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0);
   expect('r', a, w);
@@ -458,7 +457,7 @@ Test(dispatch, shutdown_gives_up_everything) {
   cr_assert_eq(fdisp_submit(F.d, NULL, 0, NULL), -ESHUTDOWN);
 }
 
-Test(dispatch, many_jobs_hash_and_heap) {
+Test(dispatch, many_jobs_hash_and_heap, .init = setup, .fini = teardown, .timeout = 10) {
   /* grows the tables past their first size; deadlines expire in order */
   fdisp_config_t c;
   fdisp_config_default(&c);
@@ -477,7 +476,7 @@ Test(dispatch, many_jobs_hash_and_heap) {
   cr_assert_eq(st.queued, 0);
 }
 
-Test(dispatch, global_cap_on_running_jobs) {
+Test(dispatch, global_cap_on_running_jobs, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.max_running = 3;
@@ -491,7 +490,7 @@ Test(dispatch, global_cap_on_running_jobs) {
   cr_assert_eq(F.nev, 4);
 }
 
-Test(dispatch, retry_may_reuse_a_tried_worker_when_untried_ones_are_down) {
+Test(dispatch, retry_may_reuse_a_tried_worker_when_untried_ones_are_down, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1), w3 = add_worker(1);
   fdisp_job_id_t j = submit(0);
   expect('r', j, w1);
@@ -509,7 +508,7 @@ Test(dispatch, retry_may_reuse_a_tried_worker_when_untried_ones_are_down) {
   expect_none();
 }
 
-Test(dispatch, retry_never_reuses_an_ejected_tried_worker) {
+Test(dispatch, retry_never_reuses_an_ejected_tried_worker, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_config_t c;
   fdisp_config_default(&c);
   c.eject_after = 1;

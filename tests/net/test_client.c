@@ -103,7 +103,6 @@ static void teardown(void) {
   cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
 }
 
-TestSuite(client, .init = setup, .fini = teardown, .timeout = 20);
 
 /* Runs the loop until *flag >= want (or a 10 s guard, which fails the test). */
 static void run_until(int *flag, int want) {
@@ -151,7 +150,7 @@ static void start(done_rec_t *d, const char *method, const char *path, const cha
   cr_assert_eq(fnet_client_request(cli, &o, &d->req), 0);
 }
 
-Test(client, get_and_post) {
+Test(client, get_and_post, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t a, b, c;
   memset(&a, 0, sizeof(a)); memset(&b, 0, sizeof(b)); memset(&c, 0, sizeof(c));
   start(&a, "GET", "/hello", NULL, 0, false);
@@ -171,7 +170,7 @@ Test(client, get_and_post) {
   cr_assert_eq(fnet_client_active(cli), 0);
 }
 
-Test(client, refused) {
+Test(client, refused, .init = setup, .fini = teardown, .timeout = 20) {
   uv_tcp_t t;
   struct sockaddr_in a;
   uv_ip4_addr("127.0.0.1", 0, &a);
@@ -191,7 +190,7 @@ Test(client, refused) {
   cr_assert_eq(d.result, -ECONNREFUSED);
 }
 
-Test(client, deadline_closes_the_connection) {
+Test(client, deadline_closes_the_connection, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   start(&d, "GET", "/slow", NULL, 200, false);
@@ -200,7 +199,7 @@ Test(client, deadline_closes_the_connection) {
   run_until(&server_aborts, 1);   /* the server saw its client go */
 }
 
-Test(client, abort_closes_the_connection_without_callback) {
+Test(client, abort_closes_the_connection_without_callback, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   start(&d, "GET", "/slow", NULL, 0, false);
@@ -211,7 +210,7 @@ Test(client, abort_closes_the_connection_without_callback) {
   cr_assert_eq(d.calls, 0);
 }
 
-Test(client, streamed_answer_arrives_chunk_by_chunk) {
+Test(client, streamed_answer_arrives_chunk_by_chunk, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   start(&d, "GET", "/stream", NULL, 0, true);
@@ -224,7 +223,7 @@ Test(client, streamed_answer_arrives_chunk_by_chunk) {
   cr_assert_eq(d.len, 0, "nothing buffered in streaming mode");
 }
 
-Test(client, abort_mid_stream_from_the_data_callback) {
+Test(client, abort_mid_stream_from_the_data_callback, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   d.abort_after = 1;
@@ -237,7 +236,7 @@ Test(client, abort_mid_stream_from_the_data_callback) {
   cr_assert_eq(fnet_req_stream_write(held[0], "x", 1), -ECONNABORTED);
 }
 
-Test(client, body_limit) {
+Test(client, body_limit, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   char url[64];
@@ -260,7 +259,7 @@ static void on_many(fnet_creq_t *r, int result, int status, const char *b, size_
   many_done++;
 }
 
-Test(client, many_in_flight_on_one_loop) {
+Test(client, many_in_flight_on_one_loop, .init = setup, .fini = teardown, .timeout = 20) {
   char url[64];
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/hello", port);
   many_done = 0;
@@ -271,7 +270,7 @@ Test(client, many_in_flight_on_one_loop) {
   run_until(&many_done, 200);
 }
 
-Test(client, close_with_requests_in_flight) {
+Test(client, close_with_requests_in_flight, .init = setup, .fini = teardown, .timeout = 20) {
   static done_rec_t d;
   memset(&d, 0, sizeof(d));
   start(&d, "GET", "/slow", NULL, 0, false);
@@ -282,7 +281,7 @@ Test(client, close_with_requests_in_flight) {
   cr_assert_eq(d.calls, 0);
 }
 
-Test(client, bad_arguments) {
+Test(client, bad_arguments, .init = setup, .fini = teardown, .timeout = 20) {
   fnet_creq_opts_t o = {0};
   cr_assert_eq(fnet_client_request(cli, &o, NULL), -EINVAL);
   o.url = "http://127.0.0.1:1/";
@@ -295,7 +294,7 @@ Test(client, bad_arguments) {
 #include <sys/socket.h>
 #include <unistd.h>
 
-Test(client, streamed_answer_keeps_pipeline_order) {
+Test(client, streamed_answer_keeps_pipeline_order, .init = setup, .fini = teardown, .timeout = 20) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
   a.sin_addr.s_addr = htonl(0x7f000001);
