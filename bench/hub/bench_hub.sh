@@ -18,7 +18,7 @@
 #   -d  wrk duration per run (default 5)   -c  wrk connections (default 50)
 #   -n  skip part 2 (no llama-server)
 # Environment: FERRY_BUILD_DIR (build/), NGINX_WORKERS (1: one event loop,
-#   like the hub), BENCH_LLAMA_THREADS (llama-server -t, default 2),
+#   like the hub), BENCH_LLAMA_THREADS (llama-server -t, default 1: on a busy 2-core machine a second spinning thread mostly adds stalls),
 #   BENCH_STREAM_REQUESTS (16), BENCH_STREAM_TOKENS (64).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -198,7 +198,7 @@ fi
 [ $with_llama = 1 ] || exit 0
 llama=$("$root/scripts/llama.sh" path) || die "scripts/llama.sh failed"
 "$build/ferry-gguf" --out "$tmp/bench.gguf" --shape bench 2>/dev/null
-"$llama" -m "$tmp/bench.gguf" -np 4 -t "${BENCH_LLAMA_THREADS:-2}" --metrics --host 127.0.0.1 --port 0 --no-webui \
+"$llama" -m "$tmp/bench.gguf" -np 4 -t "${BENCH_LLAMA_THREADS:-1}" --metrics --host 127.0.0.1 --port 0 --no-webui \
   >"$tmp/llama.log" 2>&1 &
 pids+=($!)
 lport=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' <(for _ in $(seq 1 600); do
