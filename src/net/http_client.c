@@ -47,6 +47,7 @@ struct fnet_creq {
   bool toobig;                 /* buffered body over max */
   bool finished;               /* on_done running: abort is a no-op */
   bool added;                  /* handed to libcurl (else waiting on the pending list) */
+  bool retried;                /* already sent again on a fresh connection */
 };
 
 struct fnet_client {
@@ -137,6 +138,18 @@ static int map_result(const fnet_creq_t *r, CURLcode rc) {
   }
 }
 
+/* Failed on a reused connection before any byte of an answer: the server
+ * closed it while we were picking it (a send error, or nothing at all). */
+static bool stale_reuse(const fnet_creq_t *r, CURLcode rc) {
+  if (r->retried || r->aborted || r->stop || r->head_done || r->received) return false;
+  if (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING) return false;
+  long fresh = 1, hbytes = 1;
+  if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK ||
+      curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &hbytes) != CURLE_OK)
+    return false;
+  return fresh == 0 && hbytes == 0;  /* no new connection for this transfer: it was a reused one */
+}
+
 static void check_done(fnet_client_t *cl) {
   CURLMsg *m;
   int left;
@@ -148,8 +161,17 @@ static void check_done(fnet_client_t *cl) {
     if (r->deferred) continue;  /* aborted: drain_dead frees it */
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-    req_unlink(r);
     curl_multi_remove_handle(cl->multi, r->easy);
+    if (stale_reuse(r, rc)) {
+      /* A kept-alive connection the server had closed (llama-server closes
+       * after every streamed answer despite its Keep-Alive header, see
+       * docs/llama.md): nothing of an answer arrived, so sending again on a
+       * fresh connection is safe. Once only. */
+      r->retried = true;
+      curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+      if (curl_multi_add_handle(cl->multi, r->easy) == CURLM_OK) continue;
+    }
+    req_unlink(r);
     int res = map_result(r, rc);
     r->finished = true;
     if (!r->aborted)
