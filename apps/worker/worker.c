@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 typedef struct opts {
-    const char *name;    /* segment name (--name, FERRY_SHM_NAME, "kolosal") */
+    const char *name;    /* segment name (--name, FERRY_NAME, "kolosal") */
     const char *handler; /* shared library path, NULL for the built-in handler */
     const char *log;     /* log file, NULL for stderr */
 } opts_t;
@@ -58,11 +58,33 @@ static void usage(FILE *to)
 {
     fprintf(to,
             "usage: worker [--name NAME] [--handler LIB.so] [--log FILE] [--help]\n"
-            "  --name NAME      server segment to attach to (env FERRY_SHM_NAME, default kolosal)\n"
+            "  --name NAME      server segment to attach to (env FERRY_NAME, as for the\n"
+            "                   server; default kolosal). FERRY_SHM_NAME is deprecated\n"
             "  --handler LIB.so run ferry_handle() from this library instead of the built-in\n"
             "                   handler ({\"message\":\"abc\"} -> {\"result\":\"cba\",\"worker\":PID})\n"
             "  --log FILE       append one line per event to FILE (default stderr)\n"
             "Stops on SIGTERM/SIGINT or when the server closes.\n");
+}
+
+/* The segment name from the environment: FERRY_NAME, the server's variable
+ * for the same setting. FERRY_SHM_NAME, which the worker alone used to read,
+ * is still honoured (with a warning) so existing deployments keep working. */
+static const char *env_name(void)
+{
+    const char *name = getenv("FERRY_NAME");
+    const char *old = getenv("FERRY_SHM_NAME");
+    if (old && *old) {
+        if (name && *name) {
+            if (strcmp(name, old) != 0)
+                fprintf(stderr, "worker: warning: FERRY_SHM_NAME=%s ignored: FERRY_NAME=%s is set "
+                                "(FERRY_SHM_NAME is deprecated)\n", old, name);
+        } else {
+            fprintf(stderr, "worker: warning: FERRY_SHM_NAME is deprecated; use FERRY_NAME, "
+                            "the server's variable for the same name\n");
+            name = old;
+        }
+    }
+    return name && *name ? name : "kolosal";
 }
 
 static int parse(int argc, char **argv, opts_t *o)
@@ -74,8 +96,7 @@ static int parse(int argc, char **argv, opts_t *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("FERRY_SHM_NAME");
-    o->name = env && *env ? env : "kolosal";
+    o->name = env_name();
     o->handler = NULL;
     o->log = NULL;
     int c;
