@@ -77,7 +77,7 @@ static void on_abort(fnet_req_t *req, void *arg) {
 
 /* A worker's error text: the "error" member of a JSON object, or the text. */
 static void worker_error(char *buf, size_t size, const void *resp, size_t len) {
-  json_t *v = len ? json_loadb(resp, len, 0, NULL) : NULL;
+  json_t *v = len ? json_loadb(resp, len, JSON_ALLOW_NUL, NULL) : NULL;
   const char *e = v ? json_string_value(json_object_get(v, "error")) : NULL;
   if (e)
     snprintf(buf, size, "%s", e);
@@ -95,8 +95,8 @@ static void on_done(void *arg, uint64_t task_id, int status, const void *resp, s
   fnet_req_t *req = take(s, p);
   char msg[320];
   if (status == 0) {
-    /* Never pass on a 200 whose body is not JSON. */
-    json_t *v = json_loadb(resp, len, 0, NULL);
+    /* Never pass on a 200 whose body is not JSON ("\u0000" in it is JSON). */
+    json_t *v = json_loadb(resp, len, JSON_ALLOW_NUL, NULL);
     bool ok = v != NULL;
     json_decref(v);
     if (ok)

@@ -31,15 +31,18 @@ static void h_process(fnet_req_t *req, void *arg) {
     fnet_req_respond_error(req, 503, "server shutting down");
     return;
   }
-  json_t *v;
-  char err[160], msg[224];
-  int rc = fnet_req_json(req, &v, err, sizeof(err));
-  if (rc == -ENODATA) {
+  size_t len;
+  const char *body = fnet_req_body(req, &len);
+  if (len == 0) {
     fnet_req_respond_error(req, 400, "empty body: expected a JSON object");
     return;
   }
-  if (rc < 0) {
-    snprintf(msg, sizeof(msg), "invalid JSON: %s", err);
+  /* "\u0000" is valid JSON: accept it in strings (the worker does too). */
+  json_error_t je;
+  json_t *v = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+  if (!v) {
+    char msg[224];
+    snprintf(msg, sizeof(msg), "invalid JSON: line %d column %d: %s", je.line, je.column, je.text);
     fnet_req_respond_error(req, 400, msg);
     return;
   }
@@ -49,8 +52,6 @@ static void h_process(fnet_req_t *req, void *arg) {
     fnet_req_respond_error(req, 400, "body must be a JSON object");
     return;
   }
-  size_t len;
-  const char *body = fnet_req_body(req, &len);
   ksrv_submit(s, req, body, len);
 }
 
