@@ -118,6 +118,12 @@ static void on_done(void *arg, uint64_t task_id, int status, const void *resp, s
   case -ESHUTDOWN:
     fnet_req_respond_error(req, 503, "server shutting down");
     break;
+  case -EMSGSIZE:
+    /* The reply room covers an envelope, not a handler that inflates. */
+    snprintf(msg, sizeof(msg), "worker result larger than the reply limit (%u bytes)",
+             s->cfg->payload_max + KSRV_REPLY_RESERVE);
+    fnet_req_respond_error(req, 502, msg);
+    break;
   default:
     snprintf(msg, sizeof(msg), "worker failed: %s", fshm_strerror(status));
     fnet_req_respond_error(req, 502, msg);

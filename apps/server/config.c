@@ -26,7 +26,7 @@ static const opt_t opts[] = {
     {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name (default kolosal)"},
     {"log", "FERRY_LOG", 's', F(log_path), 0, 0, "log file (default stderr)"},
     {"ring-slots", "FERRY_RING_SLOTS", 'u', F(ring_slots), 2, 65536, "ring slots, power of two (default 1024)"},
-    {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, 16u << 20, "max request/response bytes (default 65536)"},
+    {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, KSRV_PAYLOAD_MAX_LIMIT, "max request body bytes; replies get 256 more (default 65536)"},
     {"max-workers", "FERRY_MAX_WORKERS", 'u', F(max_workers), 1, 4096, "worker table size (default 64)"},
     {"max-attempts", "FERRY_MAX_ATTEMPTS", 'u', F(max_attempts), 1, 100, "tries per request when workers die (default 3)"},
     {"heartbeat-ms", "FERRY_HEARTBEAT_MS", 'u', F(heartbeat_ms), 10, 60000, "worker heartbeat period (default 500)"},

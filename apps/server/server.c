@@ -43,7 +43,7 @@ static int start_shm(ksrv_t *s) {
   fshm_config_default(&sc);
   sc.name = cfg->name;
   sc.ring_slots = cfg->ring_slots;
-  sc.payload_max = cfg->payload_max;
+  sc.payload_max = cfg->payload_max + KSRV_REPLY_RESERVE; /* see config.h */
   sc.max_workers = cfg->max_workers;
   sc.max_attempts = cfg->max_attempts;
   sc.heartbeat_ms = cfg->heartbeat_ms;
