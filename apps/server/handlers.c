@@ -97,12 +97,17 @@ static void h_status(fnet_req_t *req, void *arg) {
       (json_int_t)s->n.status_2xx, "status_4xx", (json_int_t)s->n.status_4xx, "status_5xx",
       (json_int_t)s->n.status_5xx, "timeouts_504", (json_int_t)s->n.timeouts, "queue_full_503",
       (json_int_t)s->n.queue_full, "client_gone", (json_int_t)s->n.client_gone);
-  json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
+  /* Task counters from the server's own books: they reconcile in every
+   * snapshot (submitted = completed + failed + cancelled + in_flight).
+   * slots_in_use is the ring's view: it also counts cancelled tasks whose
+   * slot a worker has not let go of yet. */
+  json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
                         s->shutting_down ? "shutting_down" : "ok", "name", s->cfg->name, "uptime_ms",
                         (json_int_t)(uv_now(s->loop) - s->started_ms), "queue_depth",
-                        (json_int_t)st.queue_depth, "in_flight", (json_int_t)st.in_flight, "submitted",
-                        (json_int_t)st.submitted, "completed", (json_int_t)st.completed, "failed",
-                        (json_int_t)st.failed, "requeued", (json_int_t)st.requeued, "workers_live",
+                        (json_int_t)st.queue_depth, "in_flight", (json_int_t)s->pend.count, "submitted",
+                        (json_int_t)s->n.submitted, "completed", (json_int_t)s->n.completed, "failed",
+                        (json_int_t)s->n.failed, "cancelled", (json_int_t)s->n.cancelled, "requeued",
+                        (json_int_t)st.requeued, "slots_in_use", (json_int_t)st.in_flight, "workers_live",
                         (int)st.workers_live, "http", http, "workers", workers_json(s));
   fnet_req_respond_json(req, 200, o);
 }
