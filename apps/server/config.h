@@ -4,6 +4,8 @@
 
 #include <stdint.h>
 
+#include "auth.h"
+
 /* Room the shm segment keeps beyond --payload-max for a worker's reply: a
  * handler wraps a result as large as the request in an envelope
  * ({"result":...,"worker":PID}), so a request the server accepted must not
@@ -14,7 +16,7 @@
 #define KSRV_PAYLOAD_MAX_LIMIT ((16u << 20) - KSRV_REPLY_RESERVE)
 
 typedef struct ksrv_config {
-  char host[64];             /* address to bind (--host, FERRY_HOST) */
+  char host[64];             /* address to bind (--host, FERRY_HOST; default 127.0.0.1) */
   int port;                  /* TCP port (--port, FERRY_PORT) */
   char name[64];             /* shm segment name (--name, FERRY_NAME) */
   char log_path[512];        /* log file, "" = stderr (--log, FERRY_LOG) */
@@ -26,6 +28,8 @@ typedef struct ksrv_config {
   uint32_t deadline_ms;      /* per-request deadline, then 504 (--deadline-ms) */
   uint32_t shutdown_ms;      /* grace for in-flight requests on SIGTERM (--shutdown-ms) */
   uint32_t max_connections;  /* open HTTP connections (--max-connections) */
+  char api_key_file[512];    /* file holding the API key (--api-key-file, FERRY_API_KEY_FILE) */
+  ksrv_auth_t auth;          /* the key (from that file, else FERRY_API_KEY), hashed */
 } ksrv_config_t;
 
 /* Fills cfg from defaults, then the environment, then argv.

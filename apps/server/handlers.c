@@ -24,9 +24,26 @@ void ksrv_on_log(const fnet_req_t *req, int status, size_t body_len, void *arg) 
            fnet_req_path(req), status, ms, body_len, fnet_req_tag(req), fnet_req_peer(req));
 }
 
+/* With an API key configured: true if req carries it; otherwise answers 401
+ * (before anything else is looked at) and returns false. */
+static bool authorized(ksrv_t *s, fnet_req_t *req) {
+  int rc = ksrv_auth_check(&s->cfg->auth, fnet_req_header(req, "Authorization"));
+  if (rc == 0) return true;
+  s->n.unauthorized++;
+  if (rc == -ENOKEY) {
+    fnet_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
+    fnet_req_respond_error(req, 401, "missing API key: send Authorization: Bearer <key>");
+  } else {
+    fnet_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\", error=\"invalid_token\"");
+    fnet_req_respond_error(req, 401, "invalid API key");
+  }
+  return false;
+}
+
 /* POST /process: validate, then hand to a worker (answered by bridge.c). */
 static void h_process(fnet_req_t *req, void *arg) {
   ksrv_t *s = arg;
+  if (!authorized(s, req)) return;
   if (s->shutting_down) {
     fnet_req_respond_error(req, 503, "server shutting down");
     return;
@@ -89,14 +106,16 @@ static json_t *workers_json(ksrv_t *s) {
 
 static void h_status(fnet_req_t *req, void *arg) {
   ksrv_t *s = arg;
+  if (!authorized(s, req)) return;
   fshm_stats_t st;
   fshm_server_stats(s->shm, &st);
   json_t *http = json_pack(
-      "{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (int)fnet_http_server_connections(s->http),
+      "{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (int)fnet_http_server_connections(s->http),
       "pending", (json_int_t)s->pend.count, "responses", (json_int_t)s->n.requests, "status_2xx",
       (json_int_t)s->n.status_2xx, "status_4xx", (json_int_t)s->n.status_4xx, "status_5xx",
       (json_int_t)s->n.status_5xx, "timeouts_504", (json_int_t)s->n.timeouts, "queue_full_503",
-      (json_int_t)s->n.queue_full, "client_gone", (json_int_t)s->n.client_gone);
+      (json_int_t)s->n.queue_full, "client_gone", (json_int_t)s->n.client_gone, "unauthorized_401",
+      (json_int_t)s->n.unauthorized);
   /* Task counters from the server's own books: they reconcile in every
    * snapshot (submitted = completed + failed + cancelled + in_flight).
    * slots_in_use is the ring's view: it also counts cancelled tasks whose

@@ -28,6 +28,7 @@ typedef struct ksrv_counters {
   uint64_t timeouts;       /* 504: no answer within the deadline */
   uint64_t queue_full;     /* 503: ring full */
   uint64_t client_gone;    /* client left before its answer */
+  uint64_t unauthorized;   /* 401: API key missing or wrong */
 } ksrv_counters_t;
 
 typedef struct ksrv {

@@ -1,6 +1,8 @@
 /* Kolosal server: HTTP front end handing JSON jobs to worker processes
  * through shared memory (see docs/kolosal.md). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,14 @@
 #include "log.h"
 
 static void on_flush(uv_timer_t *t) { ksrv_log_flush(); }
+
+/* 127.0.0.0/8 or ::1: only this machine can connect. */
+static bool is_loopback(const char *host) {
+  unsigned char a[16];
+  if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
+  if (inet_pton(AF_INET6, host, a) == 1) return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a);
+  return false;
+}
 
 static int start_http(ksrv_t *s) {
   const ksrv_config_t *cfg = s->cfg;
@@ -138,7 +148,12 @@ int main(int argc, char **argv) {
            "deadline_ms=%u pid=%d",
            fnet_http_server_port(s.http), cfg.host, cfg.name, cfg.ring_slots, cfg.payload_max,
            cfg.max_workers, cfg.deadline_ms, (int)getpid());
+  ksrv_log("event auth %s", cfg.auth.on ? "api-key" : "none");
   ksrv_log_flush();
+  if (!cfg.auth.on && !is_loopback(cfg.host))
+    fprintf(stderr, "server: warning: listening on %s without an API key: anyone who can reach port %d "
+                    "can run jobs (set --api-key-file or FERRY_API_KEY)\n", cfg.host,
+            fnet_http_server_port(s.http));
   /* Tests and scripts read the port from stdout when --port 0 was asked for. */
   printf("listening on %s:%d\n", cfg.host, fnet_http_server_port(s.http));
   fflush(stdout);

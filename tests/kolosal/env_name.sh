@@ -9,13 +9,7 @@ source "$(dirname "$0")/lib.sh"
 ok "--help names FERRY_NAME"
 
 # Server and worker both take the name from FERRY_NAME (no --name anywhere).
-FERRY_NAME=$NAME "$SERVER" --port 0 --host 127.0.0.1 --log "$T/server.log" >"$T/server.out" 2>"$T/server.err" &
-SERVER_PID=$!; PIDS+=("$SERVER_PID")
-for _ in $(seq 1 200); do
-  PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$T/server.out")
-  [ -n "$PORT" ] && break; sleep 0.05
-done
-[ -n "$PORT" ] || fail "server did not start"
+FERRY_NAME=$NAME launch_server --host 127.0.0.1
 (unset FERRY_SHM_NAME; FERRY_NAME=$NAME exec "$WORKER" >>"$T/worker_1.log" 2>&1) & PIDS+=($!)
 wait_field workers_live 1
 expect_eq "worker named by FERRY_NAME" "$(post '{"message":"ab"}' | sed 's/,"worker":[0-9]*//')" '200 {"result":"ba"}'
