@@ -23,7 +23,7 @@ typedef struct opt {
 static const opt_t opts[] = {
     {"port", "FERRY_PORT", 'p', F(port), 0, 65535, "TCP port (default 8000; 0 = any free port)"},
     {"host", "FERRY_HOST", 's', F(host), 0, 0, "address to bind (default 127.0.0.1; 0.0.0.0: every interface)"},
-    {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name (default kolosal)"},
+    {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name; workers take the same (default kolosal)"},
     {"log", "FERRY_LOG", 's', F(log_path), 0, 0, "log file (default stderr)"},
     {"ring-slots", "FERRY_RING_SLOTS", 'u', F(ring_slots), 2, 65536, "ring slots, power of two (default 1024)"},
     {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, KSRV_PAYLOAD_MAX_LIMIT, "max request body bytes; replies get 256 more (default 65536)"},
