@@ -50,13 +50,11 @@ leaver() {
 start_server --deadline-ms 1000
 expect_snap "fresh server" "0 0 0 0 0"
 for i in 1 2; do (post '{"message":"t"}' >"$T/t.$i") & PIDS+=($!); done
-wait_field in_flight 2
-check_sum "two waiting"
-expect_snap "after two 504s" "2 0 0 2 0"
 for i in 1 2; do
-  for _ in $(seq 1 100); do [ -s "$T/t.$i" ] && break; sleep 0.05; done
+  for _ in $(seq 1 200); do [ -s "$T/t.$i" ] && break; check_sum "waiting for 504s"; sleep 0.05; done
   expect_eq "504 $i" "$(cut -c1-3 "$T/t.$i")" 504
 done
+expect_snap "after two 504s" "2 0 0 2 0"
 [ "$(status_field timeouts_504)" = 2 ] || fail "timeouts_504 != 2"
 stop_server
 
