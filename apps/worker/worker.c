@@ -170,6 +170,9 @@ static void pause_ms(int ms)
         nanosleep(&ts, NULL); /* a signal cuts it short (EINTR) */
 }
 
+/* Takes an entry in the server's worker table. With --reconnect a transient
+ * failure is waited out. Returns 0, -EINTR (a signal came while waiting) or
+ * the attach error (logged). */
 static int attach(const opts_t *o, fshm_worker_t **w)
 {
     int rc = fshm_worker_attach(w, o->name);
