@@ -15,9 +15,10 @@ static void on_flush(uv_timer_t *t) { ksrv_log_flush(); }
 
 /* 127.0.0.0/8 or ::1: only this machine can connect. */
 static bool is_loopback(const char *host) {
-  unsigned char a[16];
-  if (inet_pton(AF_INET, host, a) == 1) return a[0] == 127;
-  if (inet_pton(AF_INET6, host, a) == 1) return IN6_IS_ADDR_LOOPBACK((struct in6_addr *)a);
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1) return ntohl(a4.s_addr) >> 24 == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
   return false;
 }
 
