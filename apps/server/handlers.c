@@ -118,15 +118,16 @@ static void h_status(fnet_req_t *req, void *arg) {
       (json_int_t)s->n.unauthorized);
   /* Task counters from the server's own books: they reconcile in every
    * snapshot (submitted = completed + failed + cancelled + in_flight).
-   * slots_in_use is the ring's view: it also counts cancelled tasks whose
-   * slot a worker has not let go of yet. */
+   * slots_in_use is the ring's view: it also counts cancelled tasks a
+   * worker still runs (their slots stay busy until it lets go). */
   json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
                         s->shutting_down ? "shutting_down" : "ok", "name", s->cfg->name, "uptime_ms",
                         (json_int_t)(uv_now(s->loop) - s->started_ms), "queue_depth",
                         (json_int_t)st.queue_depth, "in_flight", (json_int_t)s->pend.count, "submitted",
                         (json_int_t)s->n.submitted, "completed", (json_int_t)s->n.completed, "failed",
                         (json_int_t)s->n.failed, "cancelled", (json_int_t)s->n.cancelled, "requeued",
-                        (json_int_t)st.requeued, "slots_in_use", (json_int_t)st.in_flight, "workers_live",
+                        (json_int_t)st.requeued, "slots_in_use",
+                        (json_int_t)(st.in_flight + st.cancelled_held), "workers_live",
                         (int)st.workers_live, "http", http, "workers", workers_json(s));
   fnet_req_respond_json(req, 200, o);
 }
