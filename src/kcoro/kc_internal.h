@@ -12,15 +12,22 @@
 
 /* One blocked operation (or one select) waiting to be completed. The
  * completing thread claims it by CAS on `winner`, does the copy under the
- * channel lock, then publishes `done` and unparks. */
+ * channel lock, then swaps `done` to KC_SEL_DONE and unparks the owner only
+ * if `done` said it may be asleep (KC_SEL_SLEEPY). A spinning owner polls
+ * `done` alone: a hand-off between two running threads touches the
+ * waiter's line and nothing of its parker. */
 typedef struct kc_sel {
     _Atomic int winner;      /* KC_SEL_OPEN, KC_SEL_ABORTED or the winning clause */
-    _Atomic uint32_t done;   /* 1 once the winner's copy and result are complete */
+    _Atomic uint32_t done;   /* KC_SEL_WAITING, KC_SEL_SLEEPY or KC_SEL_DONE      */
     int result;              /* 0 or -EPIPE for the winning clause               */
     kc_parker_t *parker;     /* the waiting thread                               */
+    kc_parker_t *waker;      /* the completing thread (valid once DONE)          */
 } kc_sel_t;
 
 enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2 };
+/* sel->done: spinning owner; owner may sleep (completer must unpark);
+ * completed (winner's copy and result are visible). */
+enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2 };
 
 /* A waiter sits in a channel's send or receive queue (intrusive, no
  * allocation). It lives on the waiting thread's stack. */
