@@ -23,6 +23,12 @@
  * KC_SPIN_MIN, enough to notice that things got better. */
 #define KC_SPIN_MAX 1024
 #define KC_SPIN_MIN 32
+/* Yield budgets: a yield to a runnable peer costs one system call and a
+ * switch, about what it costs the peer to run up to its next wait; to a
+ * peer that is not runnable it returns at once, so a failing budget burns
+ * little before it shrinks. */
+#define KC_YIELD_MAX 16
+#define KC_YIELD_MIN 1
 #define KC_LOCK_SPINS 200
 /* Sleeps between two reads of the thread's CPU affinity (a system call;
  * it changes rarely, e.g. taskset on a running process). */
@@ -73,15 +79,20 @@ void kc__futex_wake(_Atomic uint32_t *addr, int n)
 
 void kc__lock_slow(kc_lock_t *l)
 {
-    /* On one CPU the holder cannot release the lock while we spin. */
-    int spins = kc__parker_self()->ncpu > 1 ? KC_LOCK_SPINS : 0;
+    /* On one CPU the holder cannot release the lock while we spin: it was
+     * preempted, so let it run (a couple of yields) instead. */
+    bool one_cpu = kc__parker_self()->ncpu < 2;
+    int spins = one_cpu ? 2 : KC_LOCK_SPINS;
     for (int i = 0; i < spins; i++) {
         uint32_t z = 0;
         if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
                                                   memory_order_relaxed))
             return;
-        kc__cpu_relax();
+        if (one_cpu)
+            sched_yield();
+        else
+            kc__cpu_relax();
     }
     /* Mark "held with sleepers" so the unlocker knows to wake us. */
     while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
@@ -148,6 +159,7 @@ kc_parker_t *kc__parker_self(void)
     p->next = NULL;
     p->peer = NULL;
     p->spin = KC_SPIN_MAX;
+    p->yields = KC_YIELD_MAX;
     p->ncpu = count_cpus();
     p->sleeps = 0;
     atomic_store_explicit(&p->cpu, sched_getcpu(), memory_order_relaxed);
@@ -191,52 +203,71 @@ void kc__unpark(kc_parker_t *p)
 
 /* ---- spin policy (see kc_sync.h) --------------------------------------- */
 
-/* The peer can end our wait soon: it runs on another CPU, or it was just
- * woken (NOTIFIED while still marked asleep) and is about to run. */
-static bool peer_elsewhere(const kc_parker_t *peer, int32_t cpu)
+/* The peer cannot end our wait before somebody else wakes it: asleep in
+ * the kernel and not notified. */
+static bool peer_asleep(const kc_parker_t *peer)
 {
-    int32_t c = atomic_load_explicit(&peer->cpu, memory_order_relaxed);
-    if (c >= 0)
-        return c != cpu || cpu < 0;
-    return atomic_load_explicit(&peer->state, memory_order_relaxed) == KC_PARK_NOTIFIED;
+    return atomic_load_explicit(&peer->cpu, memory_order_relaxed) < 0 &&
+           atomic_load_explicit(&peer->state, memory_order_relaxed) != KC_PARK_NOTIFIED;
+}
+
+/* The peer runs on our CPU (so it runs only when we stop). */
+static bool peer_here(const kc_parker_t *peer, int32_t cpu)
+{
+    return cpu >= 0 && atomic_load_explicit(&peer->cpu, memory_order_relaxed) == cpu;
 }
 
 bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self)
 {
-    if (self->ncpu < 2)
-        return false; /* the peer can only run once we stop */
     int32_t cpu = sched_getcpu();
     /* Written only when it changed: peers read this line while spinning. */
     if (atomic_load_explicit(&self->cpu, memory_order_relaxed) != cpu)
         atomic_store_explicit(&self->cpu, cpu, memory_order_relaxed);
     kc_parker_t *peer = self->peer;
-    if (peer && !peer_elsewhere(peer, cpu))
+    if (peer && peer_asleep(peer))
         return false;
-    *sp = (kc_spinner_t){.self = self, .peer = peer, .cpu = cpu, .i = 0, .budget = self->spin};
-    return true;
+    bool yield = self->ncpu < 2 || (peer && peer_here(peer, cpu));
+    *sp = (kc_spinner_t){.self = self,
+                         .peer = peer,
+                         .cpu = cpu,
+                         .i = 0,
+                         .budget = yield ? self->yields : self->spin,
+                         .yield = yield};
+    return sp->budget > 0;
 }
 
 bool kc__spin_next(kc_spinner_t *sp)
 {
     if (++sp->i >= sp->budget)
         return false;
+    if (sp->yield) {
+        sched_yield();
+        return !(sp->peer && peer_asleep(sp->peer));
+    }
     /* The peer went to sleep or was moved onto our CPU: stop fighting it. */
-    if ((sp->i & 31) == 0 && sp->peer && !peer_elsewhere(sp->peer, sp->cpu))
+    if ((sp->i & 31) == 0 && sp->peer &&
+        (peer_asleep(sp->peer) || peer_here(sp->peer, sp->cpu)))
         return false;
     kc__cpu_relax();
     return true;
 }
 
+static uint32_t learn(uint32_t b, uint32_t used, bool ok, uint32_t lo, uint32_t hi)
+{
+    if (ok) {
+        b = b * 2 > 2 * used ? b * 2 : 2 * used;
+        return b > hi ? hi : b;
+    }
+    return b / 2 < lo ? lo : b / 2;
+}
+
 void kc__spin_end(kc_spinner_t *sp, bool ok)
 {
     kc_parker_t *self = sp->self;
-    uint32_t b = self->spin;
-    if (ok) {
-        b = b * 2 > 2 * sp->i ? b * 2 : 2 * sp->i;
-        self->spin = b > KC_SPIN_MAX ? KC_SPIN_MAX : b;
-    } else {
-        self->spin = b / 2 < KC_SPIN_MIN ? KC_SPIN_MIN : b / 2;
-    }
+    if (sp->yield)
+        self->yields = learn(self->yields, sp->i, ok, KC_YIELD_MIN, KC_YIELD_MAX);
+    else
+        self->spin = learn(self->spin, sp->i, ok, KC_SPIN_MIN, KC_SPIN_MAX);
 }
 
 bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want)

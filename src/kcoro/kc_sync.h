@@ -61,6 +61,7 @@ typedef struct kc_parker {
     _Atomic int32_t cpu;      /* owner's CPU while running, -1 asleep (a hint)     */
     struct kc_parker *peer;   /* owner only: parker of the thread that woke us last */
     uint32_t spin;            /* owner only: learned spin budget, in polls          */
+    uint32_t yields;          /* owner only: learned yield budget, in yields        */
     uint32_t ncpu;            /* owner only: CPUs the owner may run on              */
     uint32_t sleeps;          /* owner only: sleeps since ncpu was read             */
     struct kc_parker *next;   /* free-pool link while unowned                       */
@@ -80,12 +81,17 @@ void kc__unpark(kc_parker_t *p);
 
 /* Spin policy. Spinning only pays while whoever will end the wait runs on
  * another CPU; otherwise every poll takes the CPU from the very thread we
- * wait for. So a waiter spins only when its thread may use more than one
- * CPU, and its peer (the thread that woke it last) is running on another
- * CPU or has just been woken; it stops as soon as that changes, and for no
- * longer than a budget that halves after every spin that ended in a sleep
- * and doubles after every spin that succeeded (like glibc's adaptive
- * mutex, but shrinking on failure). Usage:
+ * wait for. The peer is the thread that woke us last (the likeliest to wake
+ * us next), and it publishes where it runs in its parker. So a waiter:
+ * - sleeps at once when its peer is asleep (and not just woken);
+ * - polls with a pause while its thread may use several CPUs and the peer
+ *   runs on another one, stopping as soon as that changes;
+ * - yields the CPU (sched_yield) between polls when it may use only one
+ *   CPU or the peer waits for ours: the peer then runs at once, and ends
+ *   our wait without a futex wake-up or a preemption;
+ * each for no longer than a budget learned from the thread's recent waits:
+ * halved after a spin that ended in a sleep, doubled after one that
+ * succeeded (like glibc's adaptive mutex, but shrinking on failure). Usage:
  *
  *     kc_spinner_t sp;
  *     bool ok = false;
@@ -94,11 +100,12 @@ void kc__unpark(kc_parker_t *p);
  *     kc__spin_end(&sp, ok);          (only if kc__spin_begin returned true)
  */
 typedef struct kc_spinner {
-    kc_parker_t *self;  /* the waiting thread's parker         */
-    kc_parker_t *peer;  /* whom we wait for (may be NULL)      */
-    int32_t cpu;        /* our CPU when the spin started       */
-    uint32_t i;         /* polls so far                        */
-    uint32_t budget;    /* polls allowed                       */
+    kc_parker_t *self;  /* the waiting thread's parker              */
+    kc_parker_t *peer;  /* whom we wait for (may be NULL)           */
+    int32_t cpu;        /* our CPU when the spin started            */
+    uint32_t i;         /* polls so far                             */
+    uint32_t budget;    /* polls allowed                            */
+    bool yield;         /* yield between polls instead of pausing   */
 } kc_spinner_t;
 
 bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self);
