@@ -48,10 +48,14 @@ typedef struct kc_wqueue {
 #define KC_CACHELINE 64
 
 struct kc_chan {
+    /* The lock and the waiter queues share the first cache line: a hand-off
+     * takes the lock and then looks at a queue, so one line moves, not two. */
     kc_lock_t lock;          /* guards the queues, the ring of the locked kinds */
     int kind;                /* enum kc_chan_kind                              */
     bool closed;             /* set once by kc_chan_close (under lock)         */
     bool is_desc;            /* elements are kc_zdesc (bytes counted by len)   */
+    kc_wqueue_t sendq;       /* blocked senders                                */
+    kc_wqueue_t recvq;       /* blocked receivers                              */
     size_t esz;              /* element size in bytes                          */
     size_t cap;              /* slots (buffered: the bound)                    */
     /* Locked ring (unlimited, conflated). */
@@ -62,8 +66,6 @@ struct kc_chan {
     unsigned char *cells;    /* cap * stride bytes                             */
     size_t stride;           /* bytes per cell                                 */
     size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
-    kc_wqueue_t sendq;       /* blocked senders                                */
-    kc_wqueue_t recvq;       /* blocked receivers                              */
     kc_undelivered_fn undelivered; /* called for dropped elements              */
     void *undelivered_user;  /* argument of undelivered                        */
     char name[32];           /* for monitors                                   */
