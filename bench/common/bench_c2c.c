@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,4 +174,89 @@ double bench_c2c_times(const bench_c2c_t *c, int rc, double ns)
     if (rc < 0 || c->batches == 0 || c->median_ns <= 0)
         return 0;
     return ns / c->median_ns;
+}
+
+/* ---- one-CPU hand-off floor ---- */
+
+#define YF_BATCH 200   /* round trips per timed batch */
+#define YF_BATCHES 25  /* batches (median)            */
+
+struct yf_shared {
+    _Alignas(64) _Atomic uint64_t token; /* odd: B's turn, even: A's */
+    int cpu;                             /* both threads' CPU        */
+    _Atomic int pinned;                  /* B: 1 pinned, -errno      */
+    uint64_t rounds;                     /* round trips in all       */
+};
+
+static void *yf_b(void *arg)
+{
+    struct yf_shared *s = arg;
+    int rc = pin_self(s->cpu);
+    atomic_store(&s->pinned, rc < 0 ? rc : 1);
+    if (rc < 0)
+        return NULL;
+    for (uint64_t i = 0; i < s->rounds; i++) {
+        uint64_t t;
+        while ((t = atomic_load_explicit(&s->token, memory_order_acquire)) != 2 * i + 1)
+            if (t == UINT64_MAX)
+                return NULL; /* A gave up */
+            else
+                sched_yield();
+        atomic_store_explicit(&s->token, 2 * i + 2, memory_order_release);
+    }
+    return NULL;
+}
+
+int bench_c2c_yield_floor(double *median_ns, int *cpu_out)
+{
+    cpu_set_t mine;
+    int cpu = -1;
+    if (sched_getaffinity(0, sizeof mine, &mine) == 0)
+        for (int c = 0; c < CPU_SETSIZE && cpu < 0; c++)
+            if (CPU_ISSET(c, &mine))
+                cpu = c;
+    if (cpu < 0)
+        return -ENODEV;
+    struct yf_shared *s = aligned_alloc(64, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    memset(s, 0, sizeof *s);
+    s->cpu = cpu;
+    s->rounds = (uint64_t)YF_BATCH * YF_BATCHES;
+    /* A is the calling thread, pinned for the measurement and restored. */
+    pthread_t b;
+    int rc = pthread_create(&b, NULL, yf_b, s);
+    if (rc) {
+        free(s);
+        return -rc;
+    }
+    while (atomic_load(&s->pinned) == 0)
+        sched_yield();
+    rc = atomic_load(&s->pinned);
+    cpu_set_t before;
+    bool restore = pthread_getaffinity_np(pthread_self(), sizeof before, &before) == 0;
+    if (rc > 0 && (rc = pin_self(cpu)) == 0) {
+        double batch[YF_BATCHES];
+        uint64_t v = 0;
+        for (int k = 0; k < YF_BATCHES; k++) {
+            uint64_t t0 = now_ns();
+            for (int i = 0; i < YF_BATCH; i++, v += 2) {
+                atomic_store_explicit(&s->token, v + 1, memory_order_release);
+                while (atomic_load_explicit(&s->token, memory_order_acquire) != v + 2)
+                    sched_yield();
+            }
+            batch[k] = (double)(now_ns() - t0) / YF_BATCH;
+        }
+        qsort(batch, YF_BATCHES, sizeof *batch, cmp_double);
+        *median_ns = batch[YF_BATCHES / 2];
+        *cpu_out = cpu;
+    } else if (rc > 0) {
+        /* We could not pin ourselves: let B finish on its own. */
+        atomic_store(&s->token, UINT64_MAX);
+    }
+    pthread_join(b, NULL);
+    if (restore)
+        pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+    free(s);
+    return rc < 0 ? rc : 0;
 }

@@ -30,4 +30,13 @@ void bench_c2c_print(const bench_c2c_t *c, int rc);
  * measurement is not available (rc < 0 or no batch). */
 double bench_c2c_times(const bench_c2c_t *c, int rc, double ns);
 
+/* The one-CPU floor of a thread hand-off: two threads pinned to one CPU
+ * (the first the caller may run on) pass a token back and forth, each
+ * yielding the CPU (sched_yield) until the token is its own. Two system
+ * calls and two switches per round trip: what any wait between two OS
+ * threads costs at best when they share a CPU (Go's goroutines switch in
+ * user space and are not bound by it). Returns 0 and the median round trip
+ * in *median_ns, or a negative errno. */
+int bench_c2c_yield_floor(double *median_ns, int *cpu);
+
 #endif

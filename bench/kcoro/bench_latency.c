@@ -97,6 +97,9 @@ int main(int argc, char **argv)
     /* The limit first, while no other thread of ours runs. */
     bench_c2c_t c2c;
     int c2c_rc = bench_c2c_measure(&c2c);
+    double floor_ns = 0;
+    int floor_cpu = -1;
+    int floor_rc = bench_c2c_yield_floor(&floor_ns, &floor_cpu);
 
     struct pair p;
     pthread_t echo;
@@ -130,6 +133,10 @@ int main(int argc, char **argv)
     kc_chan_destroy(p.pong);
 
     bench_c2c_print(&c2c, c2c_rc);
+    if (floor_rc == 0)
+        printf("one-CPU thread hand-off floor (2 threads on CPU %d, sched_yield ping-pong): "
+               "round trip %.0f ns\n",
+               floor_cpu, floor_ns);
     printf("rendezvous ping-pong, 2 threads, %ld round trips x %ld runs (median)\n", n, reps);
     if (total < n * reps)
         printf("  (kcoro runs hit the %.0f s limit: %ld round trips per run on average)\n",
@@ -137,6 +144,8 @@ int main(int argc, char **argv)
     printf("  kcoro: round trip %.0f ns, one way %.0f ns (min round trip %.0f ns), "
            "%.1fx core-to-core\n",
            kc_rt, kc_rt / 2, rt[0], bench_c2c_times(&c2c, c2c_rc, kc_rt));
+    if (floor_rc == 0 && floor_ns > 0)
+        printf("  kcoro: %.1fx the one-CPU hand-off floor\n", kc_rt / floor_ns);
 
     char go[4096], args[64];
     double go_rt = 0;
