@@ -6,10 +6,9 @@
 # Usage: bench/compare_builds.sh BUILD_A BUILD_B [rounds]   (default 3 rounds)
 # Example: bench/compare_builds.sh /tmp/base/build build 3
 set -euo pipefail
-if [ $# -lt 2 ] || [ "${1:-}" = --help ] || [ "${1:-}" = -h ]; then
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
-  [ $# -ge 2 ] && exit 0 || exit 2
-fi
+usage() { sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; }
+case ${1:-} in -h|--help) usage; exit 0 ;; esac
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 a=$1 b=$2 rounds=${3:-3}
 for d in "$a" "$b"; do
   for p in bench_latency bench_throughput bench_shm_ring; do
