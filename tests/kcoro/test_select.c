@@ -203,10 +203,11 @@ Test(select, cancel_wakes_blocked_select)
     kc_cancel_t *tok = kt_token(NULL);
     struct kt_trigger trig = { .tok = tok, .delay_ms = 50 };
     pthread_t t;
+    /* t0 before the trigger starts its delay (see test_cancel_recv.c). */
+    uint64_t t0 = kt_now_ms();
     kt_start(&t, kt_trigger_thread, &trig);
     int in = -1, o = 3;
     kc_select_clause_t cl[2] = { RX(empty, &in), TX(full, &o) };
-    uint64_t t0 = kt_now_ms();
     int rc = kc_select(cl, 2, KC_SELECT_BIASED, -1, tok);
     uint64_t el = kt_now_ms() - t0;
     cr_assert_eq(rc, -ECANCELED);
