@@ -422,7 +422,7 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     int err = 0;
 
     /* Spin on `done` while the peer runs on another CPU (kc_sync.h). */
-    if (kc__spin_until(sel->parker, &sel->done, KC_SEL_DONE))
+    if (kc__spin_until(sel->parker, &sel->done, KC_SEL_DONE, deadline))
         return sel_completed(sel);
     /* From here on the completer must unpark us. */
     uint32_t w = KC_SEL_WAITING;
@@ -480,8 +480,9 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
      * per element, so poll first, while the spin policy says the peer runs
      * elsewhere (never on one CPU: there it cannot run while we poll). */
     kc_parker_t *self = kc__parker_self();
+    uint64_t deadline = kc__deadline(timeout_ms);
     kc_spinner_t sp;
-    if (kc__spin_begin(&sp, self)) {
+    if (kc__spin_begin(&sp, self, deadline)) {
         while (!(done = is_send ? buf_try_send(ch, buf, &res, false)
                                 : buf_try_recv(ch, buf, &res, false)) &&
                kc__spin_next(&sp))
@@ -490,7 +491,6 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         if (done)
             goto out;
     }
-    uint64_t deadline = kc__deadline(timeout_ms);
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
     for (;;) {
         kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self};

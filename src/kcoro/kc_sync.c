@@ -217,7 +217,7 @@ static bool peer_here(const kc_parker_t *peer, int32_t cpu)
     return cpu >= 0 && atomic_load_explicit(&peer->cpu, memory_order_relaxed) == cpu;
 }
 
-bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self)
+bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self, uint64_t deadline)
 {
     int32_t cpu = sched_getcpu();
     /* Written only when it changed: peers read this line while spinning. */
@@ -232,7 +232,8 @@ bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self)
                          .cpu = cpu,
                          .i = 0,
                          .budget = yield ? self->yields : self->spin,
-                         .yield = yield};
+                         .yield = yield,
+                         .deadline = deadline};
     return sp->budget > 0;
 }
 
@@ -242,6 +243,8 @@ bool kc__spin_next(kc_spinner_t *sp)
         return false;
     if (sp->yield) {
         sched_yield();
+        if (sp->deadline && kc_now_ns() >= sp->deadline)
+            return false;
         return !(sp->peer && peer_asleep(sp->peer));
     }
     /* The peer went to sleep or was moved onto our CPU: stop fighting it. */
@@ -270,12 +273,13 @@ void kc__spin_end(kc_spinner_t *sp, bool ok)
         self->spin = learn(self->spin, sp->i, ok, KC_SPIN_MIN, KC_SPIN_MAX);
 }
 
-bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want)
+bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
+                    uint64_t deadline)
 {
     if (atomic_load_explicit(word, memory_order_acquire) == want)
         return true;
     kc_spinner_t sp;
-    if (!kc__spin_begin(&sp, self))
+    if (!kc__spin_begin(&sp, self, deadline))
         return false;
     bool ok;
     while (!(ok = atomic_load_explicit(word, memory_order_acquire) == want) && kc__spin_next(&sp))

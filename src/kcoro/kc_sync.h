@@ -95,7 +95,7 @@ void kc__unpark(kc_parker_t *p);
  *
  *     kc_spinner_t sp;
  *     bool ok = false;
- *     if (kc__spin_begin(&sp, self))
+ *     if (kc__spin_begin(&sp, self, deadline))
  *         while (!(ok = condition()) && kc__spin_next(&sp)) {}
  *     kc__spin_end(&sp, ok);          (only if kc__spin_begin returned true)
  */
@@ -106,15 +106,19 @@ typedef struct kc_spinner {
     uint32_t i;         /* polls so far                             */
     uint32_t budget;    /* polls allowed                            */
     bool yield;         /* yield between polls instead of pausing   */
+    uint64_t deadline;  /* the wait's deadline (0: none)            */
 } kc_spinner_t;
 
-bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self);
+/* deadline: the wait's absolute deadline (0: none); a yielding spin stops
+ * there (a yield can give the CPU away for a whole time slice). */
+bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self, uint64_t deadline);
 /* One poll step (a pause); false when the spin must end. */
 bool kc__spin_next(kc_spinner_t *sp);
 /* Learns from the outcome: ok = the condition came true while spinning. */
 void kc__spin_end(kc_spinner_t *sp, bool ok);
 /* Spins (by the policy) until *word == want; true if it did (acquire). */
-bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want);
+bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
+                    uint64_t deadline);
 
 /* Deadline for a timeout in ms (>0); 0 means none. */
 uint64_t kc__deadline(long timeout_ms);
