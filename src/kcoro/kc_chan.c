@@ -477,8 +477,8 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     /* The peer is usually a few hundred nanoseconds away from making room
      * or data; registering and parking costs the peer a lock and a wake-up
-     * per element, so poll first, while the spin policy says the peer runs
-     * elsewhere (never on one CPU: there it cannot run while we poll). */
+     * per element, so poll first, as the spin policy allows (pausing while
+     * the peer runs elsewhere, yielding to it when it waits for our CPU). */
     kc_parker_t *self = kc__parker_self();
     uint64_t deadline = kc__deadline(timeout_ms);
     kc_spinner_t sp;
