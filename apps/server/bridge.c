@@ -28,6 +28,12 @@ static fnet_req_t *take(ksrv_t *s, kpend_t *p) {
   return req;
 }
 
+static bool workers_live(ksrv_t *s) {
+  fshm_stats_t st;
+  fshm_server_stats(s->shm, &st);
+  return st.workers_live > 0;
+}
+
 int ksrv_submit(ksrv_t *s, fnet_req_t *req, const char *body, size_t len) {
   char msg[160];
   kpend_t *p = calloc(1, sizeof(*p));
@@ -40,6 +46,9 @@ int ksrv_submit(ksrv_t *s, fnet_req_t *req, const char *body, size_t len) {
       /* Back-pressure: say so at once rather than queue without bound. */
       s->n.queue_full++;
       fnet_req_add_header(req, "Retry-After", "1");
+      if (!workers_live(s))
+        return fnet_req_respond_error(req, 503, "no worker attached: every ring slot holds a "
+                                                "request waiting for one, retry later");
       return fnet_req_respond_error(req, 503, "queue full: every ring slot is busy, retry later");
     }
     if (rc == -EMSGSIZE) {
@@ -138,11 +147,13 @@ void ksrv_on_deadline(uv_timer_t *t) {
   ksrv_t *s = t->data;
   uint64_t now = uv_now(s->loop);
   char msg[96];
+  bool none = s->pend.head && s->pend.head->deadline_ms <= now && !workers_live(s);
   while (s->pend.head && s->pend.head->deadline_ms <= now) {
     kpend_t *p = s->pend.head;
     fshm_server_cancel(s->shm, p->task_id);
     s->n.timeouts++;
-    snprintf(msg, sizeof(msg), "no worker answered within %u ms", s->cfg->deadline_ms);
+    snprintf(msg, sizeof(msg), "no worker answered within %u ms%s", s->cfg->deadline_ms,
+             none ? " (no worker attached)" : "");
     fnet_req_respond_error(take(s, p), 504, msg);
   }
   arm_deadline(s);

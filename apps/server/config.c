@@ -25,7 +25,7 @@ static const opt_t opts[] = {
     {"host", "FERRY_HOST", 's', F(host), 0, 0, "address to bind (default 0.0.0.0)"},
     {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name (default kolosal)"},
     {"log", "FERRY_LOG", 's', F(log_path), 0, 0, "log file (default stderr)"},
-    {"ring-slots", "FERRY_RING_SLOTS", 'u', F(ring_slots), 2, 65536, "ring slots, power of two (default 1024)"},
+    {"ring-slots", "FERRY_RING_SLOTS", 'u', F(ring_slots), 2, 65536, "ring slots = requests in flight, power of two (default 256)"},
     {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, 16u << 20, "max request/response bytes (default 65536)"},
     {"max-workers", "FERRY_MAX_WORKERS", 'u', F(max_workers), 1, 4096, "worker table size (default 64)"},
     {"max-attempts", "FERRY_MAX_ATTEMPTS", 'u', F(max_attempts), 1, 100, "tries per request when workers die (default 3)"},
@@ -75,7 +75,7 @@ int ksrv_config_load(ksrv_config_t *cfg, int argc, char **argv) {
   strcpy(cfg->host, "0.0.0.0");
   strcpy(cfg->name, "kolosal");
   cfg->port = 8000;
-  cfg->ring_slots = 1024;
+  cfg->ring_slots = 256;
   cfg->payload_max = 64 * 1024;
   cfg->max_workers = 64;
   cfg->max_attempts = 3;

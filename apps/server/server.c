@@ -48,7 +48,15 @@ static int start_shm(ksrv_t *s) {
   sc.max_attempts = cfg->max_attempts;
   sc.heartbeat_ms = cfg->heartbeat_ms;
   int rc = fshm_server_open(&s->shm, &sc);
-  if (rc == -EEXIST) {
+  if (rc == 0 && fshm_last_error()[0]) {
+    /* A stale segment replaced, or a name another user took avoided. */
+    ksrv_log("event shm-note %s", fshm_last_error());
+  } else if (rc == -ENOSPC) {
+    fprintf(stderr, "server: /dev/shm is too small for the shared-memory segment '%s': %s. "
+                    "Lower --ring-slots (now %u) or --payload-max (now %u), or enlarge /dev/shm "
+                    "(docker run --shm-size=...)\n", cfg->name, fshm_last_error(), cfg->ring_slots,
+            cfg->payload_max);
+  } else if (rc == -EEXIST) {
     char seg[128] = "";
     fshm_segment_name(cfg->name, seg, sizeof(seg));
     fprintf(stderr, "server: a live server already owns the shared-memory segment '%s' (%s); "

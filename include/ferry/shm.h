@@ -46,17 +46,18 @@ extern "C" {
 #endif
 
 /* Segment layout version; a binary speaking another version refuses to attach. */
-#define FSHM_LAYOUT_VERSION 1u
+#define FSHM_LAYOUT_VERSION 2u
 
 /* Configuration. fshm_config_default() fills every field; zero in a numeric
  * field also means "default". */
 typedef struct fshm_config {
     const char *name;      /* logical name, [A-Za-z0-9_-]{1,32}; segment "/ferry-<uid>-<name>" */
-    uint32_t ring_slots;   /* task slots and ring capacity, power of two 2..65536, default 1024 */
+    uint32_t ring_slots;   /* task slots, power of two 2..65536, default 256 */
     uint32_t payload_max;  /* max request and response bytes, 1..16 MiB, default 64 KiB */
     uint32_t max_workers;  /* worker table size, 1..4096, default 64 */
     uint32_t max_attempts; /* dispatches of a task whose workers keep dying, 1..100, default 3 */
-    uint32_t heartbeat_ms; /* heartbeat period, 10..60000, default 500; dead after 4x */
+    uint32_t heartbeat_ms; /* heartbeat period, 10..60000, default 500; a live but stuck
+                              worker is dead after max(4 periods, 1 s) */
 } fshm_config_t;
 
 void fshm_config_default(fshm_config_t *cfg);
@@ -74,12 +75,21 @@ const char *fshm_last_error(void);
 
 typedef struct fshm_server fshm_server_t;
 
-/* Creates the segment (mode 0600) and starts the helper thread.
- * A segment left by a crashed server (its owner lock is free) is removed and
- * created anew; workers still mapped to it notice and leave.
+/* Creates the segment (mode 0600, every page reserved up front) and starts
+ * the helper thread. A segment left by a crashed server (its owner lock is
+ * free) is removed and created anew; workers still mapped to it notice and
+ * leave. If another user created the name first, the segment gets a random
+ * alternate name that workers find by themselves. fshm_last_error() then
+ * holds a note on what was replaced or avoided ("" otherwise).
  * ERRORS: -EINVAL bad config; -EEXIST a live server owns the name;
- * -ENOMEM, or the errno of shm_open/ftruncate/mmap/eventfd/pthread_create. */
+ * -ENOSPC /dev/shm has less room than the segment needs (the detail names
+ * the size and the config fields that set it); -ENOMEM, or the errno of
+ * shm_open/posix_fallocate/mmap/eventfd/pthread_create. */
 int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg);
+
+/* The segment's name as created ("/ferry-<uid>-<name>", or the alternate
+ * "/ferry-<uid>-<name>.<16 hex>"). Owned by srv. */
+const char *fshm_server_path(const fshm_server_t *srv);
 
 /* Marks the segment closed, wakes every worker (their next/attach return
  * -ESHUTDOWN), unlinks the name, joins the helper and frees. NULL is ok.
@@ -95,9 +105,10 @@ int fshm_server_event_fd(const fshm_server_t *srv);
  * -EINVAL req NULL with len > 0 or task_id_out NULL. */
 int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t *task_id_out);
 
-/* The caller gave up on task_id: its callback will not be called; a queued
- * task is skipped by workers, a running one's answer is dropped, and the slot
- * is reclaimed when the worker lets go of it.
+/* The caller gave up on task_id: its callback will not be called. A queued
+ * task's slot is free again at once (workers never see the task); a running
+ * one's answer is dropped and its slot reclaimed when the worker lets go of
+ * it (counted in cancelled_held until then, not in in_flight).
  * ERRORS: -ENOENT unknown, finished or already cancelled task. */
 int fshm_server_cancel(fshm_server_t *srv, uint64_t task_id);
 
@@ -118,7 +129,8 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg);
  * loop (tests, benchmarks). Returns 1 pending, 0 timeout, or -errno. */
 int fshm_server_wait(fshm_server_t *srv, int timeout_ms);
 
-/* Detects dead workers (process gone or heartbeat older than 4 heartbeats),
+/* Detects dead workers (process gone; or process stuck: heartbeat older
+ * than max(4 heartbeats, 1 s) while its heartbeat thread is not runnable),
  * queues their tasks again or fails them (delivered by the next poll),
  * reclaims their table entries, and repairs ring cells they left half-done.
  * Call it from a timer every heartbeat_ms. Returns the number reaped. */
@@ -143,10 +155,11 @@ typedef struct fshm_stats {
     uint64_t completed;    /* callbacks with status 0 */
     uint64_t failed;       /* callbacks with status < 0 */
     uint64_t requeued;     /* re-dispatches after a worker died */
-    uint64_t queue_depth;  /* tasks queued and not yet claimed by a worker */
-    uint64_t in_flight;    /* tasks submitted and not yet delivered or reclaimed */
+    uint64_t queue_depth;  /* tasks queued and not yet claimed by a worker (not cancelled) */
+    uint64_t in_flight;    /* tasks submitted, not cancelled, not yet delivered */
     uint32_t workers_live; /* worker entries in state idle or busy */
     uint64_t cancelled;    /* fshm_server_cancel calls that took effect */
+    uint64_t cancelled_held; /* cancelled tasks a worker still runs (their slots are busy) */
 } fshm_stats_t;
 
 void fshm_server_stats(fshm_server_t *srv, fshm_stats_t *out);
@@ -156,8 +169,12 @@ void fshm_server_stats(fshm_server_t *srv, fshm_stats_t *out);
 typedef struct fshm_worker fshm_worker_t;
 
 /* Maps the server's segment, checks its header and takes a worker entry.
+ * When every entry is taken but some belong to processes that are gone,
+ * asks the server to reclaim them and waits for that (at most one heartbeat
+ * period plus a second) instead of failing.
  * ERRORS: -EINVAL bad name; -ENOENT no server (or it is still starting);
- * -EACCES the segment belongs to another user or is open to others;
+ * -EACCES the name belongs to another user (and no server of ours runs
+ * under an alternate name) or is open to others;
  * -EPROTO magic, layout version or sizes differ from this binary (see
  * fshm_last_error()); -ESHUTDOWN the server closed or died; -ENOSPC worker
  * table full; -ENOMEM; errno of mmap/pthread_create. */
@@ -167,8 +184,10 @@ int fshm_worker_attach(fshm_worker_t **out, const char *name);
  * timeout_ms: 0 try once, <0 forever, >0 milliseconds (CLOCK_MONOTONIC).
  * The request (req, len) stays valid until fshm_worker_reply() for this task.
  * ERRORS: -ETIME timeout; -ESHUTDOWN server closed or died; -EINTR
- * fshm_worker_interrupt() was called; -EBUSY a task is claimed and not yet answered; -ENOLINK this worker was declared dead (stale
- * heartbeat) and its entry reclaimed: detach and attach again. */
+ * fshm_worker_interrupt() was called; -EBUSY a task is claimed and not yet
+ * answered; -ENOLINK this worker was declared dead (it was stuck) and its
+ * entry reclaimed: detach and attach again. A worker in that state stops
+ * writing heartbeats into the entry, and a sleeping next() is woken. */
 int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size_t *len,
                      int timeout_ms);
 

@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_error[256];
+static _Thread_local char last_error[384];
 
 int fshm__fail(int err, const char *fmt, ...)
 {
@@ -31,7 +31,7 @@ const char *fshm_strerror(int err)
     case -ENOENT: return "no such server or task";
     case -EEXIST: return "a live server owns this name";
     case -EPROTO: return "segment layout does not match this binary";
-    case -ENOSPC: return "worker table full";
+    case -ENOSPC: return "no space (worker table full, or /dev/shm too small for the segment)";
     case -EAGAIN: return "queue full";
     case -EMSGSIZE: return "message larger than payload_max";
     case -ETIME: return "timed out";

@@ -10,12 +10,10 @@
 #include <signal.h>
 #include <unistd.h>
 
-int fshm__proc_stat(pid_t pid, uint64_t *start_time, char *state)
+/* Reads a stat file (/proc/<pid>/stat or /proc/<pid>/task/<tid>/stat). */
+static int stat_file(const char *path, uint64_t *start_time, char *state)
 {
-    char path[64], buf[1024];
-    if (pid <= 0)
-        return -ESRCH;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char buf[1024];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? -ESRCH : -errno;
@@ -42,6 +40,29 @@ int fshm__proc_stat(pid_t pid, uint64_t *start_time, char *state)
     if (state)
         *state = st;
     return 0;
+}
+
+int fshm__proc_stat(pid_t pid, uint64_t *start_time, char *state)
+{
+    char path[64];
+    if (pid <= 0)
+        return -ESRCH;
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    return stat_file(path, start_time, state);
+}
+
+char fshm__proc_thread_state(pid_t pid, pid_t tid)
+{
+    char path[80], st = '?';
+    if (pid <= 0)
+        return st;
+    if (tid > 0)
+        snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+    else
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (stat_file(path, NULL, &st) < 0)
+        return '?';
+    return st;
 }
 
 bool fshm__proc_alive(pid_t pid, uint64_t start_time)

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 _Static_assert(sizeof(fshm_slot_t) == 64, "slot is one cache line");
@@ -32,7 +33,9 @@ _Static_assert(sizeof(fshm_hdr_t) <= 4096, "header fits its page");
 void fshm_config_default(fshm_config_t *cfg)
 {
     cfg->name = "kolosal";
-    cfg->ring_slots = 1024;
+    /* 256 x 2 x 64 KiB: a 32 MiB segment, half of Docker's default
+     * /dev/shm; 256 requests in flight keep a handful of workers busy. */
+    cfg->ring_slots = 256;
     cfg->payload_max = 64 * 1024;
     cfg->max_workers = 64;
     cfg->max_attempts = 3;
@@ -114,8 +117,12 @@ int fshm__layout(const fshm_config_t *cfg, fshm_layout_t *lay)
     /* Completion ring twice the slots: a slot's ticket can briefly be there
      * twice after a worker died between publishing and the server's reap. */
     lay->cmp_slots = cfg->ring_slots * 2;
+    /* Request ring twice the slots too: a cancelled task's slot is reused
+     * at once and its stale ticket may still sit in the ring (the server
+     * compacts the ring if stale tickets ever fill it, see server.c). */
+    lay->req_cells = cfg->ring_slots * 2;
     lay->off_req = off;
-    off += align_up(fshm__ring_bytes(cfg->ring_slots), FSHM_PAGE);
+    off += align_up(fshm__ring_bytes(lay->req_cells), FSHM_PAGE);
     lay->off_cmp = off;
     off += align_up(fshm__ring_bytes(lay->cmp_slots), FSHM_PAGE);
     lay->off_workers = off;
@@ -137,10 +144,10 @@ static void seg_views(fshm_seg_t *seg, bool format)
     seg->hdr = (fshm_hdr_t *)seg->base;
     void *req = seg->base + seg->lay.off_req, *cmp = seg->base + seg->lay.off_cmp;
     if (format) {
-        fshm__ring_init(&seg->req, req, seg->cfg.ring_slots);
+        fshm__ring_init(&seg->req, req, seg->lay.req_cells);
         fshm__ring_init(&seg->cmp, cmp, seg->lay.cmp_slots);
     } else {
-        fshm__ring_attach(&seg->req, req, seg->cfg.ring_slots);
+        fshm__ring_attach(&seg->req, req, seg->lay.req_cells);
         fshm__ring_attach(&seg->cmp, cmp, seg->lay.cmp_slots);
     }
     seg->workers = (fshm_wentry_t *)(seg->base + seg->lay.off_workers);
@@ -198,12 +205,17 @@ static int owner_lock(int fd)
     return 0;
 }
 
-bool fshm__seg_owner_alive(const fshm_seg_t *seg)
+static bool lock_held(int fd)
 {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    if (fcntl(seg->fd, F_OFD_GETLK, &fl) < 0)
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
         return true; /* cannot tell: do not declare a live server dead */
     return fl.l_type != F_UNLCK;
+}
+
+bool fshm__seg_owner_alive(const fshm_seg_t *seg)
+{
+    return lock_held(seg->fd);
 }
 
 /* ---- server side ---- */
@@ -232,6 +244,7 @@ static void format(fshm_seg_t *seg)
     h->off_slots = seg->lay.off_slots;
     h->off_payload = seg->lay.off_payload;
     h->cmp_slots = seg->lay.cmp_slots;
+    h->req_cells = seg->lay.req_cells;
     h->payload_stride = seg->lay.payload_stride;
     h->owner_pid = getpid();
     h->owner_uid = getuid();
@@ -241,6 +254,40 @@ static void format(fshm_seg_t *seg)
     atomic_store_explicit(&h->magic, FSHM_MAGIC, memory_order_release);
 }
 
+static double mib(uint64_t bytes)
+{
+    return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* Reserves every page of the segment now: a sparse file on a tmpfs that
+ * later runs full kills whoever first touches a missing page with SIGBUS
+ * (the server in the middle of a request, a worker writing a reply). */
+static int reserve(fshm_seg_t *seg, int fd)
+{
+    int err = posix_fallocate(fd, 0, (off_t)seg->lay.total);
+    if (err == 0)
+        return 0;
+    if (err != ENOSPC && err != EFBIG)
+        return fshm__fail(-err, "%s: reserving %llu bytes: %s", seg->path,
+                          (unsigned long long)seg->lay.total, strerror(err));
+    struct statvfs vfs;
+    double avail = -1;
+    if (fstatvfs(fd, &vfs) == 0)
+        avail = mib((uint64_t)vfs.f_bavail * vfs.f_frsize);
+    uint64_t buffers = (uint64_t)seg->cfg.ring_slots * 2 * seg->lay.payload_stride;
+    char freebuf[48] = "too little";
+    if (avail >= 0)
+        snprintf(freebuf, sizeof(freebuf), "%.1f MiB", avail);
+    return fshm__fail(-ENOSPC,
+                      "the segment needs %.1f MiB (%llu bytes: ring_slots %u x 2 x payload_max "
+                      "%u = %.1f MiB of buffers, plus rings and tables) but /dev/shm has %s "
+                      "free",
+                      mib(seg->lay.total), (unsigned long long)seg->lay.total,
+                      seg->cfg.ring_slots, seg->cfg.payload_max, mib(buffers), freebuf);
+}
+
+/* Formats a file we just created with O_EXCL. -EAGAIN: another server
+ * removed it before we locked it (it took it for a stale one): try again. */
 static int create_fresh(fshm_seg_t *seg, int fd)
 {
     int rc = owner_lock(fd);
@@ -248,9 +295,16 @@ static int create_fresh(fshm_seg_t *seg, int fd)
         return fshm__fail(-EEXIST, "%s: another server took it while we created it", seg->path);
     if (rc < 0)
         return fshm__fail(rc, "%s: lock: %s", seg->path, strerror(-rc));
-    /* The umask may have cleared bits; make it exactly owner read/write. */
-    if (fchmod(fd, 0600) < 0 || ftruncate(fd, (off_t)seg->lay.total) < 0)
+    struct stat st;
+    if (fstat(fd, &st) < 0)
         return fshm__fail(-errno, "%s: %s", seg->path, strerror(errno));
+    if (st.st_nlink == 0)
+        return -EAGAIN;
+    /* The umask may have cleared bits; make it exactly owner read/write. */
+    if (fchmod(fd, 0600) < 0)
+        return fshm__fail(-errno, "%s: %s", seg->path, strerror(errno));
+    if ((rc = reserve(seg, fd)) < 0)
+        return rc;
     void *base = mmap(NULL, seg->lay.total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (base == MAP_FAILED)
         return fshm__fail(-errno, "%s: mmap %llu bytes: %s", seg->path,
@@ -264,50 +318,70 @@ static int create_fresh(fshm_seg_t *seg, int fd)
     return 0;
 }
 
-int fshm__seg_create(fshm_seg_t *seg, const fshm_config_t *cfg)
+/* Creates seg->path with O_EXCL and formats it. 1: the name exists (the
+ * caller decides), 0 done, -EAGAIN try again, or -errno. */
+static int create_at(fshm_seg_t *seg)
 {
-    memset(seg, 0, sizeof(*seg));
-    seg->fd = -1;
-    int rc = fshm__config_resolve(&seg->cfg, cfg);
-    if (rc < 0)
-        return rc;
-    snprintf(seg->name, sizeof(seg->name), "%s", seg->cfg.name);
-    seg->cfg.name = seg->name;
-    if ((rc = fshm__layout(&seg->cfg, &seg->lay)) < 0)
-        return rc;
-    if ((rc = fshm_segment_name(seg->name, seg->path, sizeof(seg->path))) < 0)
-        return rc;
+    int fd = shm_open(seg->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            return 1;
+        return fshm__fail(-errno, "shm_open %s: %s", seg->path, strerror(errno));
+    }
+    int rc = create_fresh(seg, fd);
+    if (rc < 0) {
+        int keep = errno;
+        /* The name is ours unless someone else took or removed it: do not
+         * leave it half made. */
+        if (rc != -EEXIST && rc != -EAGAIN)
+            shm_unlink(seg->path);
+        close(fd);
+        seg->fd = -1;
+        errno = keep;
+    }
+    return rc;
+}
 
-    int32_t stale_pid = 0;
-    bool replaced = false;
+/* The segment's owner lock is free: its server crashed (or died while
+ * creating it). Removes the name unless someone already did. Called with
+ * the lock held on fd. Returns 1 removed, 0 already gone, or -errno. */
+static int remove_stale(const char *path, int fd)
+{
+    struct stat st;
+    /* nlink 0: another server already removed this one (and may have made a
+     * new segment under the name): remove nothing. Unlinking while holding
+     * the lock means a racing server can lock the old file only after we
+     * close it, and then sees nlink 0 here. */
+    if (fstat(fd, &st) == 0 && st.st_nlink == 0)
+        return 0;
+    if (shm_unlink(path) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    return 1;
+}
+
+/* Creates the primary name, replacing a stale segment of ours. 1: the name
+ * belongs to another user; 0 done; or -errno. */
+static int create_primary(fshm_seg_t *seg, int32_t *stale_pid)
+{
     for (int tries = 0; tries < 4; tries++) {
-        int fd = shm_open(seg->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            rc = create_fresh(seg, fd);
-            if (rc < 0) {
-                int keep = errno;
-                if (rc != -EEXIST) /* the name is ours: do not leave it half made */
-                    shm_unlink(seg->path);
-                close(fd);
-                seg->fd = -1;
-                errno = keep;
-                return rc;
-            }
-            if (replaced)
-                fshm__fail(0, "%s: replaced a stale segment left by pid %d", seg->path,
-                           (int)stale_pid);
-            else
-                fshm__fail(0, "%s", "");
-            return 0;
-        }
-        if (errno != EEXIST)
-            return fshm__fail(-errno, "shm_open %s: %s", seg->path, strerror(errno));
+        int rc = create_at(seg);
+        if (rc == 0 || (rc < 0 && rc != -EAGAIN))
+            return rc;
+        if (rc == -EAGAIN)
+            continue;
 
-        fd = shm_open(seg->path, O_RDWR | O_CLOEXEC, 0);
+        int fd = shm_open(seg->path, O_RDWR | O_CLOEXEC, 0);
         if (fd < 0) {
             if (errno == ENOENT)
                 continue; /* removed meanwhile: try creating again */
+            if (errno == EACCES)
+                return 1; /* another user's, closed to us */
             return fshm__fail(-errno, "shm_open %s: %s", seg->path, strerror(errno));
+        }
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_uid != geteuid()) {
+            close(fd);
+            return 1; /* another user's: never read, lock or remove it */
         }
         fshm_hdr_t old;
         memset(&old, 0, sizeof(old));
@@ -323,30 +397,129 @@ int fshm__seg_create(fshm_seg_t *seg, const fshm_config_t *cfg)
             close(fd);
             return fshm__fail(rc, "%s: lock: %s", seg->path, strerror(-rc));
         }
-        /* We hold the lock of a segment nobody owns: its server crashed (or
-         * died while creating it). Remove the name and create anew; workers
-         * still mapped to the old one see the lock gone and leave. */
-        struct stat st;
-        if (fstat(fd, &st) == 0 && st.st_nlink == 0) {
-            /* Another server already removed this one (and may have made a
-             * new segment under the name): start over, remove nothing. */
-            close(fd);
-            continue;
-        }
-        stale_pid = old.owner_pid;
-        replaced = true;
-        /* Unlink while holding the lock: a racing server can lock the old
-         * file only after we close it, and then sees st_nlink == 0 above. */
-        if (shm_unlink(seg->path) < 0 && errno != ENOENT) {
-            int err = errno;
-            close(fd);
-            return fshm__fail(-err, "%s: cannot remove the stale segment: %s", seg->path,
-                              strerror(err));
-        }
+        /* We hold the lock of a segment nobody owns: remove the name and
+         * create anew; workers still mapped to the old one see the lock
+         * gone and leave. */
+        rc = remove_stale(seg->path, fd);
         close(fd);
+        if (rc < 0)
+            return fshm__fail(rc, "%s: cannot remove the stale segment: %s", seg->path,
+                              strerror(-rc));
+        if (rc == 1)
+            *stale_pid = old.owner_pid;
     }
     return fshm__fail(-EEXIST, "%s: could not take the name over (other servers racing)",
                       seg->path);
+}
+
+/* Creates a fresh alternate name (see locate.c). */
+static int create_alternate(fshm_seg_t *seg)
+{
+    for (int tries = 0; tries < 8; tries++) {
+        int rc = fshm__alt_path(seg->name, seg->path, sizeof(seg->path));
+        if (rc < 0)
+            return rc;
+        rc = create_at(seg);
+        if (rc <= 0 && rc != -EAGAIN)
+            return rc;
+    }
+    return fshm__fail(-EEXIST, "could not create an alternate segment for '%s'", seg->name);
+}
+
+/* Scan state for one_server(): our own path, and what was found. */
+typedef struct uniq {
+    const char *self; /* our segment's name */
+    char other[96];   /* a live one found */
+    int32_t pid;      /* its owner */
+} uniq_t;
+
+/* Another live segment of ours for this name? Removes stale ones. */
+static int uniq_visit(void *arg, const char *path, int fd)
+{
+    uniq_t *u = arg;
+    if (strcmp(path, u->self) == 0)
+        return 0;
+    fshm_hdr_t old;
+    memset(&old, 0, sizeof(old));
+    if (pread(fd, &old, sizeof(old), 0) != (ssize_t)sizeof(old))
+        memset(&old, 0, sizeof(old));
+    if (owner_lock(fd) == -EAGAIN) {
+        snprintf(u->other, sizeof(u->other), "%s", path);
+        u->pid = old.owner_pid;
+        return 1; /* fd stays ours: closed below */
+    }
+    remove_stale(path, fd); /* a crashed alternate server's */
+    return 0;
+}
+
+/* Create-then-check: after taking our name, look for another live server
+ * of ours under the primary or an alternate name. Two servers racing both
+ * see each other and both refuse, which is safe; one never misses the
+ * other, because each looks only after its own segment exists. */
+static int one_server(fshm_seg_t *seg, const char *primary)
+{
+    uniq_t u = {.self = seg->path};
+    if (strcmp(seg->path, primary) != 0) {
+        int fd = shm_open(primary, O_RDWR | O_CLOEXEC, 0);
+        struct stat st;
+        if (fd >= 0) {
+            int found = 0;
+            if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && !(st.st_mode & 077))
+                found = uniq_visit(&u, primary, fd);
+            close(fd);
+            if (found)
+                goto busy;
+        }
+    }
+    int rc = fshm__alt_scan(seg->name, uniq_visit, &u);
+    if (rc == 1)
+        goto busy;
+    return 0; /* a scan that failed (e.g. no /dev/shm listing) finds nobody */
+busy:
+    return fshm__fail(-EEXIST, "%s is owned by a live server (pid %d)", u.other, (int)u.pid);
+}
+
+int fshm__seg_create(fshm_seg_t *seg, const fshm_config_t *cfg)
+{
+    memset(seg, 0, sizeof(*seg));
+    seg->fd = -1;
+    int rc = fshm__config_resolve(&seg->cfg, cfg);
+    if (rc < 0)
+        return rc;
+    snprintf(seg->name, sizeof(seg->name), "%s", seg->cfg.name);
+    seg->cfg.name = seg->name;
+    if ((rc = fshm__layout(&seg->cfg, &seg->lay)) < 0)
+        return rc;
+    char primary[64];
+    if ((rc = fshm_segment_name(seg->name, primary, sizeof(primary))) < 0)
+        return rc;
+    snprintf(seg->path, sizeof(seg->path), "%s", primary);
+
+    int32_t stale_pid = 0;
+    char note[320] = "";
+    rc = create_primary(seg, &stale_pid);
+    if (rc == 1) {
+        char who[64];
+        fshm__describe_owner(primary, who, sizeof(who));
+        rc = create_alternate(seg);
+        if (rc == 0)
+            snprintf(note, sizeof(note),
+                     "%s belongs to %s, not to uid %u (another user created it): using %s",
+                     primary, who, (unsigned)geteuid(), seg->path);
+    } else if (rc == 0 && stale_pid) {
+        snprintf(note, sizeof(note), "%s: replaced a stale segment left by pid %d", primary,
+                 (int)stale_pid);
+    }
+    if (rc < 0)
+        return rc;
+    if ((rc = one_server(seg, primary)) < 0) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", fshm_last_error());
+        fshm__seg_destroy(seg, true);
+        return fshm__fail(rc, "%s", why);
+    }
+    fshm__fail(0, "%s", note);
+    return 0;
 }
 
 void fshm__seg_destroy(fshm_seg_t *seg, bool unlink_name)
@@ -413,6 +586,7 @@ static int check_header(fshm_seg_t *seg, size_t file_size)
     if (h->total_size != l->total || h->off_req != l->off_req || h->off_cmp != l->off_cmp ||
         h->off_workers != l->off_workers || h->off_slots != l->off_slots ||
         h->off_payload != l->off_payload || h->cmp_slots != l->cmp_slots ||
+        h->req_cells != l->req_cells ||
         h->payload_stride != l->payload_stride)
         return fshm__fail(-EPROTO, "%s: section offsets differ from this binary's layout",
                           seg->path);
@@ -420,6 +594,49 @@ static int check_header(fshm_seg_t *seg, size_t file_size)
         return fshm__fail(-EPROTO, "%s: file is %zu bytes, layout needs %llu", seg->path,
                           file_size, (unsigned long long)l->total);
     return 0;
+}
+
+/* Keeps the first live alternate found by fshm__alt_scan. */
+static int find_live(void *arg, const char *path, int fd)
+{
+    fshm_seg_t *seg = arg;
+    if (!lock_held(fd))
+        return 0; /* a crashed server's */
+    snprintf(seg->path, sizeof(seg->path), "%s", path);
+    seg->fd = fd;
+    return 1;
+}
+
+/* Opens the server's segment: the primary name if it is ours, else a live
+ * alternate (see locate.c). Returns the fd or -errno. */
+static int open_segment(fshm_seg_t *seg)
+{
+    int fd = shm_open(seg->path, O_RDWR | O_CLOEXEC, 0);
+    struct stat st;
+    if (fd >= 0) {
+        if (fstat(fd, &st) == 0 && st.st_uid != geteuid()) {
+            close(fd);
+            fd = -1;
+            errno = EACCES;
+        } else {
+            return fd; /* ours (or unreadable): the caller checks it */
+        }
+    }
+    if (errno != ENOENT && errno != EACCES)
+        return fshm__fail(-errno, "shm_open %s: %s", seg->path, strerror(errno));
+    bool foreign = errno == EACCES;
+    char primary[96];
+    snprintf(primary, sizeof(primary), "%s", seg->path);
+    if (fshm__alt_scan(seg->name, find_live, seg) == 1)
+        return seg->fd;
+    if (!foreign)
+        return fshm__fail(-ENOENT, "no server: %s does not exist", primary);
+    char who[64];
+    fshm__describe_owner(primary, who, sizeof(who));
+    return fshm__fail(-EACCES,
+                      "%s belongs to %s, not to uid %u (another user created it), and no "
+                      "server of ours runs under an alternate name",
+                      primary, who, (unsigned)geteuid());
 }
 
 int fshm__seg_attach(fshm_seg_t *seg, const char *name)
@@ -431,12 +648,10 @@ int fshm__seg_attach(fshm_seg_t *seg, const char *name)
         return rc;
     snprintf(seg->name, sizeof(seg->name), "%s", name);
 
-    int fd = shm_open(seg->path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return fshm__fail(-ENOENT, "no server: %s does not exist", seg->path);
-        return fshm__fail(-errno, "shm_open %s: %s", seg->path, strerror(errno));
-    }
+    int fd = open_segment(seg);
+    seg->fd = -1;
+    if (fd < 0)
+        return fd;
     struct stat st;
     if (fstat(fd, &st) < 0) {
         rc = fshm__fail(-errno, "fstat %s: %s", seg->path, strerror(errno));

@@ -19,17 +19,17 @@
 enum { FSHM_SEG_OPEN = 1, FSHM_SEG_CLOSED = 2 };
 
 /* Task slot states (bits 16..31 of fshm_slot_t.word). Who moves what:
- * server FREE->QUEUED (submit), QUEUED->CANCELLED (cancel), CLAIMED->QUEUED
- * or ->HELD (its worker died), DONE/HELD->FREE (delivered);
- * worker QUEUED->CLAIMED (next), CLAIMED->WRITING->DONE (reply),
- * CANCELLED->WRITING->DONE (skips a cancelled task). */
+ * server FREE->QUEUED (submit), QUEUED->FREE with seq+1 (cancel: the ticket
+ * left in the ring is stale from then on), CLAIMED->QUEUED or ->HELD (its
+ * worker died), DONE/HELD->FREE (delivered);
+ * worker QUEUED->CLAIMED (next), CLAIMED->WRITING->DONE (reply). */
 enum {
     FSHM_SLOT_FREE = 0,      /* on the server's free list */
     FSHM_SLOT_QUEUED = 1,    /* ticket in the request ring */
     FSHM_SLOT_CLAIMED = 2,   /* a worker runs it (owner = its index) */
     FSHM_SLOT_WRITING = 3,   /* the worker writes the response */
     FSHM_SLOT_DONE = 4,      /* response written; ticket in the completion ring */
-    FSHM_SLOT_CANCELLED = 5, /* cancelled while queued; a worker skips it */
+    /* 5 was CANCELLED in layout 1 */
     FSHM_SLOT_HELD = 6,      /* the server failed it; delivered from its own list */
 };
 
@@ -65,6 +65,25 @@ static inline uint32_t fshm__ww_gen(uint64_t w) { return (uint32_t)(w >> 40) & 0
 static inline uint32_t fshm__ww_state(uint64_t w) { return (uint32_t)(w >> 32) & 0xff; }
 static inline int32_t fshm__ww_pid(uint64_t w) { return (int32_t)(uint32_t)w; }
 
+/* A heartbeat word packs the gen of the attach that wrote it (24 bits) and
+ * CLOCK_MONOTONIC ms (40 bits, 34 years of uptime). A worker writes it by
+ * CAS from a value carrying its own gen, so a worker that lost its entry (a
+ * "ghost") can never make the entry's next owner look alive; the server
+ * ignores a beat whose gen is not the entry's. */
+#define FSHM_HB_MS_MASK ((1ull << 40) - 1)
+static inline uint64_t fshm__hb(uint32_t gen, uint64_t ms)
+{
+    return (uint64_t)(gen & 0xffffff) << 40 | (ms & FSHM_HB_MS_MASK);
+}
+static inline uint32_t fshm__hb_gen(uint64_t h) { return (uint32_t)(h >> 40) & 0xffffff; }
+static inline uint64_t fshm__hb_ms(uint64_t h) { return h & FSHM_HB_MS_MASK; }
+
+/* A live process is declared dead for a stale heartbeat only after
+ * max(4 heartbeats, this floor), and only when its heartbeat thread is not
+ * runnable (see workers.c): with --heartbeat-ms 10 a loaded machine easily
+ * delays a thread by 40 ms without anything being wrong. */
+#define FSHM_STALE_FLOOR_MS 1000u
+
 typedef struct fshm_slot {
     _Atomic uint64_t word; /* seq | state | owner, see fshm__slot_word */
     uint64_t task_id;      /* server-written before QUEUED: the id the worker reports */
@@ -78,14 +97,15 @@ typedef struct fshm_slot {
 typedef struct fshm_wentry {
     _Atomic uint64_t word;         /* gen | state | pid, see fshm__wword */
     _Atomic uint64_t start_time;   /* /proc start time of pid (tells pid reuse); 0 unknown */
-    _Atomic uint64_t heartbeat_ms; /* CLOCK_MONOTONIC ms of the last beat; 0 not yet */
+    _Atomic uint64_t heartbeat;    /* gen | CLOCK_MONOTONIC ms of the last beat, see fshm__hb */
     _Atomic uint64_t current_task; /* task id being run, 0 when idle */
     _Atomic uint64_t tasks_done;   /* answers with status 0 */
     _Atomic uint64_t tasks_failed; /* answers with status < 0 */
     _Atomic uint64_t req_intent;   /* request-ring position + 1 being popped, 0 none */
     _Atomic uint64_t cmp_intent;   /* completion-ring position + 1 being pushed, 0 none */
     _Atomic uint64_t popped;       /* ticket popped and not yet claimed, 0 none */
-    uint8_t pad[56];               /* two cache lines per entry */
+    _Atomic uint32_t hb_tid;       /* thread id of the heartbeat thread, 0 unknown */
+    uint8_t pad[52];               /* two cache lines per entry */
 } fshm_wentry_t;
 
 typedef struct fshm_hdr {
@@ -107,12 +127,14 @@ typedef struct fshm_hdr {
     uint64_t off_slots;            /* offset of the slot array */
     uint64_t off_payload;          /* offset of the payload buffers */
     uint32_t cmp_slots;            /* completion ring cells (2 x ring_slots) */
+    uint32_t req_cells;            /* request ring cells (2 x ring_slots) */
     uint32_t payload_stride;       /* bytes per buffer (payload_max rounded up) */
     int32_t owner_pid;             /* server process */
     uint32_t owner_uid;            /* server's uid (the name has it too) */
     uint64_t owner_start;          /* server's /proc start time (pid reuse) */
     _Atomic uint32_t state;        /* FSHM_SEG_OPEN / FSHM_SEG_CLOSED */
     _Atomic uint32_t worker_events; /* bumped by attach/detach so the server looks */
+    _Atomic uint32_t entries_freed; /* futex: bumped when a worker entry becomes free */
     _Alignas(64) fshm_evc_t work;  /* workers sleep here for requests */
     _Alignas(64) _Atomic uint32_t done_want; /* 1: the server's helper sleeps, wake it */
 } fshm_hdr_t;
@@ -122,6 +144,7 @@ typedef struct fshm_hdr {
 typedef struct fshm_layout {
     uint64_t off_req, off_cmp, off_workers, off_slots, off_payload; /* section offsets */
     uint32_t cmp_slots;      /* completion ring cells */
+    uint32_t req_cells;      /* request ring cells */
     uint32_t payload_stride; /* bytes per request or response buffer */
     uint64_t total;          /* segment size */
 } fshm_layout_t;
@@ -131,7 +154,7 @@ typedef struct fshm_layout {
 typedef struct fshm_seg {
     fshm_config_t cfg;    /* validated config (cfg.name points at name) */
     char name[33];        /* logical name */
-    char path[64];        /* "/ferry-<uid>-<name>" */
+    char path[96];        /* "/ferry-<uid>-<name>", or with ".<16 hex>" (see locate.c) */
     int fd;               /* the shm fd; the server's holds the owner lock */
     uint8_t *base;        /* mapping */
     size_t size;          /* mapping length */
@@ -166,11 +189,35 @@ static inline uint8_t *fshm__slot_resp(const fshm_seg_t *seg, uint32_t idx)
     return fshm__slot_req(seg, idx) + seg->lay.payload_stride;
 }
 
-/* /proc: the start time of pid (field 22 of /proc/pid/stat) and whether it
- * is a running (not zombie) process. -ESRCH if gone. */
+/* /proc: the start time of pid (field 22 of /proc/pid/stat) and its state
+ * letter (R running or runnable, S sleeping, T stopped, Z zombie...).
+ * -ESRCH if gone. */
 int fshm__proc_stat(pid_t pid, uint64_t *start_time, char *state);
 /* Alive and, if start_time != 0, the same process that recorded it. */
 bool fshm__proc_alive(pid_t pid, uint64_t start_time);
+/* State letter of thread tid of process pid, or of pid itself when tid is
+ * 0; '?' when it cannot be read. */
+char fshm__proc_thread_state(pid_t pid, pid_t tid);
+
+/* ---- locating segments (locate.c) ----
+ * The name "/ferry-<uid>-<name>" (the primary) may have been created first
+ * by another user. The server then uses "/ferry-<uid>-<name>.<16 hex>"
+ * (an alternate, random suffix, O_EXCL) and workers find it by listing
+ * /dev/shm: only files of our own uid, mode 0600, whose owner lock is held
+ * count, and nobody else can create a file owned by us. */
+
+/* Fills buf with a fresh alternate name. 0 or -errno (getrandom). */
+int fshm__alt_path(const char *name, char *buf, size_t size);
+/* Calls fn(arg, path, fd) for every alternate of name in /dev/shm that is a
+ * regular file of our euid with mode 0600, with fd open O_RDWR. fn returns
+ * 0 to go on (the fd is closed), 1 to stop and keep the fd (it is then
+ * fn's), or a negative errno to stop. Returns 0 if the list ended, 1 or
+ * fn's error, or -errno of opendir. */
+int fshm__alt_scan(const char *name, int (*fn)(void *arg, const char *path, int fd), void *arg);
+/* Describes who owns the object at path for an error message ("uid 1001,
+ * mode 644"); "unknown owner" if it cannot be read. */
+void fshm__describe_owner(const char *path, char *buf, size_t size);
+
 
 /* Records the detail of a failure for fshm_last_error(); returns err. */
 int fshm__fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

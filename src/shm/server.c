@@ -117,8 +117,9 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     srv->tasks = calloc(n, sizeof(*srv->tasks));
     srv->free_stack = calloc(n, sizeof(*srv->free_stack));
     srv->deferred = calloc(n, sizeof(*srv->deferred));
+    srv->scratch = calloc(n, sizeof(*srv->scratch));
     srv->repairs = calloc(srv->max_repairs, sizeof(*srv->repairs));
-    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->repairs) {
+    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->scratch || !srv->repairs) {
         rc = -ENOMEM;
         goto fail_alloc;
     }
@@ -155,6 +156,7 @@ fail_alloc:
     free(srv->tasks);
     free(srv->free_stack);
     free(srv->deferred);
+    free(srv->scratch);
     free(srv->repairs);
     fshm__seg_destroy(&srv->seg, true);
 fail_seg:
@@ -184,8 +186,14 @@ void fshm_server_close(fshm_server_t *srv)
     free(srv->tasks);
     free(srv->free_stack);
     free(srv->deferred);
+    free(srv->scratch);
     free(srv->repairs);
     free(srv);
+}
+
+const char *fshm_server_path(const fshm_server_t *srv)
+{
+    return srv ? srv->seg.path : "";
 }
 
 int fshm_server_event_fd(const fshm_server_t *srv)
@@ -198,6 +206,52 @@ int fshm_server_event_fd(const fshm_server_t *srv)
 static void notify_workers(fshm_server_t *srv)
 {
     fshm__evc_notify(&srv->seg.hdr->work, 1);
+}
+
+/* A ticket that still stands for a queued dispatch of a live task. */
+static bool ticket_live(fshm_server_t *srv, uint64_t ticket)
+{
+    uint32_t idx = (uint32_t)(ticket >> 32), seq = (uint32_t)ticket;
+    if (ticket == FSHM_RING_HOLE || idx >= srv->seg.cfg.ring_slots)
+        return false;
+    fshm_task_t *t = &srv->tasks[idx];
+    return t->busy && t->seq == seq &&
+           atomic_load(&srv->seg.slots[idx].word) == fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0);
+}
+
+/* A cancelled task's ticket stays in the request ring until a worker pops
+ * and drops it; with no worker running, such stale tickets pile up. The
+ * ring has twice as many cells as there are slots and a slot has at most
+ * one live ticket, so when the ring is full at least half of it is stale:
+ * take everything out and put the live tickets back, in order. Rare (only
+ * with no worker taking tickets), O(ring). */
+static void compact_requests(fshm_server_t *srv)
+{
+    uint32_t n = 0;
+    uint64_t v;
+    for (uint32_t i = 0; i < srv->seg.lay.req_cells; i++) {
+        if (fshm__ring_pop(&srv->seg.req, &v, NULL, NULL) < 0)
+            break;
+        if (!ticket_live(srv, v))
+            continue;
+        if (n < srv->seg.cfg.ring_slots)
+            srv->scratch[n++] = v;
+        else
+            fshm__ring_push(&srv->seg.req, v, NULL); /* cannot happen: one per slot */
+    }
+    for (uint32_t i = 0; i < n; i++)
+        fshm__ring_push(&srv->seg.req, srv->scratch[i], NULL);
+    /* A worker that looked while we held them went back to sleep. */
+    if (n)
+        fshm__evc_notify(&srv->seg.hdr->work, (int)n);
+}
+
+static int push_request(fshm_server_t *srv, uint64_t ticket)
+{
+    if (fshm__ring_push(&srv->seg.req, ticket, NULL) == 0)
+        return 0;
+    compact_requests(srv);
+    return fshm__ring_push(&srv->seg.req, ticket, NULL);
 }
 
 int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t *task_id_out)
@@ -224,7 +278,7 @@ int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t
     s->attempt = 1;
     atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0),
                           memory_order_release);
-    if (fshm__ring_push(&srv->seg.req, fshm__ticket(idx, seq), NULL) < 0) {
+    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
         /* Only possible with a corrupted ring; change nothing. */
         atomic_store_explicit(&s->word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
                               memory_order_release);
@@ -256,6 +310,8 @@ static fshm_task_t *task_lookup(fshm_server_t *srv, uint64_t task_id, uint32_t *
     return t;
 }
 
+static void release_slot(fshm_server_t *srv, uint32_t idx);
+
 int fshm_server_cancel(fshm_server_t *srv, uint64_t task_id)
 {
     uint32_t idx;
@@ -264,13 +320,23 @@ int fshm_server_cancel(fshm_server_t *srv, uint64_t task_id)
     fshm_task_t *t = task_lookup(srv, task_id, &idx);
     if (!t || t->cancelled)
         return -ENOENT;
-    t->cancelled = 1;
     srv->stats.cancelled++;
-    /* Still queued: tell workers to skip it. Otherwise a worker has it and
-     * its answer is dropped on delivery. */
+    /* Still queued (no worker has claimed it): free the slot now, so a
+     * cancelled task never holds one while nobody takes tickets. The seq
+     * bump in release_slot makes the ticket in the ring stale; a worker
+     * that pops it drops it, and compact_requests() drops it if the ring
+     * fills up first. Deferred slots (HELD, DONE) are never QUEUED. */
     uint64_t w = fshm__slot_word(t->seq, FSHM_SLOT_QUEUED, 0);
-    atomic_compare_exchange_strong(&srv->seg.slots[idx].word, &w,
-                                   fshm__slot_word(t->seq, FSHM_SLOT_CANCELLED, 0));
+    if (!t->deferred && atomic_compare_exchange_strong(
+                            &srv->seg.slots[idx].word, &w,
+                            fshm__slot_word(t->seq, FSHM_SLOT_HELD, 0))) {
+        release_slot(srv, idx);
+        return 0;
+    }
+    /* A worker has it: its answer is dropped on delivery, which frees the
+     * slot; until then it is counted as cancelled_held, not in_flight. */
+    t->cancelled = 1;
+    srv->ncancelled++;
     return 0;
 }
 
@@ -303,10 +369,10 @@ void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word)
     fshm_task_t *t = &srv->tasks[idx];
     fshm_slot_t *s = &srv->seg.slots[idx];
     uint32_t st = fshm__sw_state(expect_word);
-    /* A lost ticket (QUEUED/CANCELLED) was never run: no attempt used up. */
+    /* A lost ticket (QUEUED) was never run: no attempt used up. */
     bool ran = st == FSHM_SLOT_CLAIMED || st == FSHM_SLOT_WRITING;
 
-    if (t->cancelled || st == FSHM_SLOT_CANCELLED) {
+    if (t->cancelled) {
         hold_and_fail(srv, idx, expect_word, -ECANCELED);
         return;
     }
@@ -324,7 +390,7 @@ void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word)
         srv->stats.requeued++;
     }
     s->attempt = t->attempts;
-    if (fshm__ring_push(&srv->seg.req, fshm__ticket(idx, seq), NULL) < 0) {
+    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
         /* Cannot happen with a sane ring (a slot is in it at most once). */
         hold_and_fail(srv, idx, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0), -EIO);
         return;
@@ -340,6 +406,8 @@ static void release_slot(fshm_server_t *srv, uint32_t idx)
     t->seq++; /* every ticket of the old dispatch is now stale */
     atomic_store_explicit(&srv->seg.slots[idx].word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
                           memory_order_release);
+    if (t->cancelled)
+        srv->ncancelled--;
     t->busy = 0;
     t->id = 0;
     t->cancelled = 0;
@@ -522,8 +590,18 @@ void fshm_server_stats(fshm_server_t *srv, fshm_stats_t *out)
     if (!srv || !out)
         return;
     *out = srv->stats;
-    out->queue_depth = fshm__ring_count(&srv->seg.req);
-    out->in_flight = srv->seg.cfg.ring_slots - srv->nfree;
+    /* Counted from the slots, not the ring: the ring may also hold stale
+     * tickets of cancelled tasks. */
+    uint64_t queued = 0;
+    for (uint32_t i = 0; i < srv->seg.cfg.ring_slots; i++) {
+        const fshm_task_t *t = &srv->tasks[i];
+        queued += t->busy && !t->cancelled &&
+                  atomic_load_explicit(&srv->seg.slots[i].word, memory_order_relaxed) ==
+                      fshm__slot_word(t->seq, FSHM_SLOT_QUEUED, 0);
+    }
+    out->queue_depth = queued;
+    out->cancelled_held = srv->ncancelled;
+    out->in_flight = srv->seg.cfg.ring_slots - srv->nfree - srv->ncancelled;
     uint32_t live = 0;
     for (uint32_t i = 0; i < srv->seg.cfg.max_workers; i++) {
         uint32_t st = fshm__ww_state(atomic_load(&srv->seg.workers[i].word));
@@ -545,7 +623,8 @@ int fshm_server_workers(fshm_server_t *srv, fshm_worker_info_t *out, size_t max)
         uint32_t st = fshm__ww_state(w);
         if (st == FSHM_W_FREE)
             continue;
-        uint64_t hb = atomic_load(&e->heartbeat_ms);
+        uint64_t hbw = atomic_load(&e->heartbeat);
+        uint64_t hb = fshm__hb_gen(hbw) == fshm__ww_gen(w) ? fshm__hb_ms(hbw) : 0;
         out[n] = (fshm_worker_info_t){
             .pid = fshm__ww_pid(w),
             .index = i,

@@ -36,6 +36,8 @@ struct fshm_server {
     uint32_t *deferred;     /* FIFO of slots to deliver without a ticket (reaped) */
     uint32_t def_head;      /* next to deliver */
     uint32_t def_count;     /* entries queued */
+    uint64_t *scratch;      /* ring_slots tickets: room for compact_requests() */
+    uint32_t ncancelled;    /* cancelled tasks whose worker still holds the slot */
     fshm_repair_t *repairs; /* pending ring repairs */
     uint32_t nrepairs;      /* entries in repairs */
     uint32_t max_repairs;   /* capacity of repairs */

@@ -4,7 +4,13 @@
  * Waiting spins for a short while (a busy server usually has the next task
  * ready within microseconds), then sleeps on the segment's work futex. A
  * helper thread writes the heartbeat every heartbeat_ms, independent of how
- * long the handler runs, and notices a server that closed or died. */
+ * long the handler runs, and notices a server that closed or died.
+ *
+ * Every write into the worker's table entry proves that the entry is still
+ * this attach's: the heartbeat is a CAS on a word carrying the entry's gen
+ * (see fshm__hb), so a worker the server declared dead and whose entry went
+ * to another worker (a ghost) cannot keep that worker looking alive; it
+ * notices, stops beating, and its next() returns -ENOLINK. */
 #define _GNU_SOURCE
 #include "segment.h"
 
@@ -34,6 +40,7 @@ struct fshm_worker {
     _Atomic uint32_t hb_stop;  /* tells hb to exit (private futex word) */
     _Atomic uint32_t hb_up;    /* hb runs its loop (attach waits for it) */
     _Atomic uint32_t gone;     /* hb saw the server die */
+    _Atomic uint32_t evicted;  /* hb saw our entry taken from us: we are a ghost */
     _Atomic uint32_t interrupted; /* fshm_worker_interrupt() called */
 };
 
@@ -63,6 +70,8 @@ static bool server_gone(fshm_worker_t *w)
 /* Our entry still ours (not declared dead, not handed to someone else)? */
 static bool entry_ours(fshm_worker_t *w)
 {
+    if (atomic_load_explicit(&w->evicted, memory_order_relaxed))
+        return false;
     uint64_t ew = atomic_load(&w->me->word);
     uint32_t st = fshm__ww_state(ew);
     return fshm__ww_gen(ew) == w->gen && fshm__ww_pid(ew) == w->pid &&
@@ -78,10 +87,32 @@ static void set_state(fshm_worker_t *w, uint32_t state)
     atomic_compare_exchange_strong(&w->me->word, &ew, fshm__wword(w->gen, state, w->pid));
 }
 
+/* One heartbeat, written only while the entry is ours: the CAS expects a
+ * value carrying our gen, so once the entry was reclaimed (the server
+ * rewrote the word) or taken by another worker (new gen), nothing lands.
+ * Returns false when the entry is no longer ours. */
+static bool beat(fshm_worker_t *w)
+{
+    for (;;) {
+        if (!entry_ours(w))
+            return false;
+        uint64_t hb = atomic_load(&w->me->heartbeat);
+        if (fshm__hb_gen(hb) != w->gen)
+            return false;
+        if (atomic_compare_exchange_strong(&w->me->heartbeat, &hb,
+                                           fshm__hb(w->gen, fshm__now_ms())))
+            return true;
+        /* Someone else wrote it (the server reclaiming the entry): look again. */
+    }
+}
+
 static void *hb_main(void *arg)
 {
     fshm_worker_t *w = arg;
     uint32_t period = w->seg.cfg.heartbeat_ms;
+    /* The server looks at this thread's state to tell "stuck" (stopped)
+     * from "waiting for a CPU" (runnable) when our beat is late. */
+    atomic_store(&w->me->hb_tid, (uint32_t)gettid());
     atomic_store(&w->hb_up, 1);
     fshm__futex_wake(&w->hb_up, 1, false);
     while (!atomic_load(&w->hb_stop)) {
@@ -89,7 +120,12 @@ static void *hb_main(void *arg)
         fshm__futex_wait(&w->hb_stop, 0, fshm__deadline(&ts, (int)period), false);
         if (atomic_load(&w->hb_stop))
             break;
-        atomic_store(&w->me->heartbeat_ms, fshm__now_ms());
+        if (!atomic_load(&w->evicted) && !beat(w)) {
+            /* Declared dead while alive (we were stuck): leave the entry
+             * alone from now on and wake our next() so it says -ENOLINK. */
+            atomic_store(&w->evicted, 1);
+            fshm__evc_broadcast(&w->seg.hdr->work);
+        }
         if (!atomic_load(&w->gone) && !fshm__seg_owner_alive(&w->seg)) {
             /* The server died without closing: wake every sleeper on this
              * (orphaned) segment so our next() returns -ESHUTDOWN. */
@@ -100,10 +136,9 @@ static void *hb_main(void *arg)
     return NULL;
 }
 
-static int take_entry(fshm_worker_t *w)
+/* Takes a free entry. Returns 1 if there is none, or -errno. */
+static int take_free(fshm_worker_t *w, uint64_t start)
 {
-    uint64_t start = 0;
-    fshm__proc_stat(w->pid, &start, NULL);
     for (uint32_t i = 0; i < w->seg.cfg.max_workers; i++) {
         fshm_wentry_t *e = &w->seg.workers[i];
         uint64_t ew = atomic_load(&e->word);
@@ -112,23 +147,71 @@ static int take_entry(fshm_worker_t *w)
         uint32_t gen = (fshm__ww_gen(ew) + 1) & 0xffffff;
         if (!atomic_compare_exchange_strong(&e->word, &ew, fshm__wword(gen, FSHM_W_IDLE, w->pid)))
             continue;
-        /* Until these land the server sees heartbeat 0 and start time 0,
-         * which it reads as "not yet known", never as stale. */
+        /* Until these land the server sees a heartbeat of an older gen and
+         * start time 0, which it reads as "not yet known", never as stale. */
         atomic_store(&e->start_time, start);
-        atomic_store(&e->heartbeat_ms, fshm__now_ms());
+        atomic_store(&e->hb_tid, 0);
         atomic_store(&e->current_task, 0);
         atomic_store(&e->tasks_done, 0);
         atomic_store(&e->tasks_failed, 0);
         atomic_store(&e->popped, 0);
         atomic_store(&e->req_intent, 0);
         atomic_store(&e->cmp_intent, 0);
+        atomic_store(&e->heartbeat, fshm__hb(gen, fshm__now_ms()));
         w->me = e;
         w->index = i;
         w->gen = gen;
         return 0;
     }
-    return fshm__fail(-ENOSPC, "%s: all %u worker entries are taken", w->seg.path,
-                      w->seg.cfg.max_workers);
+    return 1;
+}
+
+/* An entry the server will free soon: its process is gone (a worker killed
+ * a moment ago that no heartbeat check has seen yet). Returns its pid or 0. */
+static int32_t dead_entry(fshm_worker_t *w)
+{
+    for (uint32_t i = 0; i < w->seg.cfg.max_workers; i++) {
+        fshm_wentry_t *e = &w->seg.workers[i];
+        uint64_t ew = atomic_load(&e->word);
+        uint32_t st = fshm__ww_state(ew);
+        int32_t pid = fshm__ww_pid(ew);
+        if (st != FSHM_W_FREE && pid > 0 && !fshm__proc_alive(pid, atomic_load(&e->start_time)))
+            return pid;
+    }
+    return 0;
+}
+
+/* Takes a free entry. With none free but some held by processes that are
+ * gone, asks the server to look (a worker event makes it check the table
+ * at once) and waits until it frees one, so that a worker started right
+ * after another was killed does not fail with "table full". Only the
+ * server frees an entry: it alone can re-queue the dead worker's task. */
+static int take_entry(fshm_worker_t *w)
+{
+    uint64_t start = 0;
+    fshm__proc_stat(w->pid, &start, NULL);
+    fshm_hdr_t *h = w->seg.hdr;
+    struct timespec ts;
+    const struct timespec *dl = fshm__deadline(&ts, (int)w->seg.cfg.heartbeat_ms + 1000);
+    int32_t dead = 0;
+    for (;;) {
+        uint32_t freed = atomic_load(&h->entries_freed);
+        if (take_free(w, start) == 0)
+            return 0;
+        if ((dead = dead_entry(w)) == 0)
+            break;
+        if (fshm__deadline_passed(dl) || server_gone(w) || !fshm__seg_owner_alive(&w->seg))
+            break;
+        worker_event(w);
+        fshm__futex_wait(&h->entries_freed, freed, dl, true);
+    }
+    if (dead)
+        return fshm__fail(-ENOSPC,
+                          "%s: all %u worker entries are taken; the one of pid %d (gone) was "
+                          "not reclaimed by the server in time",
+                          w->seg.path, w->seg.cfg.max_workers, (int)dead);
+    return fshm__fail(-ENOSPC, "%s: all %u worker entries are taken by live workers",
+                      w->seg.path, w->seg.cfg.max_workers);
 }
 
 int fshm_worker_attach(fshm_worker_t **out, const char *name)
@@ -179,13 +262,13 @@ static void push_completion(fshm_worker_t *w, uint32_t idx, uint32_t seq)
     notify_server(w);
 }
 
-/* Writes an answer into a slot we own in state `from` (CLAIMED, or
- * CANCELLED for a skipped task). Returns -ENOLINK if it was revoked. */
-static int finish(fshm_worker_t *w, uint32_t idx, uint32_t seq, uint32_t from, int status,
-                  const void *resp, size_t len)
+/* Writes an answer into a slot we claimed. Returns -ENOLINK if it was
+ * revoked. */
+static int finish(fshm_worker_t *w, uint32_t idx, uint32_t seq, int status, const void *resp,
+                  size_t len)
 {
     fshm_slot_t *s = &w->seg.slots[idx];
-    uint64_t expect = fshm__slot_word(seq, from, from == FSHM_SLOT_CLAIMED ? w->index : 0);
+    uint64_t expect = fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index);
     if (!atomic_compare_exchange_strong(&s->word, &expect,
                                         fshm__slot_word(seq, FSHM_SLOT_WRITING, w->index)))
         return -ENOLINK;
@@ -217,21 +300,12 @@ static int try_take(fshm_worker_t *w)
         uint32_t st = fshm__sw_state(sw);
         if (fshm__sw_seq(sw) != seq) {
             atomic_store(&me->popped, 0);
-            continue; /* stale ticket of an older dispatch */
-        }
-        if (st == FSHM_SLOT_CANCELLED) {
-            finish(w, idx, seq, FSHM_SLOT_CANCELLED, -ECANCELED, NULL, 0);
-            atomic_store(&me->popped, 0);
-            continue;
+            continue; /* stale ticket: an older dispatch, or a cancelled task */
         }
         if (st != FSHM_SLOT_QUEUED ||
             !atomic_compare_exchange_strong(&s->word, &sw,
                                             fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index))) {
-            /* Cancelled or revoked between our load and CAS: look again. */
-            sw = atomic_load(&s->word);
-            if (fshm__sw_seq(sw) == seq && fshm__sw_state(sw) == FSHM_SLOT_CANCELLED) {
-                finish(w, idx, seq, FSHM_SLOT_CANCELLED, -ECANCELED, NULL, 0);
-            }
+            /* Cancelled or revoked between our load and CAS: drop it. */
             atomic_store(&me->popped, 0);
             continue;
         }
@@ -241,7 +315,10 @@ static int try_take(fshm_worker_t *w)
             uint64_t cw = fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index);
             if (atomic_compare_exchange_strong(&s->word, &cw,
                                                fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0))) {
-                fshm__ring_push(&w->seg.req, t, NULL);
+                /* The ring may briefly be full of stale tickets of
+                 * cancelled tasks until the server compacts it. */
+                for (int i = 0; i < 1000 && fshm__ring_push(&w->seg.req, t, NULL) < 0; i++)
+                    sched_yield();
                 fshm__evc_notify(&w->seg.hdr->work, 1);
             }
             atomic_store(&me->popped, 0);
@@ -261,7 +338,8 @@ static int try_take(fshm_worker_t *w)
 static bool work_ready(void *arg)
 {
     fshm_worker_t *w = arg;
-    return fshm__ring_ready(&w->seg.req) || server_gone(w) || atomic_load(&w->interrupted);
+    return fshm__ring_ready(&w->seg.req) || server_gone(w) || atomic_load(&w->interrupted) ||
+           atomic_load(&w->evicted);
 }
 
 void fshm_worker_interrupt(fshm_worker_t *w)
@@ -340,11 +418,12 @@ int fshm_worker_reply(fshm_worker_t *w, uint64_t task_id, int status, const void
         len = 0;
         ret = -EMSGSIZE;
     }
-    int rc = finish(w, w->task_idx, w->task_seq, FSHM_SLOT_CLAIMED, status, resp, len);
+    int rc = finish(w, w->task_idx, w->task_seq, status, resp, len);
     w->has_task = false;
-    atomic_store(&w->me->current_task, 0);
     if (rc < 0)
         return rc;
+    if (entry_ours(w))
+        atomic_store(&w->me->current_task, 0);
     if (status == 0)
         atomic_fetch_add(&w->me->tasks_done, 1);
     else
@@ -370,8 +449,13 @@ void fshm_worker_detach(fshm_worker_t *w)
         uint32_t st = w->has_task ? FSHM_W_DEAD : FSHM_W_FREE;
         if (st == FSHM_W_FREE)
             atomic_store(&w->me->current_task, 0);
-        atomic_compare_exchange_strong(&w->me->word, &ew,
-                                       fshm__wword(w->gen, st, st == FSHM_W_FREE ? 0 : w->pid));
+        if (atomic_compare_exchange_strong(&w->me->word, &ew,
+                                           fshm__wword(w->gen, st, st == FSHM_W_FREE ? 0 : w->pid)) &&
+            st == FSHM_W_FREE) {
+            /* Someone may be waiting in attach for a free entry. */
+            atomic_fetch_add(&w->seg.hdr->entries_freed, 1);
+            fshm__futex_wake(&w->seg.hdr->entries_freed, INT_MAX, true);
+        }
         worker_event(w);
     }
     fshm__seg_destroy(&w->seg, false);

@@ -2,9 +2,13 @@
  * after them.
  *
  * A worker is dead when its process is gone (or a zombie, or its pid now
- * belongs to another process: /proc start time differs), or when its
- * heartbeat (written by a helper thread in the worker, independent of the
- * handler) is older than 4 periods. Cleaning up: every slot the worker owns
+ * belongs to another process: /proc start time differs). That check comes
+ * first and is exact. A process that exists is declared dead only when it
+ * is stuck: its heartbeat (written by a helper thread in the worker,
+ * independent of the handler) is older than max(4 periods,
+ * FSHM_STALE_FLOOR_MS) and that heartbeat thread is not runnable (a thread
+ * in state R is merely waiting for a CPU on a loaded machine; a stopped or
+ * frozen process is stuck). Cleaning up: every slot the worker owns
  * is queued again (or failed once attempts are used up, or delivered if the
  * answer was already written); a ticket it had popped but not claimed is
  * queued again; ring cells it left half-done are repaired once they stayed
@@ -13,6 +17,7 @@
 #include "server.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 int fshm__srv_check_workers(fshm_server_t *srv);
@@ -38,8 +43,7 @@ static void recover_ticket(fshm_server_t *srv, uint64_t ticket)
     if (!t->busy || t->seq != seq)
         return;
     uint64_t w = atomic_load(&srv->seg.slots[idx].word);
-    uint32_t st = fshm__sw_state(w);
-    if (fshm__sw_seq(w) == seq && (st == FSHM_SLOT_QUEUED || st == FSHM_SLOT_CANCELLED))
+    if (fshm__sw_seq(w) == seq && fshm__sw_state(w) == FSHM_SLOT_QUEUED)
         fshm__srv_requeue(srv, idx, w);
 }
 
@@ -108,18 +112,45 @@ static bool reclaim(fshm_server_t *srv, uint32_t i, uint64_t w, uint64_t now)
     atomic_store(&e->req_intent, 0);
     atomic_store(&e->cmp_intent, 0);
     atomic_store(&e->current_task, 0);
-    atomic_store(&e->heartbeat_ms, 0);
+    atomic_store(&e->heartbeat, 0);
+    atomic_store(&e->hb_tid, 0);
     atomic_store(&e->start_time, 0);
     uint64_t expect = w;
     /* Keep gen: the next worker bumps it when it takes the entry. */
-    return atomic_compare_exchange_strong(&e->word, &expect,
-                                          fshm__wword(fshm__ww_gen(w), FSHM_W_FREE, 0));
+    if (!atomic_compare_exchange_strong(&e->word, &expect,
+                                        fshm__wword(fshm__ww_gen(w), FSHM_W_FREE, 0)))
+        return false;
+    /* A worker may be waiting in attach for exactly this entry. */
+    fshm_hdr_t *h = srv->seg.hdr;
+    atomic_fetch_add(&h->entries_freed, 1);
+    fshm__futex_wake(&h->entries_freed, INT_MAX, true);
+    return true;
+}
+
+/* Is the worker in entry e (word w) dead? Process first; heartbeat only
+ * for a process that exists, and then only when it is stuck. */
+static bool worker_dead(fshm_server_t *srv, fshm_wentry_t *e, uint64_t w, uint64_t now)
+{
+    int32_t pid = fshm__ww_pid(w);
+    if (pid <= 0 || !fshm__proc_alive(pid, atomic_load(&e->start_time)))
+        return true;
+    uint64_t hb = atomic_load(&e->heartbeat);
+    if (fshm__hb_gen(hb) != fshm__ww_gen(w) || fshm__hb_ms(hb) == 0)
+        return false; /* not written yet by this attach: unknown, never stale */
+    uint64_t beat = fshm__hb_ms(hb);
+    uint64_t limit = 4ull * srv->seg.cfg.heartbeat_ms;
+    if (limit < FSHM_STALE_FLOOR_MS)
+        limit = FSHM_STALE_FLOOR_MS;
+    if (now <= beat || now - beat <= limit)
+        return false;
+    /* Stale. Runnable means starved of CPU, not stuck: leave it. */
+    char st = fshm__proc_thread_state(pid, (pid_t)atomic_load(&e->hb_tid));
+    return st != 'R';
 }
 
 int fshm__srv_check_workers(fshm_server_t *srv)
 {
     uint64_t now = fshm__now_ms();
-    uint64_t stale = 4ull * srv->seg.cfg.heartbeat_ms;
     int reaped = 0;
 
     srv->last_check_ms = now;
@@ -131,12 +162,9 @@ int fshm__srv_check_workers(fshm_server_t *srv)
         if (st == FSHM_W_FREE)
             continue;
         if (st == FSHM_W_IDLE || st == FSHM_W_BUSY) {
-            int32_t pid = fshm__ww_pid(w);
-            uint64_t hb = atomic_load(&e->heartbeat_ms);
-            bool dead = pid <= 0 || !fshm__proc_alive(pid, atomic_load(&e->start_time)) ||
-                        (hb && now > hb && now - hb > stale);
-            if (!dead)
+            if (!worker_dead(srv, e, w, now))
                 continue;
+            int32_t pid = fshm__ww_pid(w);
             uint64_t dw = fshm__wword(fshm__ww_gen(w), FSHM_W_DEAD, pid);
             if (!atomic_compare_exchange_strong(&e->word, &w, dw))
                 continue; /* it changed state meanwhile: look again next time */

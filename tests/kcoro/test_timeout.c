@@ -153,7 +153,8 @@ static void negative_recv_waits(int kind, long timeout)
     kc_chan_t *ch = kt_chan(kind, sizeof(int), 2);
     pthread_t t;
     struct kt_op peer;
-    /* t0 before the peer starts its delay: el >= delay by causality. */
+    /* t0 before the peer exists: its 50 ms delay starts after t0 however
+     * late this thread gets the CPU back, so el >= 45 cannot flake. */
     uint64_t t0 = kt_now_ms();
     delayed_peer(&t, &peer, ch, KT_SEND, 555);
     int v = 0;
@@ -193,7 +194,7 @@ static void negative_send_waits(int kind)
     kc_chan_t *ch = full_chan(kind);
     pthread_t t;
     struct kt_op peer;
-    uint64_t t0 = kt_now_ms(); /* before the peer's delay, as above */
+    uint64_t t0 = kt_now_ms(); /* before the peer: see negative_recv_waits */
     delayed_peer(&t, &peer, ch, KT_RECV, 0);
     int v = 808;
     int rc = kc_chan_send(ch, &v, -1);

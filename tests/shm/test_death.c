@@ -3,6 +3,7 @@
  * with -EOWNERDEAD once attempts are used up; its table entry is reclaimed;
  * a stopped worker is declared dead by its stale heartbeat and its late
  * answer refused; ring cells a worker left half-done are repaired. */
+#define _GNU_SOURCE
 #include "segment.h"
 #include "shm_test.h"
 
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
@@ -425,4 +427,191 @@ Test(death, completion_cell_left_by_a_worker_dying_in_push_is_repaired, .timeout
     cr_expect_eq(st.in_flight, 0);
     fshm_server_close(srv);
     reap(&b);
+}
+
+/* ---- ghosts, busy workers, fast replacement (issue 6 items 2 and 3) ---- */
+
+/* Attaches, says 'a', waits for work forever; a worker declared dead while
+ * alive must be told (-ENOLINK) and leave: says 'L' and exits 0. */
+static void ghost(const char *name)
+{
+    fshm_worker_t *w = attach_or_exit(name);
+    report('a');
+    uint64_t id;
+    const void *req;
+    size_t len;
+    int rc = fshm_worker_next(w, &id, &req, &len, -1);
+    if (rc != -ENOLINK)
+        _exit(30);
+    report('L');
+    fshm_worker_detach(w);
+    _exit(0);
+}
+
+/* Loops until check_workers() reaps one; returns the reaped entry's pid. */
+static int32_t reap_one(fshm_server_t *srv, uint32_t max)
+{
+    fshm_worker_info_t before[8];
+    int n = fshm_server_workers(srv, before, max);
+    while (fshm_server_check_workers(srv) == 0)
+        fshm_server_wait(srv, 20);
+    fshm_worker_info_t after[8];
+    int m = fshm_server_workers(srv, after, max);
+    for (int i = 0; i < n; i++) {
+        bool still = false;
+        for (int j = 0; j < m; j++)
+            still |= after[j].pid == before[i].pid && strcmp(after[j].state, "dead") != 0;
+        if (!still)
+            return before[i].pid;
+    }
+    return 0;
+}
+
+Test(death, ghost_heartbeats_do_not_hide_the_new_owners_hang, .timeout = 30)
+{
+    char name[40];
+    shm_test_name(name, sizeof(name), "gh");
+    child_t a = spawn(ghost, name), b = spawn(idler, name);
+    fshm_server_t *srv = open_srv(name, 3, 1, 20); /* one entry: b must reuse a's */
+    start(&a);
+    cr_assert_eq(expect_report(&a), 'a');
+    kill(a.pid, SIGSTOP); /* stuck: declared dead by its stale heartbeat */
+    cr_assert_eq(reap_one(srv, 1), a.pid);
+    start(&b);
+    cr_assert_eq(expect_report(&b), 'a');
+    fshm_worker_info_t info;
+    cr_assert_eq(fshm_server_workers(srv, &info, 1), 1);
+    cr_assert_eq(info.pid, b.pid, "b took a's entry");
+    /* b hangs; a resumes and its heartbeat thread runs again. Its beats
+     * must not land in b's entry, or b's hang is never noticed. */
+    kill(b.pid, SIGSTOP);
+    kill(a.pid, SIGCONT);
+    cr_expect_eq(reap_one(srv, 1), b.pid, "the hung new owner is found");
+    cr_expect_eq(expect_report(&a), 'L', "the ghost noticed and left");
+    int st = reap(&a);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "ghost exit %d", WEXITSTATUS(st));
+    kill(b.pid, SIGKILL);
+    reap(&b);
+    fshm_server_close(srv);
+}
+
+/* Writes entry i of the table by hand, as a busy worker whose heartbeat
+ * thread has not run for age_ms would have left it. */
+static void fake_entry(fshm_seg_t *seg, uint32_t i, pid_t pid, pid_t tid, uint64_t age_ms)
+{
+    fshm_wentry_t *e = &seg->workers[i];
+    uint64_t start = 0;
+    cr_assert_eq(fshm__proc_stat(pid, &start, NULL), 0);
+    uint64_t ew = atomic_load(&e->word);
+    cr_assert_eq(fshm__ww_state(ew), FSHM_W_FREE);
+    uint32_t gen = fshm__ww_gen(ew) + 1;
+    atomic_store(&e->start_time, start);
+    atomic_store(&e->heartbeat, fshm__hb(gen, fshm__now_ms() - age_ms));
+    atomic_store(&e->hb_tid, (uint32_t)tid);
+    atomic_store(&e->word, fshm__wword(gen, FSHM_W_BUSY, pid));
+}
+
+Test(death, running_process_is_not_reaped_for_a_stale_heartbeat, .timeout = 20)
+{
+    char name[40];
+    shm_test_name(name, sizeof(name), "run");
+    fshm_server_t *srv = open_srv(name, 3, 2, 10);
+    fshm_seg_t seg;
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0);
+    /* This very process, busy (running) while the server looks at it, with
+     * a heartbeat 10 s old: starved of CPU, not stuck. */
+    fake_entry(&seg, 0, getpid(), gettid(), 10000);
+    cr_expect_eq(fshm_server_check_workers(srv), 0, "a running process is not reaped");
+    fshm_worker_info_t info;
+    cr_assert_eq(fshm_server_workers(srv, &info, 1), 1);
+    cr_expect_str_eq(info.state, "busy");
+    atomic_store(&seg.workers[0].word, fshm__wword(1, FSHM_W_FREE, 0));
+    fshm__seg_destroy(&seg, false);
+    fshm_server_close(srv);
+}
+
+static void sleeper(const char *name)
+{
+    (void)name;
+    report('s');
+    for (;;)
+        pause();
+}
+
+Test(death, heartbeat_staleness_has_a_floor, .timeout = 20)
+{
+    char name[40];
+    shm_test_name(name, sizeof(name), "fl");
+    child_t c = spawn(sleeper, name);
+    fshm_server_t *srv = open_srv(name, 3, 2, 10); /* 4 periods = 40 ms */
+    start(&c);
+    cr_assert_eq(expect_report(&c), 's');
+    fshm_seg_t seg;
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0);
+    /* A sleeping process 100 ms without a beat: 10 periods, but far below
+     * the floor (FSHM_STALE_FLOOR_MS): a loaded machine, not a hung worker.
+     * Only a check made within the floor counts (a check delayed past it
+     * may rightly reap, so that round is repeated). */
+    for (;;) {
+        fake_entry(&seg, 0, c.pid, 0, 100);
+        uint64_t t0 = fshm__now_ms() - 100;
+        int n = fshm_server_check_workers(srv);
+        if (fshm__now_ms() - t0 < 900) {
+            cr_expect_eq(n, 0, "not reaped 10 periods after its last beat");
+            break;
+        }
+        atomic_store(&seg.workers[0].word, fshm__wword(1, FSHM_W_FREE, 0));
+    }
+    atomic_store(&seg.workers[0].word, fshm__wword(1, FSHM_W_FREE, 0));
+    fshm__seg_destroy(&seg, false);
+    fshm_server_close(srv);
+    kill_and_reap(&c);
+}
+
+/* Attaches on go and says 'a', or 'f' if attach failed; then idles. */
+static void late_attacher(const char *name)
+{
+    fshm_worker_t *w;
+    if (fshm_worker_attach(&w, name) < 0) {
+        report('f');
+        _exit(0);
+    }
+    report('a');
+    for (;;)
+        pause();
+}
+
+Test(death, attach_reclaims_an_entry_whose_process_is_gone, .timeout = 20)
+{
+    char name[40];
+    shm_test_name(name, sizeof(name), "re");
+    child_t a = spawn(idler, name), b = spawn(idler, name), c = spawn(late_attacher, name);
+    /* Heartbeat 60 s: no periodic check will find the dead worker; only
+     * the attach itself can get its entry back. */
+    fshm_server_t *srv = open_srv(name, 3, 2, 60000);
+    start(&a);
+    cr_assert_eq(expect_report(&a), 'a');
+    start(&b);
+    cr_assert_eq(expect_report(&b), 'a');
+    kill_and_reap(&a);
+    start(&c);
+    /* Serve the loop as the Kolosal server does until c says how it went. */
+    shm_sink_t sink = {0};
+    char got = 0;
+    for (;;) {
+        struct pollfd pfd = {.fd = c.rd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) == 1) {
+            cr_assert_eq(read(c.rd, &got, 1), 1);
+            break;
+        }
+        if (fshm_server_wait(srv, 20) >= 0)
+            fshm_server_poll(srv, shm_sink_cb, &sink);
+    }
+    cr_expect_eq(got, 'a', "the replacement attached instead of 'worker table full'");
+    fshm_worker_info_t info[2];
+    cr_expect_eq(fshm_server_workers(srv, info, 2), 2);
+    fshm_server_close(srv);
+    kill_and_reap(&b);
+    kill(c.pid, SIGKILL);
+    reap(&c);
 }

@@ -2,6 +2,7 @@
  * attach with -EPROTO and says why, one live server per name, a stale
  * segment from a crashed server is replaced, the worker table fills up, and
  * workers notice a server that closed or died. */
+#define _GNU_SOURCE
 #include "segment.h"
 #include "shm_test.h"
 
@@ -9,7 +10,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <grp.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -145,7 +149,7 @@ Test(segment, version_mismatch_refuses_with_eproto, .timeout = 10)
     fshm_server_t *srv = open_small(name, sizeof(name), "ver", 4);
     int fd;
     fshm_hdr_t *h = map_header(name, &fd);
-    h->version = FSHM_LAYOUT_VERSION + 98;
+    h->version = 99; /* a layout from far in the future */
     fshm_worker_t *w;
     cr_expect_eq(fshm_worker_attach(&w, name), -EPROTO);
     cr_expect(strstr(fshm_last_error(), "layout version 99") != NULL, "%s", fshm_last_error());
@@ -374,4 +378,170 @@ Test(segment, segment_open_to_others_is_refused, .timeout = 10)
     cr_assert_eq(fshm_worker_attach(&w, name), 0);
     fshm_worker_detach(w);
     fshm_server_close(srv);
+}
+
+/* ---- /dev/shm too small (issue 6 item 1) ---- */
+
+/* Child of small_dev_shm_is_refused: runs in its own mount namespace with a
+ * 4 MiB tmpfs on /dev/shm. Exit status says which step failed. */
+static int small_shm_child(const char *name)
+{
+    if (unshare(CLONE_NEWNS) < 0)
+        return 2;
+    /* Private first: a mount in a namespace that shares its parent's
+     * propagation group would also appear on the host's /dev/shm. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return 3;
+    if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=1777") < 0)
+        return 4;
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = name;
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512 * 1024; /* 8 x 2 x 512 KiB = 8 MiB of buffers */
+    fshm_server_t *srv = NULL, *srv2 = NULL;
+    if (fshm_server_open(&srv, &cfg) != -ENOSPC)
+        return 10; /* the old code started on a sparse file and died of SIGBUS later */
+    const char *e = fshm_last_error();
+    if (!strstr(e, "needs 8") || !strstr(e, "ring_slots") || !strstr(e, "payload_max"))
+        return 11;
+    char path[64];
+    fshm_segment_name(name, path, sizeof(path));
+    if (shm_open(path, O_RDONLY, 0) >= 0)
+        return 12; /* a refused segment must not be left behind */
+
+    /* 2 x 2 x 512 KiB = 2 MiB: fits, and its pages are really there. */
+    cfg.ring_slots = 2;
+    if (fshm_server_open(&srv, &cfg) != 0)
+        return 13;
+    /* A second one of the same size does not fit next to the first: the
+     * first one's space is reserved, not merely promised. */
+    char name2[48];
+    snprintf(name2, sizeof(name2), "%s-b", name);
+    cfg.name = name2;
+    if (fshm_server_open(&srv2, &cfg) != -ENOSPC)
+        return 14;
+    /* Every byte of the first segment can be written without SIGBUS: fill
+     * both buffers of both slots through a worker. */
+    fshm_worker_t *w;
+    if (fshm_worker_attach(&w, name) != 0)
+        return 15;
+    static char big[512 * 1024];
+    memset(big, 'x', sizeof(big));
+    for (int i = 0; i < 2; i++) {
+        uint64_t id, got;
+        const void *req;
+        size_t len;
+        if (fshm_server_submit(srv, big, sizeof(big), &id) != 0)
+            return 16;
+        if (fshm_worker_next(w, &got, &req, &len, 5000) != 0 || got != id)
+            return 17;
+        if (fshm_worker_reply(w, got, 0, big, sizeof(big)) != 0)
+            return 18;
+    }
+    shm_sink_t sink = {0};
+    while (sink.count < 2)
+        if (fshm_server_wait(srv, 1000) >= 0)
+            fshm_server_poll(srv, shm_sink_cb, &sink);
+    if (sink.items[0].status != 0 || sink.items[0].len != sizeof(big))
+        return 19;
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+    return 0;
+}
+
+Test(segment, small_dev_shm_is_refused_with_enospc, .timeout = 30)
+{
+    if (geteuid() != 0) {
+        cr_log_warn("SKIP small_dev_shm_is_refused_with_enospc: needs root for a private "
+                    "mount namespace with a small tmpfs on /dev/shm");
+        return;
+    }
+    char name[40];
+    shm_test_name(name, sizeof(name), "small");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(small_shm_child(name));
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_expect(WIFEXITED(st), "child died of signal %d (SIGBUS is %d)",
+              WIFSIGNALED(st) ? WTERMSIG(st) : 0, SIGBUS);
+    cr_expect_eq(WEXITSTATUS(st), 0, "step %d failed (see small_shm_child)", WEXITSTATUS(st));
+}
+
+/* ---- a name planted by another user (issue 6 item 4) ---- */
+
+/* Runs as uid `me`; the primary name was planted by uid `other`. */
+static int planted_child(const char *name, uid_t me, uid_t other)
+{
+    if (setgroups(0, NULL) < 0 || setresgid(me, me, me) < 0 || setresuid(me, me, me) < 0)
+        return 2;
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = name;
+    cfg.ring_slots = 8;
+    cfg.payload_max = 512;
+    fshm_server_t *srv, *srv2;
+    if (fshm_server_open(&srv, &cfg) != 0)
+        return 10; /* the old code could not start at all */
+    char want[64];
+    snprintf(want, sizeof(want), "uid %u", (unsigned)other);
+    if (!strstr(fshm_last_error(), want))
+        return 11; /* says whose name it avoided */
+    /* Still one live server per name. */
+    if (fshm_server_open(&srv2, &cfg) != -EEXIST)
+        return 12;
+    fshm_worker_t *w;
+    if (fshm_worker_attach(&w, name) != 0)
+        return 13; /* workers find the server's segment */
+    uint64_t id, got;
+    const void *req;
+    size_t len;
+    if (fshm_server_submit(srv, "hi", 2, &id) != 0 ||
+        fshm_worker_next(w, &got, &req, &len, 5000) != 0 || got != id ||
+        fshm_worker_reply(w, got, 0, "ok", 2) != 0)
+        return 14;
+    shm_sink_t sink = {0};
+    while (sink.count < 1)
+        if (fshm_server_wait(srv, 1000) >= 0)
+            fshm_server_poll(srv, shm_sink_cb, &sink);
+    if (sink.items[0].status != 0 || strcmp(sink.items[0].resp, "ok") != 0)
+        return 15;
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+    /* No server now: the worker's error names the owner of the planted name. */
+    if (fshm_worker_attach(&w, name) != -EACCES)
+        return 16;
+    if (!strstr(fshm_last_error(), want) || !strstr(fshm_last_error(), "mode 600"))
+        return 17;
+    return 0;
+}
+
+Test(segment, name_planted_by_another_user_is_worked_around, .timeout = 30)
+{
+    if (geteuid() != 0) {
+        cr_log_warn("SKIP name_planted_by_another_user_is_worked_around: needs root to act "
+                    "as two users");
+        return;
+    }
+    char name[40], path[64];
+    shm_test_name(name, sizeof(name), "plant");
+    uid_t me = 40000 + (uid_t)(getpid() % 10000), other = me + 10000;
+    snprintf(path, sizeof(path), "/ferry-%u-%s", (unsigned)me, name);
+    /* The attacker's file: their uid, closed to everyone else. */
+    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(fchown(fd, other, other), 0);
+    cr_assert_eq(fchmod(fd, 0600), 0);
+    close(fd);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0)
+        _exit(planted_child(name, me, other));
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    shm_unlink(path);
+    cr_expect(WIFEXITED(st), "child died of signal %d", WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    cr_expect_eq(WEXITSTATUS(st), 0, "step %d failed (see planted_child)", WEXITSTATUS(st));
 }

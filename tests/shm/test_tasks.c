@@ -219,14 +219,18 @@ Test(tasks, cancel_running_task_drops_the_answer, .timeout = 10)
     cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
     cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
     cr_expect_eq(fshm_server_cancel(srv, a), 0);
+    fshm_stats_t st;
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.in_flight, 0, "a cancelled task is not in flight");
+    cr_expect_eq(st.cancelled_held, 1, "but its worker still holds the slot");
+    cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight);
     cr_expect_eq(fshm_worker_reply(w, got, 0, "A", 1), 0);
     shm_sink_t sink = {0};
-    fshm_stats_t st;
     do {
         fshm_server_wait(srv, 100);
         fshm_server_poll(srv, shm_sink_cb, &sink);
         fshm_server_stats(srv, &st);
-    } while (st.in_flight != 0);
+    } while (st.cancelled_held != 0);
     cr_expect_eq(sink.count, 0);
     fshm_worker_detach(w);
     fshm_server_close(srv);
@@ -409,5 +413,56 @@ Test(tasks, wait_after_idle_timeouts_is_still_woken, .timeout = 10)
     cr_expect_str_eq(sink.items[0].resp, "ok");
     pthread_join(wt.th, NULL);
     cr_expect_eq(wt.exit_rc, 0);
+    fshm_server_close(srv);
+}
+
+/* Issue 6 item 5: with no worker, cancelled (timed out) tasks used to keep
+ * their slots until a worker skipped them, so the queue looked full while
+ * nothing was pending. */
+Test(tasks, cancelled_queued_tasks_free_their_slots_at_once, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "cslot", 4);
+    uint64_t id[4];
+    fshm_stats_t st;
+    for (int lap = 0; lap < 50; lap++) {
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(fshm_server_submit(srv, "x", 1, &id[i]), 0, "lap %d task %d", lap, i);
+        fshm_server_stats(srv, &st);
+        cr_assert_eq(st.in_flight, 4);
+        cr_assert_eq(st.queue_depth, 4);
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq(fshm_server_cancel(srv, id[i]), 0);
+        fshm_server_stats(srv, &st);
+        cr_assert_eq(st.in_flight, 0, "lap %d: cancelled tasks are not pending", lap);
+        cr_assert_eq(st.queue_depth, 0, "lap %d: nor queued", lap);
+    }
+    /* Four live tasks behind 200 cancelled ones: a worker gets exactly
+     * those four, in order, and nothing else. */
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(fshm_server_submit(srv, "y", 1, &id[i]), 0);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    for (int i = 0; i < 4; i++) {
+        uint64_t got;
+        const void *req;
+        size_t len;
+        cr_assert_eq(fshm_worker_next(w, &got, &req, &len, 1000), 0);
+        cr_expect_eq(got, id[i]);
+        cr_assert_eq(fshm_worker_reply(w, got, 0, "Y", 1), 0);
+    }
+    uint64_t got;
+    const void *req;
+    size_t len;
+    cr_expect_eq(fshm_worker_next(w, &got, &req, &len, 0), -ETIME, "no cancelled task runs");
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 4);
+    fshm_server_stats(srv, &st);
+    cr_expect_eq(st.in_flight, 0);
+    cr_expect_eq(st.completed, 4);
+    cr_expect_eq(st.cancelled, 200);
+    cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight,
+                 "the counters reconcile");
+    fshm_worker_detach(w);
     fshm_server_close(srv);
 }
