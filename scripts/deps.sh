@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
-  libcriterion-dev
+  libcriterion-dev libsodium-dev
   curl wrk nginx-light golang-go procps psmisc jq
 )
 # Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai
