@@ -16,6 +16,7 @@
 #define DEFAULT_TIMEOUT_MS 30000u
 #define DEFAULT_CONNECT_MS 5000u
 #define DEFAULT_MAX_BODY (8u << 20)
+#define SPARE_EASY 32u   /* finished easy handles kept for the next requests */
 
 /* One socket libcurl asked us to watch. */
 typedef struct csock {
@@ -62,6 +63,9 @@ struct fnet_client {
   int in_curl;                 /* depth of curl_multi_socket_action calls */
   bool closing;                /* fnet_client_close called */
   int handles;                 /* uv handles not yet closed (timer + polls) */
+  CURL *spare[SPARE_EASY];     /* reset easy handles for reuse: saves curl_easy_init's
+                                  allocation and setup on every request */
+  unsigned nspare;             /* their count */
 };
 
 static void process(fnet_client_t *cl, curl_socket_t fd, int ev);
@@ -79,7 +83,14 @@ static void req_unlink(fnet_creq_t *r) {
 }
 
 static void req_free(fnet_creq_t *r) {
-  curl_easy_cleanup(r->easy);
+  fnet_client_t *cl = r->cl;
+  if (r->easy && !cl->closing && cl->nspare < SPARE_EASY) {
+    /* detached from the multi handle already: back to the defaults, kept */
+    curl_easy_reset(r->easy);
+    cl->spare[cl->nspare++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
   curl_slist_free_all(r->hdrs);
   free(r->buf);
   free(r);
@@ -369,6 +380,7 @@ void fnet_client_close(fnet_client_t *cl) {
   }
   curl_multi_cleanup(cl->multi);
   cl->multi = NULL;
+  while (cl->nspare) curl_easy_cleanup(cl->spare[--cl->nspare]);
   uv_timer_stop(&cl->timer);
   uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
 }
@@ -384,7 +396,7 @@ int fnet_client_request(fnet_client_t *cl, const fnet_creq_opts_t *o, fnet_creq_
   r->on_done = o->on_done;
   r->arg = o->arg;
   r->max = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
-  r->easy = curl_easy_init();
+  r->easy = cl->nspare ? cl->spare[--cl->nspare] : curl_easy_init();
   if (!r->easy) {
     free(r);
     return -ENOMEM;
