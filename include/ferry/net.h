@@ -155,6 +155,30 @@ int fnet_req_respond(fnet_req_t *req, int status, const char *content_type,
  * Same result and ownership rules as fnet_req_respond(). */
 int fnet_req_respond_error(fnet_req_t *req, int status, const char *msg);
 
+/* ---- streamed answers (chunked transfer encoding, e.g. server-sent events) */
+
+/* Starts the answer to `req` with `status` and `content_type`, the headers
+ * added so far, Transfer-Encoding: chunked and Cache-Control: no-cache; the
+ * body follows with fnet_req_stream_write() and ends with
+ * fnet_req_stream_end(), which alone frees the handle (fnet_req_respond*()
+ * on a streaming request ends the stream and returns -EINVAL). Chunks go
+ * out as soon as every earlier answer on the connection has been written.
+ * If the client goes away the abort callback runs as usual; writes then
+ * return -ECONNABORTED and the application still ends the stream.
+ * ERRORS: -EINVAL bad status or already answered/streaming; -ECONNABORTED
+ * client gone (the handle stays valid: end it); -ENOMEM. */
+int fnet_req_stream_begin(fnet_req_t *req, int status, const char *content_type);
+
+/* Sends `len` bytes as one chunk (len 0 does nothing).
+ * ERRORS: -EINVAL not streaming; -ECONNABORTED client gone; -ENOBUFS more
+ * than 1 MiB unwritten (a client not reading: end the stream); -ENOMEM. */
+int fnet_req_stream_write(fnet_req_t *req, const void *data, size_t len);
+
+/* Ends the stream (the final empty chunk) and frees the handle. Returns 0,
+ * or -ECONNABORTED if the client had gone. Accepts a non-streaming request
+ * only as a programming error: -EINVAL, the request is answered 500. */
+int fnet_req_stream_end(fnet_req_t *req);
+
 /* Standard reason phrase for `status` ("Not Found"), "Unknown" if none. */
 const char *fnet_status_text(int status);
 

@@ -67,6 +67,7 @@ struct fnet_req {
   bool responded;              /* answer serialised into out */
   bool keep_alive;             /* client allows the connection to stay open */
   bool last;                   /* the connection closes after this response */
+  bool streaming;              /* answered with fnet_req_stream_begin(): out holds unsent chunks */
   char method[16];             /* method name */
   enum fnet_hdr_phase phase;   /* which part of the head is arriving */
   char *hbuf;                  /* URL, path and headers, NUL-separated */
@@ -150,6 +151,10 @@ void fnet__req_free(fnet_req_t *r);
 int fnet__req_head_append(fnet_req_t *r, const char *at, size_t len, size_t limit);
 int fnet__req_head_term(fnet_req_t *r);
 void fnet__conn_flush(fnet_conn_t *c);         /* write answered requests at the queue head */
+
+/* http_stream.c */
+#define FNET__STREAM_PEND_MAX (1024 * 1024)  /* unwritten bytes of one streamed answer */
+void fnet__stream_flush(fnet_conn_t *c, fnet_req_t *r); /* write r's pending chunks (r at queue head) */
 
 /* http_json.c */
 /* Writes s JSON-escaped (no quotes) into buf; returns the length it needs. */
