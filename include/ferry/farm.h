@@ -203,6 +203,72 @@ int ffarm_announce_open(const ffarm_key_t *key, const uint8_t *pkt, size_t len, 
 int ffarm_hash_file(const char *path, char out[2 * FFARM_HASH_LEN + 1], uint64_t *size);
 void ffarm_hex(const uint8_t *in, size_t n, char *out);
 
+/* ---- ledger --------------------------------------------------------------------
+ * The employer's durable task table: one SQLite row per task (the spec's
+ * task_assignment_t fields plus state, attempts, last error and the chunk's
+ * size/mtime/hash), WAL journal, one transaction per state change. A crash
+ * loses no committed change (synchronous=NORMAL: a power cut may lose the
+ * last commits, a killed process loses nothing). */
+
+typedef struct ffarm_ledger ffarm_ledger_t;
+
+typedef enum ffarm_state {
+  FFARM_S_PENDING = 0,     /* waiting for an employee */
+  FFARM_S_ASSIGNED,        /* out on an employee */
+  FFARM_S_DONE,            /* result stored */
+  FFARM_S_FAILED,          /* gave up (last_error says why) */
+} ffarm_state_t;
+#define FFARM_S_COUNT 4
+
+typedef struct ffarm_task_row {
+  char task_id[FFARM_ID_MAX + 1];   /* chunk basename */
+  char chunk_file[4096];            /* path of the chunk on the employer */
+  uint64_t size;                    /* chunk bytes when registered */
+  int64_t mtime_ns;                 /* chunk mtime when registered */
+  char hash[2 * FFARM_HASH_LEN + 1];/* chunk BLAKE2b-256 (hex) */
+  char employee_id[64];             /* last employee it went to ("" never) */
+  char employee_ip[64];             /* that employee's address */
+  int64_t assigned_time;            /* unix ms of the last assignment (0 never) */
+  bool is_sent;                     /* the chunk reached that employee whole */
+  bool is_completed;                /* result stored */
+  int64_t completed_time;           /* unix ms the result was stored (0 not yet) */
+  uint32_t retry_count;             /* failed attempts so far */
+  uint32_t attempts;                /* assignments so far */
+  ffarm_state_t state;              /* see ffarm_state_t */
+  char last_error[256];             /* why the last attempt failed ("" none) */
+} ffarm_task_row_t;
+
+/* Opens (creates) the ledger. ERRORS: -EIO (SQLite error, logged); -ENOMEM. */
+int ffarm_ledger_open(ffarm_ledger_t **out, const char *path);
+void ffarm_ledger_close(ffarm_ledger_t *l);
+/* Reads one task. ERRORS: -ENOENT; -EIO. */
+int ffarm_ledger_get(ffarm_ledger_t *l, const char *id, ffarm_task_row_t *row);
+/* Registers a task, or re-registers a changed chunk as a new task: state
+ * pending, attempts/retries/employee/result fields cleared. */
+int ffarm_ledger_put(ffarm_ledger_t *l, const char *id, const char *chunk_file, uint64_t size,
+                     int64_t mtime_ns, const char *hash);
+/* Same chunk, new mtime (hash unchanged): only the mtime is updated. */
+int ffarm_ledger_touch(ffarm_ledger_t *l, const char *id, int64_t mtime_ns);
+/* State changes (each one transaction). ERRORS: -ENOENT unknown; -EIO. */
+int ffarm_ledger_assign(ffarm_ledger_t *l, const char *id, const char *employee_id,
+                        const char *employee_ip, int64_t now_ms);
+int ffarm_ledger_sent(ffarm_ledger_t *l, const char *id);
+int ffarm_ledger_done(ffarm_ledger_t *l, const char *id, int64_t now_ms);
+/* An attempt failed and the task goes back to pending (retry_count + 1). */
+int ffarm_ledger_retry(ffarm_ledger_t *l, const char *id, const char *error);
+/* The task gave up for good. */
+int ffarm_ledger_fail(ffarm_ledger_t *l, const char *id, const char *error);
+/* After a restart: every task still out (assigned) goes back to pending.
+ * Returns how many, or -EIO. */
+int ffarm_ledger_resume(ffarm_ledger_t *l);
+/* Calls fn for every task (state < 0) or every task in `state`, in task id
+ * order; a non-zero return from fn stops and is returned. */
+int ffarm_ledger_each(ffarm_ledger_t *l, int state,
+                      int (*fn)(const ffarm_task_row_t *row, void *arg), void *arg);
+/* Tasks per state. */
+int ffarm_ledger_counts(ffarm_ledger_t *l, uint64_t counts[FFARM_S_COUNT]);
+const char *ffarm_state_name(ffarm_state_t s);
+
 #ifdef __cplusplus
 }
 #endif
