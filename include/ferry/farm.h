@@ -269,6 +269,65 @@ int ffarm_ledger_each(ffarm_ledger_t *l, int state,
 int ffarm_ledger_counts(ffarm_ledger_t *l, uint64_t counts[FFARM_S_COUNT]);
 const char *ffarm_state_name(ffarm_state_t s);
 
+/* ---- connection ----------------------------------------------------------------
+ * One peer on a libuv TCP handle: the handshake (10 s to complete), then
+ * sealed frames. Files go out one at a time as meta frame, DATA frames of at
+ * most FFARM_CHUNK bytes and an END frame with size and BLAKE2b-256; at most
+ * FFARM_CONN_WBUF bytes are queued in the kernel's direction at once, so
+ * memory stays bounded whatever the file size. Small messages may pass
+ * between the frames of a file. */
+
+#define FFARM_CONN_WBUF (1u << 20)
+
+typedef struct ffarm_conn ffarm_conn_t;
+
+typedef struct ffarm_conn_cbs {
+  /* The peer proved the secret; frames may flow. */
+  void (*on_ready)(ffarm_conn_t *c, void *arg);
+  /* A sealed non-file frame (HELLO, TASK, RESULT, ...), payload NUL-terminated
+   * (JSON). For a meta frame that a file follows, call ffarm_conn_recv_file()
+   * before returning. */
+  void (*on_msg)(ffarm_conn_t *c, uint8_t type, const char *id, const char *json, size_t len,
+                 void *arg);
+  /* The incoming file ended: 0 whole and checked, -EBADMSG size or checksum
+   * wrong, -EIO a write to its file failed. */
+  void (*on_file)(ffarm_conn_t *c, const char *id, int status, void *arg);
+  /* The outgoing file with this cookie is fully handed to the socket (0), or
+   * could not be read (-errno). */
+  void (*on_sent)(ffarm_conn_t *c, uint64_t cookie, int status, void *arg);
+  /* The connection is gone (err: 0 closed by us, -EACCES the peer lacks the
+   * secret, -EPROTO bad frame, -ETIMEDOUT handshake too slow, -ECONNRESET /
+   * -EOF the peer went away). The conn is freed right after this returns. */
+  void (*on_close)(ffarm_conn_t *c, int err, void *arg);
+} ffarm_conn_cbs_t;
+
+/* Creates a conn whose TCP handle the caller then connects or accepts into
+ * (ffarm_conn_tcp), then calls ffarm_conn_start(). ERRORS: -ENOMEM. */
+int ffarm_conn_init(ffarm_conn_t **out, uv_loop_t *loop, bool server, const ffarm_key_t *key,
+                    const ffarm_conn_cbs_t *cbs, void *arg);
+uv_tcp_t *ffarm_conn_tcp(ffarm_conn_t *c);
+/* Starts reading and the handshake. On error the caller closes the conn. */
+int ffarm_conn_start(ffarm_conn_t *c);
+/* Closes (once): on_close(err) follows from the loop. Accepts NULL. */
+void ffarm_conn_close(ffarm_conn_t *c, int err);
+bool ffarm_conn_ready(const ffarm_conn_t *c);
+/* The peer's address as text ("" unknown). */
+const char *ffarm_conn_peer(const ffarm_conn_t *c);
+/* Sends a sealed message (json may be NULL/0). ERRORS: -ENOTCONN not ready
+ * or closing; -EMSGSIZE; -ENOMEM. */
+int ffarm_conn_send(ffarm_conn_t *c, uint8_t type, const char *id, const char *json, size_t len);
+/* Queues a file: meta frame (type, id, json) then its bytes from fd (owned
+ * by the conn from now on, closed when done). on_sent(cookie) follows. */
+int ffarm_conn_send_file(ffarm_conn_t *c, uint8_t type, const char *id, const char *json,
+                         int fd, uint64_t cookie);
+/* From on_msg: the file that follows goes to fd (not owned; -1 discards it). */
+int ffarm_conn_recv_file(ffarm_conn_t *c, int fd);
+/* Bytes sent / received on the wire so far. */
+uint64_t ffarm_conn_bytes_out(const ffarm_conn_t *c);
+uint64_t ffarm_conn_bytes_in(const ffarm_conn_t *c);
+void *ffarm_conn_arg(const ffarm_conn_t *c);
+void ffarm_conn_set_arg(ffarm_conn_t *c, void *arg);
+
 #ifdef __cplusplus
 }
 #endif
