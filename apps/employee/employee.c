@@ -609,7 +609,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "employee: unexpected argument '%s'\n", argv[optind]);
     return 2;
   }
-  if (E.port <= 0 || E.port > 65535 || E.udp_port <= 0 || E.udp_port > 65535 || E.slots < 1 ||
+  if (E.port < 0 || E.port > 65535 || E.udp_port <= 0 || E.udp_port > 65535 || E.slots < 1 ||
       E.slots > 1024 || !ffarm_id_valid(E.id, strlen(E.id))) {
     fprintf(stderr, "employee: bad --port, --udp-port, --slots or --id\n");
     return 2;
