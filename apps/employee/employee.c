@@ -205,7 +205,8 @@ static void on_exit_cb(uv_process_t *p, int64_t status, int sig) {
   if (t->timed_out) {
     snprintf(t->reason, sizeof(t->reason), "time limit (%llu ms)",
              (unsigned long long)t->timeout_ms);
-  } else if (sig == SIGXFSZ) {
+  } else if (sig == SIGXFSZ || (status != 0 && t->tail_len > 0 &&
+                                  memmem(t->tail, t->tail_len, "File too large", 14))) {
     snprintf(t->reason, sizeof(t->reason), "output limit (%llu bytes)",
              (unsigned long long)t->out_bytes);
   } else if ((status != 0 || sig != 0) && mem) {
