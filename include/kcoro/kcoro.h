@@ -12,8 +12,9 @@
  *       -EPIPE      the channel is closed (recv: closed and drained)
  *   - Destroy functions accept NULL.
  *
- * Blocking parks the calling thread through one waiter abstraction
- * (src/kcoro/kc_park.h), so the same channels can later serve coroutines.
+ * Blocking parks the calling thread through one waiter abstraction (the
+ * parker, kc_parker_t in src/kcoro/kc_sync.h), so the same channels can later
+ * serve coroutines.
  */
 #ifndef KCORO_KCORO_H
 #define KCORO_KCORO_H
@@ -60,12 +61,17 @@ enum kc_chan_kind {
     KC_CONFLATED  = 3, /* holds only the newest element; send never blocks      */
 };
 
-/* Called for every element that will never be delivered: elements still
- * buffered when the channel is destroyed, elements replaced in a conflated
- * channel, and the element of every send that fails with -EPIPE (closed) or
- * -ECANCELED, whether it blocked first or not. So the ownership rule is
- * simple: after -EPIPE/-ECANCELED from a send the element has been handed to
- * this callback; after -EAGAIN/-ETIME (or -EINVAL) the caller still owns it.
+/* Called for every element the channel accepted or refused and will never
+ * deliver: elements still buffered when the channel is destroyed, elements
+ * replaced in a conflated channel, and the element of every send refused
+ * because the channel is closed (-EPIPE, whether it blocked first or not;
+ * also a select send clause completing with -EPIPE).
+ * The ownership rule, the same for kc_chan_send*, the desc sends and
+ * kc_select: after -EPIPE from a send the element has been handed to this
+ * callback; after any other failure (-EAGAIN, -ETIME, -ECANCELED, -ENOMEM,
+ * -EINVAL) nothing was sent, no callback ran and the caller still owns the
+ * element. Cancellation is the caller's own decision to stop waiting, like
+ * a timeout, so it leaves the element with the caller.
  * `elem` points to elem_size bytes, valid only during the call; the callback
  * may run with the channel locked and must not call into the same channel.
  * (This is the one documented exception to "a failing call calls no
@@ -86,11 +92,16 @@ void kc_chan_set_undelivered(kc_chan_t *ch, kc_undelivered_fn fn, void *user);
 /* Names the channel for monitors (copied, truncated to 31 bytes). */
 void kc_chan_set_name(kc_chan_t *ch, const char *name);
 
-/* Copies elem_size bytes from msg into the channel. */
+/* Copies elem_size bytes from msg into the channel.
+ * ERRORS: as listed at the top, and -ENOMEM: an unlimited channel could not
+ * grow its buffer. Then nothing was enqueued, the channel is unchanged and
+ * the caller still owns the element (no callback, no failure counter); the
+ * send may be retried. Other kinds never allocate after creation. */
 int kc_chan_send(kc_chan_t *ch, const void *msg, long timeout_ms);
 /* Copies the next element into out (elem_size bytes). */
 int kc_chan_recv(kc_chan_t *ch, void *out, long timeout_ms);
-/* As above; also fail with -ECANCELED when `cancel` is triggered. */
+/* As above; also fail with -ECANCELED when `cancel` is triggered (a send's
+ * element then stays with the caller, as after -ETIME). */
 int kc_chan_send_c(kc_chan_t *ch, const void *msg, long timeout_ms, const kc_cancel_t *cancel);
 int kc_chan_recv_c(kc_chan_t *ch, void *out, long timeout_ms, const kc_cancel_t *cancel);
 
@@ -165,7 +176,13 @@ typedef struct kc_chan_rate {
     uint64_t failures;        /* failures of any kind in the interval       */
 } kc_chan_rate_t;
 
-/* Consistent copy of the channel's counters. */
+/* Copy of the channel's counters, consistent even under traffic:
+ * recvs <= sends, bytes_recv <= bytes_sent, len <= cap, and no counter is
+ * ever lower than in an earlier snapshot. Locked kinds are copied under the
+ * channel lock (exact); a buffered channel is read without stopping its
+ * lock-free traffic, receive side first, so each count is at most its value
+ * when the call returns (a send whose element is still being copied in counts
+ * as sent, as in kc_chan_len). */
 void kc_chan_snapshot(const kc_chan_t *ch, kc_chan_snapshot_t *out);
 /* Rates between two snapshots of one channel; -EINVAL if cur is not later. */
 int kc_chan_compute_rate(const kc_chan_snapshot_t *prev, const kc_chan_snapshot_t *cur,
@@ -199,8 +216,10 @@ enum kc_select_mode {
  * counts as completing: the index is returned with clauses[i].result = -EPIPE.
  * (A send clause completing with -EPIPE hands its element to the channel's
  * undelivered callback, like kc_chan_send; on any negative return no
- * element went anywhere and the caller still owns all of them.)
- * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -EINVAL (n == 0 or
+ * element went anywhere and the caller still owns all of them: the same
+ * rule as kc_chan_send_c, see kc_undelivered_fn.)
+ * Otherwise: -EAGAIN (timeout 0), -ETIME, -ECANCELED, -ENOMEM (a send clause
+ * on an unlimited channel that could not grow), -EINVAL (n == 0 or
  * n > KC_SELECT_MAX, or a bad clause). No clause ever completes twice, and
  * no other clause has any effect. */
 #define KC_SELECT_MAX 64
@@ -254,9 +273,15 @@ int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);
 void kc_scope_cancel(kc_scope_t *s);
 /* The scope's token, to pass to nested scopes or operations. */
 kc_cancel_t *kc_scope_token(kc_scope_t *s);
-/* Waits for every child; returns the first non-zero child result (or 0). */
+/* Waits until no child of the scope runs (children spawned while it waits,
+ * also by other children, included); returns the first non-zero child result
+ * (or 0). Any number of threads may wait on one scope at once: each returns
+ * only after every child has finished and been joined. */
 int kc_scope_wait(kc_scope_t *s);
-/* Cancels, waits and frees. */
+/* Cancels, waits for every child, waits until every kc_scope_wait already
+ * running on other threads has returned, then frees. So a destroy racing a
+ * wait is safe; a call on the scope that *starts* after destroy began is a
+ * use after free (order it before destroy, as with any destroy). */
 void kc_scope_destroy(kc_scope_t *s);
 
 /* ------------------------------------------------------------------------ */

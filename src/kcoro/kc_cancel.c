@@ -51,16 +51,54 @@ int kc_cancel_create(kc_cancel_t **out, const kc_cancel_t *cparent)
     return 0;
 }
 
-static void trigger_locked(kc_cancel_t *t)
+/* Sets one token and wakes its blocked operations. Returns false if it was
+ * already set: then its whole subtree is set too (it was set by the same
+ * cascade, or born set), so the walk skips it. */
+static bool set_one(kc_cancel_t *t)
 {
     if (atomic_exchange(&t->set, true))
-        return; /* already set: its subtree was set then or born set */
+        return false;
     pthread_mutex_lock(&t->mu);
     for (kc_cancel_hook_t *h = t->hooks; h; h = h->next)
         kc__unpark(h->parker);
     pthread_mutex_unlock(&t->mu);
-    for (kc_cancel_t *c = t->children; c; c = c->sib_next)
-        trigger_locked(c);
+    return true;
+}
+
+/* First token in the sibling list starting at t that set_one newly set. */
+static kc_cancel_t *next_newly_set(kc_cancel_t *t)
+{
+    while (t && !set_one(t))
+        t = t->sib_next;
+    return t;
+}
+
+/* Sets root and its subtree (g_tree held). A pre-order walk over the tree's
+ * own links (first child, next sibling, parent) in constant stack: a chain
+ * of a million tokens must not overflow it. */
+static void trigger_locked(kc_cancel_t *root)
+{
+    if (!set_one(root))
+        return;
+    kc_cancel_t *t = root;
+    for (;;) {
+        kc_cancel_t *down = next_newly_set(t->children);
+        if (down) {
+            t = down;
+            continue;
+        }
+        /* t's subtree is done: go to the next sibling, else climb. */
+        for (;;) {
+            if (t == root)
+                return;
+            kc_cancel_t *side = next_newly_set(t->sib_next);
+            if (side) {
+                t = side;
+                break;
+            }
+            t = t->parent;
+        }
+    }
 }
 
 void kc_cancel_trigger(kc_cancel_t *tok)

@@ -11,6 +11,9 @@
  *   operation and wakes one waiter to retry. The registration and the
  *   re-check are sequentially consistent on both sides (Dekker), so either
  *   the waiter sees the new cell state or the peer sees the waiter.
+ *   One wake-up per element (or freed cell): a woken waiter that does not
+ *   use it, a select that completed another clause, passes it on to the
+ *   next waiter (kc__pass_on) so nobody sleeps on a non-empty channel.
  *
  * - Rendezvous, unlimited and conflated channels keep everything under the
  *   lock and hand elements over directly: a sender that finds a receiver
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "kc_internal.h"
 
@@ -137,10 +141,19 @@ static int ring_grow(kc_chan_t *ch)
  * of position pos; seq == 2*pos + 1: filled, for the consumer of pos; the
  * consumer sets seq = 2*(pos + cap) to free it for the next lap. (Doubling
  * keeps "filled at pos" distinct from "free at pos + 1" when cap == 1.)
- * Positions are 64-bit counters and never wrap in practice. */
-static inline _Atomic size_t *cell_seq(kc_chan_t *ch, size_t pos)
+ * Positions are 64-bit counters and never wrap in practice.
+ *
+ * The word stored in cell i is seq - 2*i, i.e. relative to the cell's first
+ * position, so its initial value ("free for position i") is 0: a fresh
+ * zero page is a ready cell and creating a channel writes no cell at all
+ * (a capacity of 2^26 used to write 1 GiB up front). cell_at returns the
+ * stored word's base for pos, 2*(pos - i), and every comparison and store
+ * below is against base + 0 (free), base + 1 (filled) or base + 2*cap (free
+ * for the next lap): one subtraction more per operation. */
+static inline _Atomic size_t *cell_at(kc_chan_t *ch, size_t pos, size_t *base)
 {
     size_t i = ch->mask ? (pos & ch->mask) : (pos % ch->cap);
+    *base = 2 * (pos - i);
     return (_Atomic size_t *)(ch->cells + i * ch->stride);
 }
 
@@ -159,13 +172,14 @@ static inline void *cell_data(_Atomic size_t *seq)
 static int lf_push(kc_chan_t *ch, const void *src)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
+    size_t base;
     _Atomic size_t *seq;
     for (;;) {
         if (pos & KC_POS_CLOSED)
             return -EPIPE;
-        seq = cell_seq(ch, pos);
+        seq = cell_at(ch, pos, &base);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - 2 * pos);
+        intptr_t dif = (intptr_t)(s - base);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -177,19 +191,25 @@ static int lf_push(kc_chan_t *ch, const void *src)
         }
     }
     memcpy(cell_data(seq), src, ch->esz);
+    /* Descriptor bytes are counted before the element can be taken, so a
+     * receive can never be counted ahead of its send (see kc__buffered_counts). */
+    if (ch->is_desc)
+        atomic_fetch_add_explicit(&ch->bytes_sent, ((const kc_zdesc *)src)->len,
+                                  memory_order_relaxed);
     /* seq_cst: pairs with a receiver's registration (see file comment). */
-    atomic_store_explicit(seq, 2 * pos + 1, memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 1, memory_order_seq_cst);
     return 1;
 }
 
 static bool lf_pop(kc_chan_t *ch, void *dst)
 {
     size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+    size_t base;
     _Atomic size_t *seq;
     for (;;) {
-        seq = cell_seq(ch, pos);
+        seq = cell_at(ch, pos, &base);
         size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
-        intptr_t dif = (intptr_t)(s - (2 * pos + 1));
+        intptr_t dif = (intptr_t)(s - (base + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
                                                       memory_order_relaxed, memory_order_relaxed))
@@ -201,7 +221,7 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
         }
     }
     memcpy(dst, cell_data(seq), ch->esz);
-    atomic_store_explicit(seq, 2 * (pos + ch->cap), memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_seq_cst);
     return true;
 }
 
@@ -209,11 +229,28 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
  * one more, so the positions are the operation counts: the hot path needs
  * no counter of its own (two atomic adds per element less). Byte counts
  * follow from the fixed element size; descriptor channels, whose bytes vary,
- * keep explicit counters. */
-void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs)
+ * keep byte counters (the send's added before its cell is published).
+ *
+ * A snapshot must never show more receives than sends. Every receive took
+ * an element whose send had claimed its position before, so reading the
+ * receive side first and the send side second can only see as many sends
+ * or more; the loads are sequentially consistent so neither moves past the
+ * other. A send seen in flight (position claimed, element still landing) is
+ * counted, as kc_chan_len counts it. The final clamp keeps the promise even
+ * where the hardware would let a relaxed update of the receive side become
+ * visible first. */
+void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c)
 {
-    *sends = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed) & ~KC_POS_CLOSED;
-    *recvs = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
+    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    c->bytes_recv = ch->is_desc ? atomic_load_explicit(&ch->bytes_recv, memory_order_seq_cst)
+                                : c->recvs * ch->esz;
+    c->sends = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    c->bytes_sent = ch->is_desc ? atomic_load_explicit(&ch->bytes_sent, memory_order_seq_cst)
+                                : c->sends * ch->esz;
+    if (c->sends < c->recvs)
+        c->sends = c->recvs;
+    if (c->bytes_sent < c->bytes_recv)
+        c->bytes_sent = c->bytes_recv;
 }
 
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta)
@@ -225,13 +262,10 @@ void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta)
         atomic_fetch_sub_explicit(c, 1, memory_order_seq_cst);
 }
 
-/* After a buffered push/pop: wake one waiter of the other side, if any
- * registered. `locked` says whether the caller holds ch->lock. */
-static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
+/* Wakes one waiter of the other side (the slow part of notify_peer, out of
+ * line so that the check below stays inlined in the hot path). */
+static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, bool locked)
 {
-    _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
-    if (atomic_load_explicit(c, memory_order_seq_cst) == 0)
-        return;
     if (!locked)
         kc__lock(&ch->lock);
     kc_waiter_t *w = take_waiter(after_send ? &ch->recvq : &ch->sendq);
@@ -239,6 +273,27 @@ static void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
         complete(w, 0);
     if (!locked)
         kc__unlock(&ch->lock);
+}
+
+/* After a buffered push/pop: wake one waiter of the other side, if any
+ * registered. `locked` says whether the caller holds ch->lock. */
+static inline void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
+{
+    _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
+    if (atomic_load_explicit(c, memory_order_seq_cst) != 0)
+        wake_peer(ch, after_send, locked);
+}
+
+void kc__pass_on(kc_chan_t *ch, bool recv_side)
+{
+    size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    /* Only while the reason for the wake-up still holds: an element left
+     * (or being published) for receivers, room left for senders. If it was
+     * used up meanwhile, whoever used it consumed the wake-up; later pushes
+     * and pops notify on their own. A spurious wake-up only costs a retry. */
+    if (recv_side ? e > d : e - d < ch->cap)
+        notify_peer(ch, recv_side, false);
 }
 
 static inline void count_send(kc_chan_t *ch, const void *elem)
@@ -263,8 +318,6 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
         *res = r;
         return true;
     }
-    if (ch->is_desc) /* else enq_pos is the count: see kc__buffered_counts */
-        count_send(ch, src);
     notify_peer(ch, true, locked);
     *res = 0;
     return true;
@@ -298,8 +351,9 @@ static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
             return true;
         }
     }
-    if (ch->is_desc)
-        count_recv(ch, dst);
+    if (ch->is_desc) /* counts are the ring positions: see kc__buffered_counts */
+        atomic_fetch_add_explicit(&ch->bytes_recv, ((const kc_zdesc *)dst)->len,
+                                  memory_order_relaxed);
     notify_peer(ch, false, locked);
     *res = 0;
     return true;
@@ -496,7 +550,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 out:
     if (res < 0) {
         kc__count_fail(ch, res);
-        if (is_send && (res == -EPIPE || res == -ECANCELED))
+        if (is_send && res == -EPIPE) /* see kc_undelivered_fn */
             kc__drop(ch, buf);
     }
     return res;
@@ -509,9 +563,7 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     if (!ch || !buf)
         return -EINVAL;
     if (cancel && kc_cancel_is_set(cancel)) {
-        kc__count_fail(ch, -ECANCELED);
-        if (is_send)
-            kc__drop(ch, buf);
+        kc__count_fail(ch, -ECANCELED); /* the caller keeps a send's element */
         return -ECANCELED;
     }
     if (ch->kind == KC_BUFFERED)
@@ -548,14 +600,42 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     if (res < 0) {
         kc__count_fail(ch, res);
-        /* The element will never arrive: say so (see kc_undelivered_fn). */
-        if (is_send && (res == -EPIPE || res == -ECANCELED))
+        /* Refused by a closed channel: say so (see kc_undelivered_fn). */
+        if (is_send && res == -EPIPE)
             kc__drop(ch, buf);
     }
     return res;
 }
 
 /* ---- public API ------------------------------------------------------- */
+
+/* Cells start zeroed, which the encoding reads as "free" (see cell_at).
+ * Large rings are mapped straight from the kernel so that untouched cells
+ * cost no memory and no time: pages appear as the first lap reaches them.
+ * Small ones come from calloc (no page of their own). */
+#define KC_CELLS_MMAP_MIN ((size_t)64 << 10)
+
+static int cells_alloc(kc_chan_t *ch, size_t bytes)
+{
+    if (bytes >= KC_CELLS_MMAP_MIN) {
+        void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+            return -ENOMEM;
+        ch->cells = p;
+        ch->cells_mapped = bytes;
+        return 0;
+    }
+    ch->cells = calloc(1, bytes);
+    return ch->cells ? 0 : -ENOMEM;
+}
+
+static void cells_free(kc_chan_t *ch)
+{
+    if (ch->cells_mapped)
+        munmap(ch->cells, ch->cells_mapped);
+    else
+        free(ch->cells);
+}
 
 int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
 {
@@ -588,11 +668,8 @@ int kc_chan_make(kc_chan_t **out, int kind, size_t elem_size, size_t capacity)
     if (kind == KC_BUFFERED) {
         ch->stride = stride;
         ch->mask = (cap & (cap - 1)) == 0 ? cap - 1 : 0;
-        ch->cells = malloc(cap * stride);
-        if (!ch->cells)
+        if (cells_alloc(ch, cap * stride) < 0)
             goto fail_alloc;
-        for (size_t i = 0; i < cap; i++)
-            atomic_init((_Atomic size_t *)(ch->cells + i * stride), 2 * i);
     } else if (cap) {
         ch->buf = malloc(cap * elem_size);
         if (!ch->buf)
@@ -636,7 +713,7 @@ void kc_chan_destroy(kc_chan_t *ch)
         ch->head = (ch->head + 1) % ch->cap;
         ch->count--;
     }
-    free(ch->cells);
+    cells_free(ch);
     free(ch->buf);
     free(ch);
 }
@@ -745,7 +822,8 @@ size_t kc_chan_len(const kc_chan_t *cch)
         /* Racy by nature under concurrent use; exact when quiescent. */
         size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_acquire);
         size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
-        return e > d ? e - d : 0;
+        size_t n = e > d ? e - d : 0;
+        return n < ch->cap ? n : ch->cap; /* read apart: keep within the bound */
     }
     kc__lock(&ch->lock);
     size_t n = ch->count;

@@ -53,6 +53,7 @@ struct kc_chan {
     unsigned char *buf;      /* ring of cap * esz bytes                        */
     /* Lock-free ring (buffered): cells of {seq, element}, see kc_chan.c. */
     unsigned char *cells;    /* cap * stride bytes                             */
+    size_t cells_mapped;     /* bytes mmap'd for cells, 0 if they came from calloc */
     size_t stride;           /* bytes per cell                                 */
     size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
     kc_wqueue_t sendq;       /* blocked senders                                */
@@ -66,11 +67,11 @@ struct kc_chan {
     /* Hot words, one cache line per writer side, so a producer and a
      * consumer running on two cores do not steal each other's lines. */
     _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill; top bit: closed */
-    _Atomic uint64_t sends;      /* completed sends (not buffered non-desc)  */
-    _Atomic uint64_t bytes_sent; /* their payload bytes                      */
+    _Atomic uint64_t sends;      /* completed sends (locked kinds only)      */
+    _Atomic uint64_t bytes_sent; /* their payload bytes (not buffered non-desc) */
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
-    _Atomic uint64_t recvs;      /* completed receives                       */
-    _Atomic uint64_t bytes_recv; /* their payload bytes                      */
+    _Atomic uint64_t recvs;      /* completed receives (locked kinds only)   */
+    _Atomic uint64_t bytes_recv; /* their payload bytes (not buffered non-desc) */
     /* Read by every buffered operation, written only by slow paths. */
     _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
     _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
@@ -100,8 +101,21 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel);
  * over; their waiters are also counted in send_waiters/recv_waiters. */
 static inline bool kc__is_notify_chan(const kc_chan_t *ch) { return ch->kind == KC_BUFFERED; }
 void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
-/* Send/receive counts of a buffered channel (from its ring positions). */
-void kc__buffered_counts(const kc_chan_t *ch, uint64_t *sends, uint64_t *recvs);
+/* A buffered waiter that was woken to retry but did not take the element
+ * (or the room) it was woken for, because a select completed another clause,
+ * hands the wake-up to the next waiter of the same side (recv_side: a
+ * receiver was woken) so nobody sleeps on a non-empty or non-full channel.
+ * No channel lock may be held. */
+void kc__pass_on(kc_chan_t *ch, bool recv_side);
+/* Completed operations of a buffered channel, from its ring positions (and
+ * byte counters for descriptors); always recvs <= sends, bytes likewise. */
+struct kc_counts {
+    uint64_t sends;      /* pushes (claimed positions)        */
+    uint64_t recvs;      /* pops                              */
+    uint64_t bytes_sent; /* payload bytes of the pushes       */
+    uint64_t bytes_recv; /* payload bytes of the pops         */
+};
+void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c);
 
 /* Hands an element that will never be delivered to the callback. */
 void kc__drop(kc_chan_t *ch, void *elem);

@@ -18,8 +18,11 @@ struct kc_child {
 
 struct kc_scope {
     kc_cancel_t *tok;        /* children's token                        */
-    pthread_mutex_t mu;      /* guards children and first_err           */
-    struct kc_child *children; /* started, not yet joined               */
+    pthread_mutex_t mu;      /* guards every field below                */
+    pthread_cond_t cv;       /* broadcast when a child has been joined or a waiter leaves */
+    struct kc_child *children; /* started, not yet taken by a joiner    */
+    size_t unjoined;         /* started and not yet joined (includes those being joined) */
+    unsigned waiters;        /* threads inside scope_wait (kc_scope_wait or destroy) */
     int first_err;           /* first non-zero child result             */
 };
 
@@ -50,7 +53,17 @@ int kc_scope_create(kc_scope_t **out, const kc_cancel_t *parent_cancel)
         free(s);
         return r;
     }
-    pthread_mutex_init(&s->mu, NULL);
+    if (pthread_mutex_init(&s->mu, NULL) != 0) {
+        kc_cancel_destroy(s->tok);
+        free(s);
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&s->cv, NULL) != 0) {
+        pthread_mutex_destroy(&s->mu);
+        kc_cancel_destroy(s->tok);
+        free(s);
+        return -ENOMEM;
+    }
     *out = s;
     return 0;
 }
@@ -76,6 +89,7 @@ int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg)
     }
     c->next = s->children;
     s->children = c;
+    s->unjoined++;
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -91,29 +105,50 @@ kc_cancel_t *kc_scope_token(kc_scope_t *s)
     return s ? s->tok : NULL;
 }
 
+/* Joins children until none is left, together with any other thread doing
+ * the same: whoever takes a child off the list joins it, the others wait on
+ * cv until `unjoined` reaches 0, so no waiter returns while a child another
+ * waiter is joining still runs. With `last` (destroy), also waits until no
+ * other thread is inside, so the scope can be freed on return. */
+static int scope_wait(kc_scope_t *s, bool last)
+{
+    pthread_mutex_lock(&s->mu);
+    s->waiters++;
+    for (;;) {
+        struct kc_child *list = s->children;
+        if (list) {
+            /* Children may spawn siblings while we join: loop until none. */
+            s->children = NULL;
+            pthread_mutex_unlock(&s->mu);
+            size_t k = 0;
+            while (list) {
+                struct kc_child *next = list->next;
+                pthread_join(list->thread, NULL);
+                free(list);
+                list = next;
+                k++;
+            }
+            pthread_mutex_lock(&s->mu);
+            s->unjoined -= k;
+            pthread_cond_broadcast(&s->cv);
+            continue;
+        }
+        if (s->unjoined == 0 && (!last || s->waiters == 1))
+            break;
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    int r = s->first_err;
+    s->waiters--;
+    pthread_cond_broadcast(&s->cv); /* a destroy may wait for us to leave */
+    pthread_mutex_unlock(&s->mu);
+    return r;
+}
+
 int kc_scope_wait(kc_scope_t *s)
 {
     if (!s)
         return -EINVAL;
-    for (;;) {
-        /* Children may spawn siblings while we join: loop until none. */
-        pthread_mutex_lock(&s->mu);
-        struct kc_child *list = s->children;
-        s->children = NULL;
-        pthread_mutex_unlock(&s->mu);
-        if (!list)
-            break;
-        while (list) {
-            struct kc_child *next = list->next;
-            pthread_join(list->thread, NULL);
-            free(list);
-            list = next;
-        }
-    }
-    pthread_mutex_lock(&s->mu);
-    int r = s->first_err;
-    pthread_mutex_unlock(&s->mu);
-    return r;
+    return scope_wait(s, false);
 }
 
 void kc_scope_destroy(kc_scope_t *s)
@@ -121,8 +156,9 @@ void kc_scope_destroy(kc_scope_t *s)
     if (!s)
         return;
     kc_scope_cancel(s);
-    kc_scope_wait(s);
+    scope_wait(s, true);
     kc_cancel_destroy(s->tok);
+    pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }

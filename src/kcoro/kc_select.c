@@ -105,12 +105,15 @@ static int finish(kc_select_clause_t *cl, int win)
     return win;
 }
 
+static int select_rounds(kc_select_clause_t *cl, size_t n, const uint8_t *order, kc_chan_t **chs,
+                         size_t nch, long timeout_ms, uint64_t deadline, const kc_cancel_t *cancel,
+                         int *notified);
+
 int kc_select(kc_select_clause_t *cl, size_t n, int mode, long timeout_ms,
               const kc_cancel_t *cancel)
 {
     kc_chan_t *chs[KC_SELECT_MAX];
     uint8_t order[KC_SELECT_MAX];
-    kc_waiter_t w[KC_SELECT_MAX];
 
     if (!cl || n == 0 || n > KC_SELECT_MAX)
         return -EINVAL;
@@ -138,11 +141,37 @@ int kc_select(kc_select_clause_t *cl, size_t n, int mode, long timeout_ms,
     }
     uint64_t deadline = kc__deadline(timeout_ms);
     size_t nch = lock_order(cl, n, chs);
+    int notified = -1; /* clause whose buffered channel woke us to retry */
+    int r = select_rounds(cl, n, order, chs, nch, timeout_ms, deadline, cancel, &notified);
+    /* Buffered channels wake one waiter per element (or free cell). If that
+     * waiter was us and we ended up not taking it (another clause won, or we
+     * gave up), the next waiter must get the wake-up, or it sleeps on a
+     * non-empty (non-full) channel until some later operation. */
+    if (notified >= 0 && r != notified)
+        kc__pass_on(cl[notified].ch, cl[notified].op == KC_SELECT_RECV);
+    return r;
+}
+
+/* The body of kc_select: rounds of try, register, wait; a round woken by a
+ * buffered channel only retries. *notified is set to the clause of the last
+ * such wake-up. */
+static int select_rounds(kc_select_clause_t *cl, size_t n, const uint8_t *order, kc_chan_t **chs,
+                         size_t nch, long timeout_ms, uint64_t deadline, const kc_cancel_t *cancel,
+                         int *notified)
+{
+    kc_waiter_t w[KC_SELECT_MAX];
     int r, win;
 
 retry:
     lock_all(chs, nch);
     win = try_clauses(cl, n, order, false);
+    if (win >= 0 && cl[win].result == -ENOMEM) {
+        /* An unlimited channel could not grow: the select fails as a whole,
+         * nothing was sent or received, the caller keeps every element. */
+        unlock_all(chs, nch);
+        cl[win].result = 0;
+        return -ENOMEM;
+    }
     if (win >= 0 || timeout_ms == 0) {
         unlock_all(chs, nch);
         return win >= 0 ? finish(cl, win) : -EAGAIN;
@@ -183,6 +212,7 @@ retry:
          * every clause is still open. Try again (a notified waiter always
          * retries once, even past its deadline; kc__park then returns at
          * once if the deadline has passed). */
+        *notified = win;
         goto retry;
     }
     cl[win].result = sel.result;

@@ -53,20 +53,27 @@ void kc_chan_snapshot(const kc_chan_t *cch, kc_chan_snapshot_t *o)
     kc__lock(&ch->lock);
     o->t_ns = kc_now_ns();
     o->id = ch->id;
-    if (ch->kind == KC_BUFFERED && !ch->is_desc) {
-        kc__buffered_counts(ch, &o->sends, &o->recvs);
-        o->bytes_sent = o->sends * ch->esz;
-        o->bytes_recv = o->recvs * ch->esz;
+    if (ch->kind == KC_BUFFERED) {
+        /* Lock-free ring: one consistent reading of positions and bytes. */
+        struct kc_counts c;
+        kc__buffered_counts(ch, &c);
+        o->sends = c.sends;
+        o->recvs = c.recvs;
+        o->bytes_sent = c.bytes_sent;
+        o->bytes_recv = c.bytes_recv;
+        /* The positions may be read a little apart: clamp to the bound. */
+        o->len = c.sends - c.recvs < ch->cap ? c.sends - c.recvs : ch->cap;
     } else {
+        /* Locked kinds count under the lock we hold: exact. */
         o->sends = atomic_load_explicit(&ch->sends, memory_order_relaxed);
         o->recvs = atomic_load_explicit(&ch->recvs, memory_order_relaxed);
         o->bytes_sent = atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed);
         o->bytes_recv = atomic_load_explicit(&ch->bytes_recv, memory_order_relaxed);
+        o->len = ch->count;
     }
     o->closed = ch->closed;
     memcpy(o->name, ch->name, sizeof o->name);
     kc__unlock(&ch->lock);
-    o->len = kc_chan_len(ch);
     o->fail_again = atomic_load_explicit(&ch->fail_again, memory_order_relaxed);
     o->fail_timeout = atomic_load_explicit(&ch->fail_timeout, memory_order_relaxed);
     o->fail_canceled = atomic_load_explicit(&ch->fail_canceled, memory_order_relaxed);

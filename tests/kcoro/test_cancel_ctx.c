@@ -257,3 +257,79 @@ Test(cancel_ctx, children_destroyed_while_parent_triggers)
     cr_assert(kc_cancel_is_set(root));
     kc_cancel_destroy(root);
 }
+
+/* ---- issue 6 item 19: trigger is iterative ------------------------------ */
+
+/* Triggers on a thread with a small stack: a trigger that recursed once per
+ * level would overflow it long before the bottom of the chain. */
+#define DEEP_STACK (256u * 1024u)
+
+static void *trigger_thread(void *arg)
+{
+    kc_cancel_trigger(arg);
+    return NULL;
+}
+
+static void trigger_on_small_stack(kc_cancel_t *tok)
+{
+    pthread_attr_t at;
+    pthread_t t;
+    cr_assert_eq(pthread_attr_init(&at), 0);
+    cr_assert_eq(pthread_attr_setstacksize(&at, DEEP_STACK), 0);
+    int rc = pthread_create(&t, &at, trigger_thread, tok);
+    pthread_attr_destroy(&at);
+    cr_assert_eq(rc, 0, "pthread_create: %s", strerror(rc));
+    kt_join(t, 60000);
+}
+
+/* The plain build walks a chain of a million tokens. Sanitized builds use a
+ * tenth (TSan needs ~1 GiB and most of a minute for the full chain on a busy
+ * machine): 100,000 levels still need far more than the 256 KiB stack if
+ * each level took even one stack frame. */
+Test(cancel_ctx, million_deep_chain_triggers_without_recursion, .timeout = 120)
+{
+    enum { DEPTH = 1000000 / KT_SCALE };
+    kc_cancel_t **chain = malloc(DEPTH * sizeof *chain);
+    cr_assert_not_null(chain);
+    chain[0] = kt_token(NULL);
+    for (int i = 1; i < DEPTH; i++)
+        cr_assert_eq(kc_cancel_create(&chain[i], chain[i - 1]), 0, "token %d", i);
+    /* A trigger in the middle sets exactly the lower half. */
+    trigger_on_small_stack(chain[DEPTH / 2]);
+    cr_assert(!kc_cancel_is_set(chain[DEPTH / 2 - 1]), "a trigger reached an ancestor");
+    cr_assert(kc_cancel_is_set(chain[DEPTH - 1]));
+    trigger_on_small_stack(chain[0]);
+    for (int i = 0; i < DEPTH; i++)
+        if (!kc_cancel_is_set(chain[i]))
+            cr_assert_fail("token %d of the chain not set", i);
+    for (int i = 0; i < DEPTH; i++)
+        kc_cancel_destroy(chain[i]);
+    free(chain);
+}
+
+/* The walk must visit every branch of an irregular tree, skip subtrees that
+ * were already triggered, and come back up to siblings at every level. */
+Test(cancel_ctx, iterative_trigger_covers_irregular_tree)
+{
+    enum { N = 4000 };
+    kc_cancel_t *root = kt_token(NULL);
+    kc_cancel_t **t = calloc(N, sizeof *t);
+    cr_assert_not_null(t);
+    for (int i = 0; i < N; i++) {
+        /* parents chosen so that depths and fan-outs vary: chains, stars */
+        kc_cancel_t *parent = i == 0 ? root : t[(i % 7 == 0) ? i - 1 : (i * 37 + 11) % i];
+        t[i] = kt_token(parent);
+    }
+    kc_cancel_trigger(t[500]);  /* a triggered subtree somewhere inside */
+    kc_cancel_trigger(t[N - 1]); /* and a triggered leaf */
+    kc_cancel_t *outside = kt_token(NULL);
+    kc_cancel_trigger(root);
+    for (int i = 0; i < N; i++)
+        cr_assert(kc_cancel_is_set(t[i]), "token %d not set", i);
+    cr_assert(!kc_cancel_is_set(outside));
+    for (int i = N - 1; i >= 0; i--)
+        kc_cancel_destroy(t[i]);
+    kc_cancel_destroy(outside);
+    kc_cancel_destroy(root);
+    free(t);
+}

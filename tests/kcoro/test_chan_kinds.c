@@ -353,3 +353,73 @@ Test(chan_kinds, desc_closed_and_timeouts)
     kc_cancel_destroy(tok);
     kc_chan_destroy(ch);
 }
+
+/* ---- issue 6 item 22: a huge buffered capacity costs nothing up front ---- */
+
+static size_t rss_bytes(void)
+{
+    long pages = 0, res = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%ld %ld", &pages, &res), 2);
+    fclose(f);
+    return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+Test(chan_kinds, huge_buffered_capacity_is_not_touched_at_creation, .timeout = 120)
+{
+    /* 2^26 cells of 16 bytes: 1 GiB if every cell were written at creation. */
+    const size_t cap = (size_t)1 << 26, limit = (size_t)64 << 20;
+    size_t before = rss_bytes();
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int64_t), cap);
+    size_t grew = rss_bytes() - before;
+    cr_assert_lt(grew, limit, "creating a %zu-cell channel made RSS grow by %zu MiB", cap,
+                 grew >> 20);
+    cr_assert_eq(kc_chan_cap(ch), cap);
+    /* And it works as a channel: a long stretch of cells, in order. */
+    for (int64_t i = 0; i < 100000; i++)
+        cr_assert_eq(kc_chan_send(ch, &i, 0), 0);
+    for (int64_t i = 0; i < 100000; i++) {
+        int64_t v = -1;
+        cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+        cr_assert_eq(v, i);
+    }
+    int64_t v = -1;
+    cr_assert_eq(kc_chan_recv(ch, &v, 0), -EAGAIN);
+    kc_chan_destroy(ch);
+}
+
+/* Lazily initialised cells must behave on every lap, for power-of-two and
+ * other capacities, small and mapped. */
+static void laps(size_t cap)
+{
+    kc_chan_t *ch = kt_chan(KC_BUFFERED, sizeof(int64_t), cap);
+    int64_t next_in = 0, next_out = 0;
+    for (int round = 0; round < 5; round++) {
+        for (size_t i = 0; i < cap; i++, next_in++)
+            cr_assert_eq(kc_chan_send(ch, &next_in, 0), 0, "cap %zu round %d", cap, round);
+        cr_assert_eq(kc_chan_send(ch, &next_in, 0), -EAGAIN, "cap %zu: full", cap);
+        for (size_t i = 0; i < cap / 2 + 1; i++, next_out++) {
+            int64_t v = -1;
+            cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+            cr_assert_eq(v, next_out, "cap %zu round %d", cap, round);
+        }
+        for (size_t i = 0; i < cap / 2 + 1; i++, next_in++)
+            cr_assert_eq(kc_chan_send(ch, &next_in, 0), 0);
+        for (size_t i = 0; i < cap; i++, next_out++) {
+            int64_t v = -1;
+            cr_assert_eq(kc_chan_recv(ch, &v, 0), 0);
+            cr_assert_eq(v, next_out, "cap %zu round %d", cap, round);
+        }
+        int64_t v;
+        cr_assert_eq(kc_chan_recv(ch, &v, 0), -EAGAIN);
+    }
+    kc_chan_destroy(ch);
+}
+
+Test(chan_kinds, buffered_cells_work_on_every_lap)
+{
+    size_t caps[] = { 1, 2, 3, 7, 64, 1000, 4096, 5000, 70000 };
+    for (size_t i = 0; i < sizeof caps / sizeof caps[0]; i++)
+        laps(caps[i]);
+}

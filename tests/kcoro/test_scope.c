@@ -358,3 +358,107 @@ Test(scope, destroying_parent_token_after_scope_creation)
     cr_assert_eq(atomic_load(&done), 1);
     kc_scope_destroy(s);
 }
+
+/* ---- issue 6 item 18: concurrent waits, destroy racing a wait ---------- */
+
+/* A child that ignores cancellation: it ends only when the gate closes. */
+struct gated {
+    kc_chan_t *gate;        /* closed by the test to let children finish */
+    _Atomic int finished;   /* children that have ended                  */
+    _Atomic int started;    /* children that have begun                  */
+};
+
+static int gated_task(void *arg, const kc_cancel_t *cancel)
+{
+    (void)cancel;
+    struct gated *g = arg;
+    int v;
+    atomic_fetch_add(&g->started, 1);
+    kc_chan_recv(g->gate, &v, 20000); /* -EPIPE once the gate closes */
+    atomic_fetch_add(&g->finished, 1);
+    return 0;
+}
+
+/* kc_scope_wait or kc_scope_destroy on its own thread, observable. */
+struct scope_call {
+    kc_scope_t *s;
+    bool destroy;           /* call kc_scope_destroy instead of wait      */
+    struct gated *g;
+    int rc;                 /* kc_scope_wait's result                     */
+    int finished_at_return; /* children finished when the call returned   */
+    struct kt_park park;
+};
+
+static void *scope_call_thread(void *arg)
+{
+    struct scope_call *c = arg;
+    kt_park_enter(&c->park);
+    if (c->destroy)
+        kc_scope_destroy(c->s);
+    else
+        c->rc = kc_scope_wait(c->s);
+    c->finished_at_return = atomic_load(&c->g->finished);
+    atomic_store(&c->park.done, true);
+    return NULL;
+}
+
+static void gated_children(kc_scope_t *s, struct gated *g, int n)
+{
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(kc_scope_spawn(s, gated_task, g), 0);
+    uint64_t dl = kt_now_ms() + 10000;
+    while (atomic_load(&g->started) < n) {
+        cr_assert_lt(kt_now_ms(), dl, "children never started");
+        kt_sleep_ms(1);
+    }
+}
+
+Test(scope, concurrent_waits_both_wait_for_every_child)
+{
+    enum { N = 3 };
+    struct gated g = { .gate = kt_chan(KC_RENDEZVOUS, sizeof(int), 0) };
+    kc_scope_t *s = scope(NULL);
+    gated_children(s, &g, N);
+    struct scope_call a = { .s = s, .g = &g, .rc = 1 }, b = { .s = s, .g = &g, .rc = 1 };
+    pthread_t ta, tb;
+    kt_start(&ta, scope_call_thread, &a);
+    kt_wait_parked(&a.park);
+    kt_start(&tb, scope_call_thread, &b);
+    kt_wait_parked(&b.park);
+    bool a_early = atomic_load(&a.park.done), b_early = atomic_load(&b.park.done);
+    kc_chan_close(g.gate);
+    kt_join(ta, 10000);
+    kt_join(tb, 10000);
+    cr_assert(!a_early && !b_early, "a kc_scope_wait returned while children ran (first %d, "
+                                    "second %d)", a_early, b_early);
+    cr_assert_eq(a.finished_at_return, N);
+    cr_assert_eq(b.finished_at_return, N);
+    cr_assert_eq(a.rc, 0);
+    cr_assert_eq(b.rc, 0);
+    kc_scope_destroy(s);
+    kc_chan_destroy(g.gate);
+}
+
+Test(scope, destroy_racing_a_wait_waits_for_children_and_the_waiter)
+{
+    enum { N = 3 };
+    struct gated g = { .gate = kt_chan(KC_RENDEZVOUS, sizeof(int), 0) };
+    kc_scope_t *s = scope(NULL);
+    gated_children(s, &g, N);
+    struct scope_call w = { .s = s, .g = &g, .rc = 1 };
+    struct scope_call d = { .s = s, .g = &g, .destroy = true };
+    pthread_t tw, td;
+    kt_start(&tw, scope_call_thread, &w);
+    kt_wait_parked(&w.park); /* w is joining the children */
+    kt_start(&td, scope_call_thread, &d);
+    kt_wait_parked(&d.park);
+    bool d_early = atomic_load(&d.park.done);
+    kc_chan_close(g.gate);
+    kt_join(td, 10000);
+    kt_join(tw, 10000);
+    cr_assert(!d_early, "kc_scope_destroy freed the scope while its children ran");
+    cr_assert_eq(d.finished_at_return, N);
+    cr_assert_eq(w.finished_at_return, N);
+    cr_assert_eq(w.rc, 0);
+    kc_chan_destroy(g.gate);
+}

@@ -203,10 +203,10 @@ Test(select, cancel_wakes_blocked_select)
     kc_cancel_t *tok = kt_token(NULL);
     struct kt_trigger trig = { .tok = tok, .delay_ms = 50 };
     pthread_t t;
+    uint64_t t0 = kt_now_ms(); /* before the trigger thread: el >= 45 holds under any load */
     kt_start(&t, kt_trigger_thread, &trig);
     int in = -1, o = 3;
     kc_select_clause_t cl[2] = { RX(empty, &in), TX(full, &o) };
-    uint64_t t0 = kt_now_ms();
     int rc = kc_select(cl, 2, KC_SELECT_BIASED, -1, tok);
     uint64_t el = kt_now_ms() - t0;
     cr_assert_eq(rc, -ECANCELED);
@@ -724,3 +724,162 @@ Test(select, exactly_once_buffered_select_recv) { exactly_once(KC_BUFFERED, 3000
 Test(select, exactly_once_rendezvous_select_recv) { exactly_once(KC_RENDEZVOUS, 6000 / KT_SCALE, false); }
 Test(select, exactly_once_buffered_select_both_sides) { exactly_once(KC_BUFFERED, 20000 / KT_SCALE, true); }
 Test(select, exactly_once_rendezvous_select_both_sides) { exactly_once(KC_RENDEZVOUS, 5000 / KT_SCALE, true); }
+
+/* ---- issue 6 item 17: a woken select that does not consume passes the
+ * wake-up on ------------------------------------------------------------
+ *
+ * Buffered channels wake one waiter per element to retry. If that waiter is
+ * a select that then completes another clause, a second waiter must be woken
+ * instead, or it sleeps on a non-empty (or non-full) channel. The window is
+ * the selector's wake-up latency: the main thread makes the other clause
+ * ready right after the element, so the selector (biased, that clause first)
+ * almost always takes it, and each round would stall without the hand-on. */
+
+#define POOL_ROUNDS 20
+
+struct pool {
+    kc_chan_t *quit;        /* closed to stop the selecting worker          */
+    kc_chan_t *jobs;        /* buffered; both workers take jobs from it    */
+    _Atomic int processed;  /* jobs taken by either worker                  */
+    _Atomic bool sel_sent;  /* send side: the selector's send clause won    */
+    int sel_rc;             /* the selector's last kc_select result         */
+    int other_rc;           /* the plain worker's last result               */
+    struct kt_park p_sel;   /* the selecting worker                         */
+    struct kt_park p_other; /* the plain receiver or sender                 */
+};
+
+/* Worker 1 of Go's classic pool: for { select { case <-quit: return; case j := <-jobs: ... } } */
+static void *pool_selector(void *arg)
+{
+    struct pool *p = arg;
+    kt_park_enter(&p->p_sel);
+    for (;;) {
+        int q = UNSET, j = UNSET;
+        kc_select_clause_t cl[2] = { RX(p->quit, &q), RX(p->jobs, &j) };
+        int rc = kc_select(cl, 2, KC_SELECT_BIASED, -1, NULL);
+        p->sel_rc = rc;
+        if (rc == 1 && cl[1].result == 0) {
+            atomic_fetch_add(&p->processed, 1);
+            continue;
+        }
+        break; /* quit closed (or jobs closed) */
+    }
+    atomic_store(&p->p_sel.done, true);
+    return NULL;
+}
+
+/* Worker 2: for j := range jobs { ... } */
+static void *pool_receiver(void *arg)
+{
+    struct pool *p = arg;
+    kt_park_enter(&p->p_other);
+    int j, rc;
+    while ((rc = kc_chan_recv(p->jobs, &j, -1)) == 0)
+        atomic_fetch_add(&p->processed, 1);
+    p->other_rc = rc;
+    atomic_store(&p->p_other.done, true);
+    return NULL;
+}
+
+/* Waits (bounded) until pred holds; returns whether it did. */
+static bool wait_until_processed(struct pool *p, int want)
+{
+    uint64_t end = kt_now_ms() + KT_PROMPT_MS;
+    while (atomic_load(&p->processed) < want && kt_now_ms() < end)
+        kt_sleep_ms(1);
+    return atomic_load(&p->processed) >= want;
+}
+
+Test(select, woken_select_passes_wakeup_to_blocked_receiver)
+{
+    for (int round = 0; round < POOL_ROUNDS; round++) {
+        struct pool p = { 0 };
+        p.quit = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+        p.jobs = kt_chan(KC_BUFFERED, sizeof(int), 4);
+        pthread_t ts, tr;
+        /* The selector queues first, so the job's wake-up goes to it. */
+        kt_start(&ts, pool_selector, &p);
+        kt_wait_parked(&p.p_sel);
+        kt_start(&tr, pool_receiver, &p);
+        kt_wait_parked(&p.p_other);
+        put(p.jobs, 42);
+        kc_chan_close(p.quit);
+        bool ok = wait_until_processed(&p, 1);
+        size_t left = kc_chan_len(p.jobs);
+        kc_chan_close(p.jobs); /* frees the workers either way */
+        kt_join(ts, KT_PROMPT_MS);
+        kt_join(tr, KT_PROMPT_MS);
+        cr_assert(ok, "round %d: the job was never processed (%zu left in a channel with a "
+                      "blocked receiver)", round, left);
+        cr_assert_eq(atomic_load(&p.processed), 1, "round %d", round);
+        cr_assert_eq(p.other_rc, -EPIPE);
+        kc_chan_destroy(p.quit);
+        kc_chan_destroy(p.jobs);
+    }
+}
+
+/* The mirror image: a selector {quit, jobs <- v} and a plain sender both
+ * blocked on a full channel; one receive makes room for one of them. */
+static void *pool_send_selector(void *arg)
+{
+    struct pool *p = arg;
+    kt_park_enter(&p->p_sel);
+    int q = UNSET, v = 1;
+    kc_select_clause_t cl[2] = { RX(p->quit, &q), TX(p->jobs, &v) };
+    int rc = kc_select(cl, 2, KC_SELECT_BIASED, -1, NULL);
+    p->sel_rc = rc;
+    if (rc == 1 && cl[1].result == 0)
+        atomic_store(&p->sel_sent, true);
+    atomic_store(&p->p_sel.done, true);
+    return NULL;
+}
+
+static void *pool_sender(void *arg)
+{
+    struct pool *p = arg;
+    kt_park_enter(&p->p_other);
+    int v = 2;
+    p->other_rc = kc_chan_send(p->jobs, &v, -1);
+    atomic_store(&p->p_other.done, true);
+    return NULL;
+}
+
+Test(select, woken_select_passes_wakeup_to_blocked_sender)
+{
+    for (int round = 0; round < POOL_ROUNDS; round++) {
+        struct pool p = { 0 };
+        p.quit = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
+        p.jobs = kt_chan(KC_BUFFERED, sizeof(int), 1);
+        put(p.jobs, 0); /* full */
+        pthread_t ts, tw;
+        kt_start(&ts, pool_send_selector, &p);
+        kt_wait_parked(&p.p_sel);
+        kt_start(&tw, pool_sender, &p);
+        kt_wait_parked(&p.p_other);
+        int v = -1;
+        cr_assert_eq(kc_chan_recv(p.jobs, &v, 0), 0); /* room for one */
+        cr_assert_eq(v, 0);
+        kc_chan_close(p.quit);
+        kt_join(ts, KT_PROMPT_MS);
+        /* Whoever got the room, its element is in the channel now; the other
+         * (if it was the selector) has quit. Nobody may sleep on a non-full
+         * channel: the element arrives within the bound. */
+        v = -1;
+        int rc = kc_chan_recv(p.jobs, &v, KT_PROMPT_MS);
+        bool sender_done = atomic_load(&p.p_other.done);
+        kc_chan_close(p.jobs); /* frees the sender either way */
+        kt_join(tw, KT_PROMPT_MS);
+        cr_assert_eq(rc, 0, "round %d: no element within %d ms although a sender was blocked on "
+                            "a channel with room (sender done: %d)",
+                     round, KT_PROMPT_MS, sender_done);
+        if (atomic_load(&p.sel_sent)) {
+            cr_assert_eq(v, 1, "round %d", round); /* the sender came later, if at all */
+        } else {
+            cr_assert_eq(v, 2, "round %d", round);
+            cr_assert_eq(p.other_rc, 0);
+            cr_assert_eq(p.sel_rc, 0, "round %d: the selector took quit", round);
+        }
+        kc_chan_destroy(p.quit);
+        kc_chan_destroy(p.jobs);
+    }
+}

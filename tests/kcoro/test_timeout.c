@@ -153,9 +153,11 @@ static void negative_recv_waits(int kind, long timeout)
     kc_chan_t *ch = kt_chan(kind, sizeof(int), 2);
     pthread_t t;
     struct kt_op peer;
+    /* t0 before the peer exists: its 50 ms delay starts after t0 however
+     * late this thread gets the CPU back, so el >= 45 cannot flake. */
+    uint64_t t0 = kt_now_ms();
     delayed_peer(&t, &peer, ch, KT_SEND, 555);
     int v = 0;
-    uint64_t t0 = kt_now_ms();
     int rc = kc_chan_recv(ch, &v, timeout);
     uint64_t el = kt_now_ms() - t0;
     cr_assert_eq(rc, 0, "kind %d timeout %ld: %d", kind, timeout, rc);
@@ -192,9 +194,9 @@ static void negative_send_waits(int kind)
     kc_chan_t *ch = full_chan(kind);
     pthread_t t;
     struct kt_op peer;
+    uint64_t t0 = kt_now_ms(); /* before the peer: see negative_recv_waits */
     delayed_peer(&t, &peer, ch, KT_RECV, 0);
     int v = 808;
-    uint64_t t0 = kt_now_ms();
     int rc = kc_chan_send(ch, &v, -1);
     uint64_t el = kt_now_ms() - t0;
     cr_assert_eq(rc, 0, "kind %d: %d", kind, rc);
