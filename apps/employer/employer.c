@@ -588,6 +588,8 @@ static void c_file(ffarm_conn_t *c, const char *id, int status, void *arg) {
   if (e->in_fd >= 0 && fstat(e->in_fd, &rst) == 0) bytes = (uint64_t)rst.st_size;
   bool main_copy = t->emp == e;
   uint64_t start = main_copy ? t->start_ms : t->spec_start_ms;
+  /* a result held over an employer restart: this life never started it */
+  if (!main_copy && t->spec != e) start = now_ms() - e->in_runtime;
   if (status != 0) {
     if (e->in_fd >= 0) {
       close(e->in_fd);
@@ -994,6 +996,10 @@ int main(int argc, char **argv) {
       return 2;
     }
     return cmd_status(E.ledger_path, E.status_port);
+  }
+  if (strlen(E.tasks_dir) > 1800 || strlen(E.results_dir) > 1800) {
+    fprintf(stderr, "employer: --tasks / --results path too long\n");
+    return 2;
   }
   if (!E.tasks_dir[0] || !E.results_dir[0]) {
     fprintf(stderr, "employer: --tasks DIR and --results DIR are required (see --help)\n");
