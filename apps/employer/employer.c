@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
@@ -870,7 +873,69 @@ static int print_row(const ffarm_task_row_t *r, void *arg) {
   return 0;
 }
 
+/* GET /status from a running employer on 127.0.0.1:port (blocking: this is
+ * the one-shot command, not the loop); prints its employee table. */
+static int print_employees(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+    fprintf(stderr, "employer status: no employer on 127.0.0.1:%d: %s\n", port, strerror(errno));
+    if (fd >= 0) close(fd);
+    return 1;
+  }
+  const char *rq = "GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (write(fd, rq, strlen(rq)) < 0) {
+    close(fd);
+    return 1;
+  }
+  size_t cap = 1 << 16, len = 0;
+  char *buf = malloc(cap + 1);
+  ssize_t n;
+  while (buf && (n = read(fd, buf + len, cap - len)) > 0) {
+    len += (size_t)n;
+    if (len == cap) {
+      if (cap >= (64u << 20)) break;  /* bounded: a status larger than 64 MiB is cut */
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (!nb) break;
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  if (!buf) return 1;
+  buf[len] = 0;
+  char *body = strstr(buf, "\r\n\r\n");
+  json_t *j = body ? json_loads(body + 4, 0, NULL) : NULL;
+  json_t *emps = json_object_get(j, "employees");
+  if (!json_is_array(emps)) {
+    fprintf(stderr, "employer status: bad answer from 127.0.0.1:%d\n", port);
+    json_decref(j);
+    free(buf);
+    return 1;
+  }
+  printf("employees: %zu\n", json_array_size(emps));
+  size_t i;
+  json_t *e;
+  json_array_foreach(emps, i, e) {
+    printf("%-24s %-15s %5d %-9s %-8s slots %d busy %d done %lld failed %lld\n",
+           json_string_value(json_object_get(e, "id")),
+           json_string_value(json_object_get(e, "host")),
+           (int)json_integer_value(json_object_get(e, "port")),
+           json_is_true(json_object_get(e, "connected")) ? "connected" : "down",
+           json_string_value(json_object_get(e, "state")),
+           (int)json_integer_value(json_object_get(e, "slots")),
+           (int)json_integer_value(json_object_get(e, "busy")),
+           (long long)json_integer_value(json_object_get(e, "done")),
+           (long long)json_integer_value(json_object_get(e, "failed")));
+  }
+  json_decref(j);
+  free(buf);
+  return 0;
+}
+
 static int cmd_status(const char *ledger_path, int port) {
+  if (port > 0 && print_employees(port) != 0) return 1;
   ffarm_ledger_t *l;
   if (ffarm_ledger_open(&l, ledger_path) < 0) return 1;
   uint64_t c[FFARM_S_COUNT];
@@ -887,7 +952,7 @@ static int cmd_status(const char *ledger_path, int port) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: employer --tasks DIR --results DIR [options]\n"
-          "       employer status [--ledger FILE | --results DIR]\n"
+          "       employer status [--ledger FILE | --results DIR] [--status-port N]\n"
           "Runs script.py (or --script) on every *.json chunk in DIR on employees, results\n"
           "as RESULTS/result_<chunk>. Exit 0 when every task is done, 1 if any failed.\n"
           "  --tasks DIR          chunk directory (env FERRY_FARM_TASKS)\n"

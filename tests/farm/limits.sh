@@ -21,10 +21,29 @@ with open(sys.argv[2], "w") as f:
 PY
 start_employee e1 - --port 0 --bind 127.0.0.1 --broadcast none --secret-file "$T/s" --slots 2
 P=$(employee_port e1)
-rc=0
+SP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 timeout 200 "$BUILD/employer" --tasks "$T/tasks" --results "$T/res" --secret-file "$T/s" \
   --udp-port 0 --employee 127.0.0.1:$P --task-timeout 20 --mem-limit 200 --out-limit 1 \
-  --retries 1 --no-progress 2> "$T/employer.err" || rc=$?
+  --retries 1 --no-progress --status-port $SP 2> "$T/employer.err" &
+EMP=$!; PIDS+=($EMP)
+# while the sleeping task holds the run open: /metrics, /status, `employer status`
+wait_for 60 bash -c "curl -sf http://127.0.0.1:$SP/metrics | grep -q '^ferry_farm_tasks{state=\"done\"} [12]\$'"
+curl -sf "http://127.0.0.1:$SP/metrics" > "$T/metrics"
+grep -q '^ferry_farm_employees 1$' "$T/metrics" || fail "metrics: $(cat "$T/metrics")"
+ok "/metrics"
+curl -sf "http://127.0.0.1:$SP/status" | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+assert j["counts"]["done"] >= 1, j["counts"]
+assert [e["id"] for e in j["employees"]] == ["e1"], j["employees"]
+assert len(j["tasks"]) == 5
+' || fail "/status"
+ok "/status"
+"$BUILD/employer" status --results "$T/res" --status-port $SP > "$T/status_live"
+grep -q "^employees: 1" "$T/status_live" || fail "status: $(cat "$T/status_live")"
+grep -qE "^e1 +127.0.0.1 +$P connected" "$T/status_live" || fail "status: $(cat "$T/status_live")"
+ok "employer status with the employee table"
+rc=0; wait $EMP || rc=$?
 expect_eq "employer exit status with failures" "$rc" 1
 expect_eq "ok1" "$(cat "$T/res/result_ok1.json")" ok1
 expect_eq "ok2" "$(cat "$T/res/result_ok2.json")" ok2
