@@ -6,6 +6,7 @@
  * after a reconnect. Files live in the workdir (0700) under names made from
  * a counter, never from the wire. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -126,14 +127,102 @@ static task_t *find(const char *id, const char *hash) {
   return NULL;
 }
 
+static bool hex64(const char *s);
+
+static void res_path(const task_t *t, char *out, size_t cap) {
+  snprintf(out, cap, "%s/res_%llu.json", E.workdir, (unsigned long long)t->seq);
+}
+
 static void unlink_task(task_t *t) {
   if (t->in_fd >= 0) close(t->in_fd);
   task_t **pp = &E.tasks;
   while (*pp && *pp != t) pp = &(*pp)->next;
   if (*pp) *pp = t->next;
+  char rp[700];
+  res_path(t, rp, sizeof(rp));
+  unlink(rp);
   unlink(t->in_path);
   unlink(t->out_path);
   free(t);
+}
+
+/* A held result survives a restart of the employee: its metadata goes to
+ * res_<seq>.json (temp + fsync + rename) next to out_<seq>. */
+static void persist_result(task_t *t) {
+  char rp[700], tmp[720];
+  res_path(t, rp, sizeof(rp));
+  snprintf(tmp, sizeof(tmp), "%s.tmp", rp);
+  json_t *j = json_pack("{s:s,s:s,s:b,s:I,s:i,s:s,s:I}", "task", t->id, "hash", t->hash, "ok",
+                        t->ok, "exit", (json_int_t)t->exit_status, "signal", t->term_signal,
+                        "reason", t->reason, "runtime_ms", (json_int_t)t->runtime_ms);
+  int fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
+  bool good = fd >= 0 && json_dumpfd(j, fd, JSON_COMPACT) == 0 && fsync(fd) == 0;
+  if (fd >= 0) close(fd);
+  json_decref(j);
+  if (!good || rename(tmp, rp) < 0) {
+    unlink(tmp);
+    logf_("task %s: result kept in memory only (cannot write %s)", t->id, rp);
+  }
+}
+
+/* At start: results held before a restart come back; files of runs that
+ * never finished are removed (the employer re-offers those tasks). */
+static void load_held(void) {
+  DIR *d = opendir(E.workdir);
+  if (!d) return;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    unsigned long long seq;
+    char tail[8];
+    if (sscanf(de->d_name, "res_%llu.json%7s", &seq, tail) != 1) continue;
+    char rp[700];
+    snprintf(rp, sizeof(rp), "%s/res_%llu.json", E.workdir, seq);
+    json_t *j = json_load_file(rp, 0, NULL);
+    const char *id = json_string_value(json_object_get(j, "task"));
+    const char *hash = json_string_value(json_object_get(j, "hash"));
+    const char *reason = json_string_value(json_object_get(j, "reason"));
+    task_t *t = calloc(1, sizeof(*t));
+    if (!t || !id || !hex64(hash) || !ffarm_id_valid(id, strlen(id)) || find(id, hash)) {
+      free(t);
+      json_decref(j);
+      unlink(rp);
+      continue;
+    }
+    t->in_fd = -1;
+    t->seq = seq;
+    snprintf(t->id, sizeof(t->id), "%s", id);
+    snprintf(t->hash, sizeof(t->hash), "%s", hash);
+    snprintf(t->reason, sizeof(t->reason), "%s", reason ? reason : "");
+    t->ok = json_is_true(json_object_get(j, "ok"));
+    t->exit_status = json_integer_value(json_object_get(j, "exit"));
+    t->term_signal = (int)json_integer_value(json_object_get(j, "signal"));
+    t->runtime_ms = (uint64_t)json_integer_value(json_object_get(j, "runtime_ms"));
+    snprintf(t->in_path, sizeof(t->in_path), "%s/in_%llu", E.workdir, seq);
+    snprintf(t->out_path, sizeof(t->out_path), "%s/out_%llu", E.workdir, seq);
+    t->state = T_HELD;
+    t->next = E.tasks;
+    E.tasks = t;
+    if (seq > E.seq) E.seq = seq;
+    json_decref(j);
+  }
+  rewinddir(d);
+  while ((de = readdir(d))) {
+    unsigned long long seq;
+    char kind[4];
+    if (sscanf(de->d_name, "%3[inout]_%llu", kind, &seq) != 2) continue;
+    if (seq > E.seq) E.seq = seq;
+    bool held = false;
+    for (task_t *t = E.tasks; t; t = t->next)
+      if (t->seq == seq) held = true;
+    if (held && strcmp(kind, "out") == 0) continue;
+    char p[800];
+    snprintf(p, sizeof(p), "%s/%.300s", E.workdir, de->d_name);
+    unlink(p);
+  }
+  closedir(d);
+  unsigned n = 0;
+  for (task_t *t = E.tasks; t; t = t->next) n++;
+  if (n) logf_("%u results held from before a restart", n);
 }
 
 static bool hex64(const char *s) {
@@ -186,6 +275,7 @@ static void child_handle_closed(uv_handle_t *h) {
     t->state = T_HELD;
     unlink(t->in_path);
     if (!t->ok) logf_("task %s failed: %s", t->id, t->reason);
+    persist_result(t);
     send_result(t);
   }
   start_more();
@@ -645,6 +735,7 @@ int main(int argc, char **argv) {
     snprintf(E.workdir, sizeof(E.workdir), "%s", rp);
     free(rp);
   }
+  load_held();
   size_t sl = sizeof(E.self);
   if (uv_exepath(E.self, &sl) < 0) {
     fprintf(stderr, "employee: cannot find my own executable\n");
