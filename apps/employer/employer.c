@@ -180,12 +180,15 @@ static void set_state(task_t *t, ffarm_state_t s) {
 
 /* ---- exit / progress --------------------------------------------------------------- */
 
+static void progress_line(void);
+
 static void check_finished(void) {
   if (E.watch || !E.scanned) return;
   refresh_counts();
   if (E.counts[FFARM_S_PENDING] + E.counts[FFARM_S_ASSIGNED] > 0) return;
   E.exit_code = E.counts[FFARM_S_FAILED] > 0 ? 1 : 0;
-  if (E.progress) fputs("\r\033[K", stderr);
+  progress_line();  /* the final figures */
+  if (E.progress) fputs("\n", stderr);
   if (!E.quiet)
     fprintf(stderr, "employer: finished: %llu done, %llu failed\n",
             (unsigned long long)E.counts[FFARM_S_DONE],
