@@ -353,7 +353,7 @@ static void scan(void) {
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode)) continue;
     int64_t mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
     /* a file written right now may still grow: take it on a later scan */
-    if (E.watch && wall - mt / 1000000 < 500) continue;
+    if (E.scanned && wall - mt / 1000000 < 500) continue;
     task_t *t = tfind(name);
     if (t && t->size == (uint64_t)st.st_size && t->mtime_ns == mt) continue;
     if (t && (t->state == FFARM_S_ASSIGNED || t->spec)) continue;  /* changed while out: later */
@@ -772,7 +772,7 @@ static void timeouts(void) {
 static void on_tick(uv_timer_t *tm) {
   static uint64_t last_scan;
   uint64_t now = now_ms();
-  if (E.watch && now - last_scan >= 1000) {
+  if (now - last_scan >= 1000) {  /* chunks added during the run, also without --watch */
     scan();
     last_scan = now;
   }

@@ -32,3 +32,14 @@ expect_eq "c2's result replaced" "$(cat "$T/res/result_c2.json")" '{"sq": 49}'
 grep -q "task c2.json: chunk changed, new task" "$T/run3.err" || fail "change not logged"
 ! grep -q "c1.json: chunk changed" "$T/run3.err" || fail "a touched chunk became a new task"
 ok "touched chunk kept its result"
+# --watch: a chunk added later is picked up (written under a temp name, then renamed)
+"$BUILD/employer" --tasks "$T/tasks" --results "$T/res" --secret-file "$T/s" --udp-port 0 \
+  --employee 127.0.0.1:$P --no-progress --watch 2> "$T/watch.err" &
+W=$!; PIDS+=($W)
+sleep 1
+printf '{"n": 5}\n' > "$T/tasks/.c5.tmp" && mv "$T/tasks/.c5.tmp" "$T/tasks/c5.json"
+wait_for 120 test -f "$T/res/result_c5.json"
+expect_eq "chunk added under --watch" "$(cat "$T/res/result_c5.json")" '{"sq": 25}'
+kill -TERM $W
+rc=0; wait $W || rc=$?
+expect_eq "employer stopped by SIGTERM" "$rc" 130
