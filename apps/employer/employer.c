@@ -492,7 +492,14 @@ static void emp_lost(emp_t *e, const char *why) {
     /* every task out there fails over to another employee */
     for (size_t b = 0; b < E.ht_cap; b++) {
       for (task_t *t = E.ht[b]; t; t = t->hnext) {
-        if (t->spec == e) t->spec = NULL;
+        if (t->spec == e) {
+          t->spec = NULL;
+          /* the main copy already gave up and waited for this one */
+          if (!t->job && t->state != FFARM_S_DONE && t->state != FFARM_S_FAILED) {
+            ffarm_ledger_fail(E.ledger, t->id, t->last_error[0] ? t->last_error : why);
+            set_state(t, FFARM_S_FAILED);
+          }
+        }
         if (t->emp == e && t->job) {
           snprintf(t->last_error, sizeof(t->last_error), "%s: %s", e->id, why);
           t->emp = NULL;
