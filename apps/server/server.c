@@ -1,15 +1,27 @@
 /* Kolosal server: HTTP front end handing JSON jobs to worker processes
  * through shared memory (see docs/kolosal.md). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "kolosal.h"
 #include "log.h"
 
 static void on_flush(uv_timer_t *t) { ksrv_log_flush(); }
+
+/* 127.0.0.0/8 or ::1: only this machine can connect. */
+static bool is_loopback(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1) return ntohl(a4.s_addr) >> 24 == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+  return false;
+}
 
 static int start_http(ksrv_t *s) {
   const ksrv_config_t *cfg = s->cfg;
@@ -21,6 +33,17 @@ static int start_http(ksrv_t *s) {
   if (rc < 0) {
     fprintf(stderr, "server: cannot create the HTTP server: %s\n", strerror(-rc));
     return rc;
+  }
+  /* The net layer lowers a cap the open-file limit cannot hold. */
+  uint32_t maxc = fnet_http_server_max_connections(s->http);
+  if (maxc < cfg->max_connections) {
+    struct rlimit rl;
+    unsigned long long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
+    fprintf(stderr, "server: warning: --max-connections %u is more than the open-file limit "
+                    "(ulimit -n %llu) allows; serving at most %u connections (raise ulimit -n "
+                    "to allow more)\n", cfg->max_connections, nofile, maxc);
+    ksrv_log("event warning max_connections=%u clamped_to=%u nofile=%llu", cfg->max_connections,
+             maxc, nofile);
   }
   if ((rc = ksrv_routes(s)) < 0) {
     fprintf(stderr, "server: cannot register routes: %s\n", strerror(-rc));
@@ -43,7 +66,7 @@ static int start_shm(ksrv_t *s) {
   fshm_config_default(&sc);
   sc.name = cfg->name;
   sc.ring_slots = cfg->ring_slots;
-  sc.payload_max = cfg->payload_max;
+  sc.payload_max = cfg->payload_max + KSRV_REPLY_RESERVE; /* see config.h */
   sc.max_workers = cfg->max_workers;
   sc.max_attempts = cfg->max_attempts;
   sc.heartbeat_ms = cfg->heartbeat_ms;
@@ -146,7 +169,12 @@ int main(int argc, char **argv) {
            "deadline_ms=%u pid=%d",
            fnet_http_server_port(s.http), cfg.host, cfg.name, cfg.ring_slots, cfg.payload_max,
            cfg.max_workers, cfg.deadline_ms, (int)getpid());
+  ksrv_log("event auth %s", cfg.auth.on ? "api-key" : "none");
   ksrv_log_flush();
+  if (!cfg.auth.on && !is_loopback(cfg.host))
+    fprintf(stderr, "server: warning: listening on %s without an API key: anyone who can reach port %d "
+                    "can run jobs (set --api-key-file or FERRY_API_KEY)\n", cfg.host,
+            fnet_http_server_port(s.http));
   /* Tests and scripts read the port from stdout when --port 0 was asked for. */
   printf("listening on %s:%d\n", cfg.host, fnet_http_server_port(s.http));
   fflush(stdout);

@@ -163,6 +163,11 @@ int main(int argc, char **argv) {
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 300000L);
         curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+        /* llama-server closes the connection after every streamed answer
+         * (while its headers promise keep-alive): reusing it races with that
+         * close and fails with a send error. One fresh connection per stream,
+         * on every path measured, keeps the comparison fair. */
+        curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     }
     double t0 = now_s();
     for (long i = 0; i < conc; i++) {

@@ -364,7 +364,10 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
     fshm_evc_t *work = &w->seg.hdr->work;
 
     for (;;) {
-        if (atomic_exchange(&w->interrupted, 0))
+        /* Load first: an exchange on every pass of the wait loop would
+         * be a locked instruction for a flag that is almost never set. */
+        if (atomic_load_explicit(&w->interrupted, memory_order_relaxed) &&
+            atomic_exchange(&w->interrupted, 0))
             return -EINTR;
         if (server_gone(w))
             return -ESHUTDOWN;
@@ -467,4 +470,12 @@ uint32_t fshm_worker_index(const fshm_worker_t *w)
 uint32_t fshm_worker_payload_max(const fshm_worker_t *w)
 {
     return w ? w->seg.cfg.payload_max : 0;
+}
+
+int fshm_worker_server_died(const fshm_worker_t *w)
+{
+    /* A closing server sets the state first; a dead one never does, and the
+     * heartbeat thread notices its owner lock is free (gone). */
+    return w && atomic_load(&w->gone) &&
+           atomic_load_explicit(&w->seg.hdr->state, memory_order_acquire) == FSHM_SEG_OPEN;
 }

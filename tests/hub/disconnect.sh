@@ -2,6 +2,8 @@
 # A client that disconnects cancels its job and the upstream request is
 # aborted, so the llama server frees the slot (its own /slots says so):
 # mid-stream and while waiting for a whole answer.
+# the larger generated model: a long generation holds its slot for seconds
+MODEL_SHAPE=${MODEL_SHAPE:-bench}
 source "$(dirname "$0")/lib.sh"
 backend_setup
 start_llama 1

@@ -12,7 +12,8 @@ BUILD=${FERRY_BUILD_DIR:-$SRC/build}
 BACKEND=${BACKEND:-real}
 T=$(mktemp -d /tmp/hub-test.XXXXXX)
 SECRET=spoke-secret-$$-$RANDOM
-CTX_PER_SLOT=${CTX_PER_SLOT:-8192}
+CTX_PER_SLOT=${CTX_PER_SLOT:-2048}   # the generated models' training context
+MODEL_SHAPE=${MODEL_SHAPE:-tiny}     # bench: ~10x slower tokens, for tests that hold a slot
 KEY=test-key-$$-$RANDOM
 PIDS=()
 declare -A LPID LPORT SPID SPORT   # per index: llama pid/port, spoke pid/port
@@ -69,7 +70,7 @@ backend_setup() {
   if [ "$BACKEND" = real ]; then
     LLAMA_SERVER=$("$SRC/scripts/llama.sh" path) || fail "scripts/llama.sh could not provide llama-server"
     [ -x "$BUILD/ferry-gguf" ] || fail "build/ferry-gguf missing"
-    "$BUILD/ferry-gguf" --out "$T/model.gguf" --seed 7 --shape tiny >/dev/null || fail "ferry-gguf failed"
+    "$BUILD/ferry-gguf" --out "$T/model.gguf" --seed 7 --shape "$MODEL_SHAPE" >/dev/null || fail "ferry-gguf failed"
   else
     [ -x "$BUILD/tests/fake_llama_slow" ] || fail "build/tests/fake_llama_slow missing"
   fi

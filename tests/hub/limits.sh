@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Queue full: 503 + Retry-After at once. Deadline: 504 (queued or running),
 # and a running job's llama.cpp slot is freed.
+# the larger generated model: a long generation holds its slot for seconds
+MODEL_SHAPE=${MODEL_SHAPE:-bench}
 source "$(dirname "$0")/lib.sh"
 backend_setup
 start_llama 1 1

@@ -3,6 +3,8 @@
 # with an error event (bytes had gone out: no retry), new requests go to the
 # other spoke, the spoke is reported unhealthy, and comes back when its llama
 # server does.
+# the larger generated model: a long generation holds its slot for seconds
+MODEL_SHAPE=${MODEL_SHAPE:-bench}
 source "$(dirname "$0")/lib.sh"
 backend_setup
 start_llama 1
