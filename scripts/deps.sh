@@ -9,6 +9,7 @@ PKGS=(
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
   libcriterion-dev libsodium-dev
   curl wrk nginx-light golang-go procps psmisc jq
+  iproute2 clang libclang-rt-dev iperf3 parallel python3
 )
 # Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai
 # client (scripts/npm-openai.sh); a Node installed another way is fine.
