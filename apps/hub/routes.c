@@ -155,13 +155,19 @@ static void h_connect(fnet_req_t *req, void *arg) {
   json_t *rd = json_object_get(v, "ready");
   bool ready = rd ? json_is_true(rd) : true;
   const char *model = json_string_value(json_object_get(v, "model"));
+  /* llama.cpp slots busy with clients the hub does not see (talking to
+   * llama.cpp directly): not offered to the hub's jobs */
+  json_t *bo = json_object_get(v, "busy_other");
+  json_int_t other = bo ? json_integer_value(bo) : 0;
   hub_spoke_t *s = NULL;
-  int rc = (slots < 0 || slots > 4096 || (sl && !json_is_integer(sl)))
+  int rc = (slots < 0 || slots > 4096 || (sl && !json_is_integer(sl)) || other < 0 || other > 4096 ||
+            (bo && !json_is_integer(bo)))
                ? -EINVAL
                : hub_spoke_register(h, url, (uint32_t)slots, ready, model, &s);
+  if (rc == 0) fdisp_worker_set_external(h->disp, s->wid, (uint32_t)other);
   json_decref(v);
   if (rc == -EINVAL) {
-    bad(h, req, 400, "\"url\" must be http(s)://host:port without a trailing slash, \"slots\" 0..4096");
+    bad(h, req, 400, "\"url\" must be http(s)://host:port without a trailing slash, \"slots\" and \"busy_other\" 0..4096");
     return;
   }
   if (rc < 0) {
@@ -208,12 +214,13 @@ static void h_stats(fnet_req_t *req, void *arg) {
     double avg = ws[i].completed ? (double)ws[i].total_ms / (double)ws[i].completed : 0;
     json_array_append_new(
         workers,
-        json_pack("{s:I,s:s,s:I,s:I,s:f,s:I,s:s,s:b,s:s,s:i,s:i,s:i,s:i}", "id", (json_int_t)ws[i].id,
+        json_pack("{s:I,s:s,s:I,s:I,s:f,s:I,s:s,s:b,s:s,s:i,s:i,s:i,s:i,s:i}", "id", (json_int_t)ws[i].id,
                   "url", s ? s->url : "", "jobs_completed", (json_int_t)ws[i].completed,
                   "jobs_failed", (json_int_t)ws[i].failed, "avg_response_ms", avg, "requests",
                   (json_int_t)ws[i].requests, "last_active", last, "healthy",
                   ws[i].state == FDISP_W_HEALTHY, "state", fdisp_wstate_name(ws[i].state),
-                  "slots_busy", (int)ws[i].busy, "slots_total", (int)ws[i].capacity, "ejections",
+                  "slots_busy", (int)ws[i].busy, "slots_total", (int)ws[i].capacity,
+                  "slots_busy_other", (int)ws[i].external, "ejections",
                   (int)ws[i].ejections, "consecutive_failures", (int)ws[i].consecutive_faults));
   }
   json_t *gu = json_object();

@@ -1,7 +1,9 @@
 /* GoLlama hub: the registry of spokes. A spoke registers (and re-registers
  * every few seconds, so a restarted hub learns it again) with its URL and
  * llama.cpp's slot count; the hub also polls each spoke's /health, which
- * marks it up or down in the dispatcher and refreshes its capacity. */
+ * marks it up or down in the dispatcher and refreshes its capacity. Both
+ * carry "busy_other": llama.cpp slots busy with clients the hub does not
+ * see, which the dispatcher does not offer to the hub's jobs. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -59,16 +61,21 @@ static void on_health(fnet_creq_t *r, int result, int status, const char *body, 
   s->health = NULL;
   bool up = false;
   uint32_t slots = 0;
+  json_int_t other = -1;
   if (result == 0 && status == 200) {
     json_t *v = json_loadb(body, len, 0, NULL);
     json_int_t n = json_integer_value(json_object_get(v, "slots"));
     if (n > 0 && n <= 4096) slots = (uint32_t)n;
+    json_t *bo = json_object_get(v, "busy_other");
+    if (json_is_integer(bo) && json_integer_value(bo) >= 0 && json_integer_value(bo) <= 4096)
+      other = json_integer_value(bo);
     up = true;
     json_decref(v);
   }
   if (up) {
     s->health_fails = 0;
     if (slots) fdisp_worker_set_capacity(h->disp, s->wid, slots);
+    if (other >= 0) fdisp_worker_set_external(h->disp, s->wid, (uint32_t)other);
     fdisp_worker_set_up(h->disp, s->wid, true);
   } else if (++s->health_fails >= 2) {
     /* two polls in a row: down (one lost poll is not enough) */

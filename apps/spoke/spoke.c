@@ -10,7 +10,10 @@
  *
  * It registers with the hub on start and again every -register-ms, so a
  * restarted hub learns it back within one period. Slot counts come from
- * llama.cpp's /slots. The hub authenticates to it with the shared secret. */
+ * llama.cpp's /slots, polled every -slots-ms: the slots busy beyond our own
+ * requests ("busy_other", clients talking to llama.cpp directly) are sent
+ * to the hub at once when they change, so it routes by real free capacity.
+ * The hub authenticates to it with the shared secret. */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -56,6 +59,7 @@ typedef struct spoke {
   uint32_t slots_total;       /* llama.cpp slots (0 = unknown) */
   uint32_t slots_busy;        /* llama.cpp slots processing (last poll) */
   uint32_t inflight;          /* our /execute calls in progress */
+  uint32_t busy_other;        /* llama.cpp slots busy with others' requests (last poll) */
   bool llama_ok;              /* last poll reached llama.cpp */
   int last_reg;               /* last registration outcome (status or -errno), for logging changes */
   char model[128];            /* llama.cpp model id */
@@ -120,9 +124,9 @@ static void on_registered(fnet_creq_t *r, int result, int status, const char *bo
 static void do_register(spoke_t *s) {
   if (s->reg_req || s->stopping) return;
   bool ready = s->llama_ok && s->slots_total > 0;
-  json_t *b = json_pack("{s:s,s:i,s:b,s:s}", "url", s->cfg.advertise, "slots",
+  json_t *b = json_pack("{s:s,s:i,s:b,s:s,s:i}", "url", s->cfg.advertise, "slots",
                         (int)(s->slots_total ? s->slots_total : s->cfg.default_slots), "ready", ready,
-                        "model", s->model);
+                        "model", s->model, "busy_other", (int)s->busy_other);
   char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
   json_decref(b);
   if (!body) return;
@@ -156,6 +160,7 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
   s->slots_req = NULL;
   bool was_ok = s->llama_ok && s->slots_total;
   uint32_t was_total = s->slots_total;
+  uint32_t was_other = s->busy_other;
   s->llama_ok = result == 0 && status == 200;
   if (s->llama_ok) {
     json_t *v = json_loadb(body, len, 0, NULL);
@@ -166,14 +171,20 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
       json_array_foreach(v, i, e) busy += json_is_true(json_object_get(e, "is_processing"));
       s->slots_total = (uint32_t)json_array_size(v);
       s->slots_busy = busy;
+      /* busy beyond our own requests: clients talking to llama.cpp
+       * directly. Ours not yet started count as ours (an undercount at
+       * worst, which the 503 below and the hub's retry absorb). */
+      s->busy_other = busy > s->inflight ? busy - s->inflight : 0;
     } else {
       s->slots_total = s->cfg.default_slots;
+      s->busy_other = 0;
     }
     json_decref(v);
   } else if (result == 0 && (status == 404 || status == 501)) {
     /* /slots disabled (--no-slots): llama.cpp answers, use the configured count */
     s->llama_ok = true;
     s->slots_total = s->cfg.default_slots;
+    s->busy_other = 0;
   }
   if (s->llama_ok && !s->model[0] && !s->model_req) {
     char url[300];
@@ -186,6 +197,8 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
     info(s, ok ? "llama.cpp at %s ready, %d slots" : "llama.cpp at %s not ready (%d)", s->cfg.llama_url,
          ok ? (int)s->slots_total : result < 0 ? result : status);
     do_register(s);  /* tell the hub at once */
+  } else if (s->busy_other != was_other) {
+    do_register(s);  /* the free capacity changed: tell the hub at once (a small POST) */
   }
 }
 
@@ -313,7 +326,7 @@ static void h_execute(fnet_req_t *req, void *arg) {
     return;
   }
   uint32_t slots = s->slots_total ? s->slots_total : s->cfg.default_slots;
-  if (!s->llama_ok || s->inflight >= slots) {
+  if (!s->llama_ok || (uint64_t)s->inflight + s->busy_other >= slots) {
     json_decref(v);
     fnet_req_add_header(req, "Retry-After", "1");
     fnet_req_respond_error(req, 503, s->llama_ok ? "no free slot" : "llama.cpp not ready");
@@ -377,9 +390,9 @@ static void on_llama_health(fnet_creq_t *r, int result, int status, const char *
   if (c->req) {
     fnet_req_on_abort(c->req, NULL, NULL);
     if (result == 0 && status == 200)
-      fnet_req_respond_json(c->req, 200, json_pack("{s:s,s:s,s:i,s:i,s:i}", "status", "ok", "llama", "ok",
+      fnet_req_respond_json(c->req, 200, json_pack("{s:s,s:s,s:i,s:i,s:i,s:i}", "status", "ok", "llama", "ok",
                                                    "slots", (int)s->slots_total, "busy", (int)s->slots_busy,
-                                                   "inflight", (int)s->inflight));
+                                                   "inflight", (int)s->inflight, "busy_other", (int)s->busy_other));
     else
       fnet_req_respond_json(c->req, 503, json_pack("{s:s,s:s,s:i}", "status", "error", "llama",
                                                    result < 0 ? "unreachable" : "not ready", "llama_status", status));

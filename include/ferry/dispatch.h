@@ -123,6 +123,11 @@ void fdisp_shutdown(fdisp_t *d);
 int fdisp_worker_add(fdisp_t *d, uint32_t capacity, void *wdata, fdisp_worker_id_t *out);
 /* Changes the slot count (>= 1; running jobs above it finish normally). */
 int fdisp_worker_set_capacity(fdisp_t *d, fdisp_worker_id_t w, uint32_t capacity);
+/* Slots of the worker taken by others than this dispatcher (e.g. clients
+ * talking to the backend directly): it takes a job only while
+ * busy + external < capacity, and least-loaded counts them as load.
+ * ERRORS: -ENOENT. */
+int fdisp_worker_set_external(fdisp_t *d, fdisp_worker_id_t w, uint32_t external);
 /* The transport's view of reachability: down takes no job until up again;
  * the change from down to up also ends an ejection (seen healthy). */
 int fdisp_worker_set_up(fdisp_t *d, fdisp_worker_id_t w, bool up);
@@ -167,6 +172,7 @@ typedef struct fdisp_worker_stats {
   bool removing;              /* removed, waiting for its running jobs */
   uint32_t capacity;          /* slots */
   uint32_t busy;              /* slots in use */
+  uint32_t external;          /* slots taken by others (fdisp_worker_set_external) */
   uint64_t requests;          /* jobs started on it */
   uint64_t completed;         /* jobs done */
   uint64_t failed;            /* jobs failed on it (any reason) */

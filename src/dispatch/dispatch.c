@@ -17,6 +17,7 @@ struct fdisp_worker {
   bool removing;               /* lost: forget once busy == 0 */
   uint32_t capacity;           /* slots */
   uint32_t busy;               /* slots in use */
+  uint32_t external;           /* slots taken by others (clients of the backend we do not see) */
   uint64_t eject_until;        /* end of the cool-down while ejected */
   uint32_t cooldown_cur;       /* length of the next ejection */
   fdisp_worker_stats_t st;     /* counters (id, state, busy, capacity filled on read) */
@@ -129,8 +130,8 @@ static void wfree_if_gone(fdisp_t *d, fdisp_worker_t *w) {
 /* Can start a job now (ignoring which jobs tried it). */
 static bool w_free(const fdisp_worker_t *w) {
   if (w->removing || !w->up) return false;
-  if (w->state == FDISP_W_HEALTHY) return w->busy < w->capacity;
-  if (w->state == FDISP_W_PROBING) return w->busy == 0;
+  if (w->state == FDISP_W_HEALTHY) return (uint64_t)w->busy + w->external < w->capacity;
+  if (w->state == FDISP_W_PROBING) return w->busy == 0 && w->external < w->capacity;
   return false;
 }
 
@@ -164,6 +165,15 @@ int fdisp_worker_set_capacity(fdisp_t *d, fdisp_worker_id_t id, uint32_t capacit
   if (!capacity) return -EINVAL;
   w->capacity = capacity;
   schedule(d);
+  return 0;
+}
+
+int fdisp_worker_set_external(fdisp_t *d, fdisp_worker_id_t id, uint32_t external) {
+  fdisp_worker_t *w = d ? wfind(d, id) : NULL;
+  if (!w || w->removing) return -ENOENT;
+  bool more_room = external < w->external;
+  w->external = external;
+  if (more_room) schedule(d);
   return 0;
 }
 
@@ -292,8 +302,9 @@ static fdisp_worker_t *pick(fdisp_t *d, const fdisp_job_t *j) {
       best_i = i;
       break;
     }
-    /* least loaded: busy/capacity, compared without division */
-    if (!best || (uint64_t)w->busy * best->capacity < (uint64_t)best->busy * w->capacity) {
+    /* least loaded: (busy + external)/capacity, compared without division */
+    if (!best || ((uint64_t)w->busy + w->external) * best->capacity <
+                     ((uint64_t)best->busy + best->external) * w->capacity) {
       best = w;
       best_i = i;
     }
@@ -537,6 +548,7 @@ static void wstat(const fdisp_worker_t *w, fdisp_worker_stats_t *o) {
   o->removing = w->removing;
   o->capacity = w->capacity;
   o->busy = w->busy;
+  o->external = w->external;
 }
 
 void fdisp_stats(const fdisp_t *d, fdisp_stats_t *o) {

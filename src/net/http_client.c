@@ -16,6 +16,7 @@
 #define DEFAULT_TIMEOUT_MS 30000u
 #define DEFAULT_CONNECT_MS 5000u
 #define DEFAULT_MAX_BODY (8u << 20)
+#define SPARE_EASY 32u   /* finished easy handles kept for the next requests */
 
 /* One socket libcurl asked us to watch. */
 typedef struct csock {
@@ -47,6 +48,7 @@ struct fnet_creq {
   bool toobig;                 /* buffered body over max */
   bool finished;               /* on_done running: abort is a no-op */
   bool added;                  /* handed to libcurl (else waiting on the pending list) */
+  bool retried;                /* already sent again on a fresh connection */
 };
 
 struct fnet_client {
@@ -61,6 +63,9 @@ struct fnet_client {
   int in_curl;                 /* depth of curl_multi_socket_action calls */
   bool closing;                /* fnet_client_close called */
   int handles;                 /* uv handles not yet closed (timer + polls) */
+  CURL *spare[SPARE_EASY];     /* reset easy handles for reuse: saves curl_easy_init's
+                                  allocation and setup on every request */
+  unsigned nspare;             /* their count */
 };
 
 static void process(fnet_client_t *cl, curl_socket_t fd, int ev);
@@ -78,7 +83,14 @@ static void req_unlink(fnet_creq_t *r) {
 }
 
 static void req_free(fnet_creq_t *r) {
-  curl_easy_cleanup(r->easy);
+  fnet_client_t *cl = r->cl;
+  if (r->easy && !cl->closing && cl->nspare < SPARE_EASY) {
+    /* detached from the multi handle already: back to the defaults, kept */
+    curl_easy_reset(r->easy);
+    cl->spare[cl->nspare++] = r->easy;
+  } else {
+    curl_easy_cleanup(r->easy);
+  }
   curl_slist_free_all(r->hdrs);
   free(r->buf);
   free(r);
@@ -137,6 +149,18 @@ static int map_result(const fnet_creq_t *r, CURLcode rc) {
   }
 }
 
+/* Failed on a reused connection before any byte of an answer: the server
+ * closed it while we were picking it (a send error, or nothing at all). */
+static bool stale_reuse(const fnet_creq_t *r, CURLcode rc) {
+  if (r->retried || r->aborted || r->stop || r->head_done || r->received) return false;
+  if (rc != CURLE_SEND_ERROR && rc != CURLE_RECV_ERROR && rc != CURLE_GOT_NOTHING) return false;
+  long fresh = 1, hbytes = 1;
+  if (curl_easy_getinfo(r->easy, CURLINFO_NUM_CONNECTS, &fresh) != CURLE_OK ||
+      curl_easy_getinfo(r->easy, CURLINFO_HEADER_SIZE, &hbytes) != CURLE_OK)
+    return false;
+  return fresh == 0 && hbytes == 0;  /* no new connection for this transfer: it was a reused one */
+}
+
 static void check_done(fnet_client_t *cl) {
   CURLMsg *m;
   int left;
@@ -148,8 +172,17 @@ static void check_done(fnet_client_t *cl) {
     if (r->deferred) continue;  /* aborted: drain_dead frees it */
     long code = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-    req_unlink(r);
     curl_multi_remove_handle(cl->multi, r->easy);
+    if (stale_reuse(r, rc)) {
+      /* A kept-alive connection the server had closed (llama-server closes
+       * after every streamed answer despite its Keep-Alive header, see
+       * docs/llama.md): nothing of an answer arrived, so sending again on a
+       * fresh connection is safe. Once only. */
+      r->retried = true;
+      curl_easy_setopt(r->easy, CURLOPT_FRESH_CONNECT, 1L);
+      if (curl_multi_add_handle(cl->multi, r->easy) == CURLM_OK) continue;
+    }
+    req_unlink(r);
     int res = map_result(r, rc);
     r->finished = true;
     if (!r->aborted)
@@ -347,6 +380,7 @@ void fnet_client_close(fnet_client_t *cl) {
   }
   curl_multi_cleanup(cl->multi);
   cl->multi = NULL;
+  while (cl->nspare) curl_easy_cleanup(cl->spare[--cl->nspare]);
   uv_timer_stop(&cl->timer);
   uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
 }
@@ -362,7 +396,7 @@ int fnet_client_request(fnet_client_t *cl, const fnet_creq_opts_t *o, fnet_creq_
   r->on_done = o->on_done;
   r->arg = o->arg;
   r->max = o->max_body ? o->max_body : DEFAULT_MAX_BODY;
-  r->easy = curl_easy_init();
+  r->easy = cl->nspare ? cl->spare[--cl->nspare] : curl_easy_init();
   if (!r->easy) {
     free(r);
     return -ENOMEM;

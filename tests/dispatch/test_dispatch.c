@@ -385,6 +385,34 @@ Test(dispatch, capacity_change, .init = setup, .fini = teardown, .timeout = 10) 
   cr_assert_eq(fdisp_worker_set_capacity(F.d, w, 0), -EINVAL);
 }
 
+/* Slots taken by others (clients of the backend the dispatcher does not see)
+ * are not offered: a job goes to a worker with a really free slot, or waits. */
+Test(dispatch, external_busy_slots_are_not_offered, .init = setup, .fini = teardown, .timeout = 10) {
+  fdisp_worker_id_t a = add_worker(1);
+  fdisp_worker_id_t b = add_worker(2);
+  cr_assert_eq(fdisp_worker_set_external(F.d, a, 1), 0);
+  cr_assert_eq(fdisp_worker_set_external(F.d, b, 1), 0);
+  cr_assert_eq(fdisp_worker_set_external(F.d, 99, 1), -ENOENT);
+  fdisp_job_id_t j1 = submit(0);
+  expect('r', j1, b);   /* a is full (1 of 1 taken by others) */
+  fdisp_job_id_t j2 = submit(0);
+  expect_none();        /* b: 1 ours + 1 others = 2 of 2; a: full */
+  fdisp_worker_stats_t ws;
+  fdisp_worker_stat(F.d, b, &ws);
+  cr_assert_eq(ws.external, 1);
+  cr_assert_eq(ws.busy, 1);
+  cr_assert_eq(fdisp_worker_set_external(F.d, a, 0), 0);  /* the other client finished */
+  expect('r', j2, a);
+  /* least-loaded counts others' slots as load: b has 1 + 1 of 2 */
+  cr_assert_eq(fdisp_job_done(F.d, j1), 0);
+  cr_assert_eq(fdisp_job_done(F.d, j2), 0);
+  cr_assert_eq(fdisp_worker_set_capacity(F.d, a, 2), 0);
+  cr_assert_eq(fdisp_worker_set_external(F.d, b, 1), 0);
+  fdisp_job_id_t j3 = submit(0);
+  expect('r', j3, a);
+  expect_none();
+}
+
 Test(dispatch, cancel_queued_and_running, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_worker_id_t w = add_worker(1);
   fdisp_job_id_t a = submit(0), b = submit(0), c = submit(0);

@@ -1,8 +1,10 @@
+#define _GNU_SOURCE
 /* net client: libcurl multi on a libuv loop against our own server on the
  * same loop (one thread). Also covers the server's streamed answers. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ferry/net.h"
@@ -33,6 +35,8 @@ static int nheld;
 static uv_timer_t stream_timer;  /* drives /stream chunks */
 static fnet_req_t *stream_req;
 static int stream_step;
+static uv_tcp_t klisten;         /* the closing server (dropped-connection test) */
+static bool klisten_on;          /* it is open: teardown closes it */
 
 static void on_srv_abort(fnet_req_t *r, void *arg) { server_aborts++; }
 
@@ -99,6 +103,8 @@ static void teardown(void) {
   fnet_client_close(cli);
   fnet_http_server_close(srv, NULL, NULL);
   uv_close((uv_handle_t *)&stream_timer, NULL);
+  if (klisten_on) uv_close((uv_handle_t *)&klisten, NULL);
+  klisten_on = false;
   cr_assert_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   cr_assert_eq(uv_loop_close(&loop), 0, "handles left on the loop");
 }
@@ -321,4 +327,88 @@ Test(client, streamed_answer_keeps_pipeline_order, .init = setup, .fini = teardo
   cr_assert(hello > stream_end, "the second answer overtook the stream");
   cr_assert(strstr(got, "Transfer-Encoding: chunked\r\n"));
   close(fd);
+}
+
+/* ---- a server that closes kept-alive connections (like llama-server after
+ * a streamed answer): the 1st request on a connection gets an answer with
+ * keep-alive headers, the 2nd one is read and the connection reset without
+ * a byte of answer. */
+typedef struct kconn {
+  uv_tcp_t tcp;            /* the connection */
+  int requests;            /* requests seen on it */
+  char buf[8192];          /* read buffer */
+  size_t len;              /* bytes in it */
+} kconn_t;
+
+static int kresets;        /* connections reset on their 2nd request */
+static int kconns;         /* connections accepted */
+
+static void k_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  kconn_t *c = h->data;
+  *b = uv_buf_init(c->buf + c->len, (unsigned)(sizeof(c->buf) - c->len));
+}
+static void k_closed(uv_handle_t *h) { free(h->data); }
+static void k_written(uv_write_t *w, int st) { free(w); }
+static void k_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  kconn_t *c = s->data;
+  if (n < 0) {
+    uv_close((uv_handle_t *)s, k_closed);
+    return;
+  }
+  c->len += (size_t)n;
+  /* a whole request: head + the 2-byte body every test request carries */
+  char *end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+  if (!end || (size_t)(end + 4 - c->buf) + 2 > c->len) return;
+  c->len = 0;
+  if (++c->requests > 1) {
+    kresets++;
+    uv_read_stop(s);
+    uv_tcp_close_reset(&c->tcp, k_closed);
+    return;
+  }
+  static const char ans[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+                            "Connection: keep-alive\r\nKeep-Alive: timeout=5, max=100\r\n\r\nok";
+  uv_write_t *w = malloc(sizeof(*w));
+  uv_buf_t wb = uv_buf_init((char *)ans, sizeof(ans) - 1);
+  uv_write(w, s, &wb, 1, k_written);
+}
+static void k_conn(uv_stream_t *l, int st) {
+  kconn_t *c = calloc(1, sizeof(*c));
+  uv_tcp_init(&loop, &c->tcp);
+  c->tcp.data = c;
+  cr_assert_eq(uv_accept(l, (uv_stream_t *)&c->tcp), 0);
+  kconns++;
+  uv_read_start((uv_stream_t *)&c->tcp, k_alloc, k_read);
+}
+
+/* The next request on a kept-alive connection the server has dropped is sent
+ * again on a fresh connection (nothing of an answer had arrived), so the
+ * caller sees 200, not a send/receive error. */
+Test(client, dropped_keepalive_connection_is_retried_fresh, .init = setup, .fini = teardown, .timeout = 20) {
+  kresets = kconns = 0;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_init(&loop, &klisten);
+  klisten_on = true;
+  cr_assert_eq(uv_tcp_bind(&klisten, (const struct sockaddr *)&a, 0), 0);
+  cr_assert_eq(uv_listen((uv_stream_t *)&klisten, 16, k_conn), 0);
+  struct sockaddr_storage ss;
+  int sl = sizeof(ss);
+  uv_tcp_getsockname(&klisten, (struct sockaddr *)&ss, &sl);
+  int kport = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  char url[128];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", kport);
+  for (int i = 0; i < 3; i++) {
+    static done_rec_t d;
+    memset(&d, 0, sizeof(d));
+    fnet_creq_opts_t o = {.method = "POST", .url = url, .body = "{}", .body_len = 2, .timeout_ms = 5000,
+                          .on_done = on_done, .arg = &d};
+    cr_assert_eq(fnet_client_request(cli, &o, NULL), 0);
+    run_until(&d.calls, 1);
+    cr_assert_eq(d.result, 0, "request %d: result %d", i, d.result);
+    cr_assert_eq(d.status, 200);
+    cr_assert_str_eq(d.body, "ok");
+  }
+  cr_assert_eq(kresets, 2, "the server dropped the 2nd and 3rd requests' reused connections");
+  cr_assert_eq(kconns, 3, "each retry on a fresh connection");
 }
