@@ -102,6 +102,7 @@ int main(int argc, char **argv) {
   }
   hc.max_connections = maxc;
   hc.idle_timeout_ms = 30000;
+  hc.eof_aborts = true; /* a client that closed frees its llama.cpp slot at once */
   if ((rc = fnet_http_server_init(&h->http, h->loop, &hc)) < 0 || (rc = hub_routes(h)) < 0) {
     fprintf(stderr, "hub: cannot start the HTTP server: %s\n", strerror(-rc));
     return 1;

@@ -520,6 +520,7 @@ int main(int argc, char **argv) {
   fnet_http_config_t hc;
   fnet_http_config_default(&hc);
   hc.max_body_bytes = s->cfg.max_body;
+  hc.eof_aborts = true; /* the hub went away: abort the llama.cpp request at once */
   hc.idle_timeout_ms = 60000;
   if ((rc = fnet_http_server_init(&s->http, s->loop, &hc)) < 0 ||
       (rc = fnet_http_route(s->http, "POST", "/execute", h_execute, s)) < 0 ||

@@ -58,6 +58,11 @@ typedef struct fnet_http_config {
                                 never reset by more bytes; over it: 408 and close (default 10000) */
   uint32_t idle_timeout_ms;  /* keep-alive connection with nothing to do is closed after this (default 5000) */
   int backlog;               /* listen(2) backlog (default 511) */
+  bool eof_aborts;           /* EOF from the client aborts its unanswered requests, like a
+                                reset (default false: EOF after a complete request is a
+                                half-close and is answered). Proxies of expensive upstream
+                                work (the hub, the spoke) set it: a client that closed
+                                must free the upstream slot at once, not when we write. */
 } fnet_http_config_t;
 
 /* Fills *cfg with the defaults listed above. */

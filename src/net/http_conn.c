@@ -393,8 +393,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (n == UV_ENOBUFS) return;
     /* A reset or an error: the client is gone, unanswered requests abort.
      * EOF alone is a half-close (shutdown(SHUT_WR) after the last request)
-     * unless a request is still incomplete: answer what arrived complete. */
-    if (n != UV_EOF || c->lingering || c->broken) {
+     * unless a request is still incomplete: answer what arrived complete.
+     * A server configured with eof_aborts takes EOF as the client gone. */
+    if (n != UV_EOF || c->lingering || c->broken || c->srv->cfg.eof_aborts) {
       fnet__conn_close(c);
       return;
     }

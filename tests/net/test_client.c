@@ -84,7 +84,12 @@ static void setup(void) {
   memset(held, 0, sizeof(held));
   nheld = server_aborts = slow_seen = 0;
   cr_assert_eq(uv_loop_init(&loop), 0);
-  cr_assert_eq(fnet_http_server_init(&srv, &loop, NULL), 0);
+  /* The client tests abort requests and expect the server to see it at once,
+   * as the hub's and spoke's servers do (eof_aborts). */
+  fnet_http_config_t hc;
+  fnet_http_config_default(&hc);
+  hc.eof_aborts = true;
+  cr_assert_eq(fnet_http_server_init(&srv, &loop, &hc), 0);
   fnet_http_route(srv, "GET", "/hello", h_hello, NULL);
   fnet_http_route(srv, "POST", "/echo", h_echo, NULL);
   fnet_http_route(srv, "GET", "/slow", h_slow, NULL);
