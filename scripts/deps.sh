@@ -9,6 +9,7 @@ PKGS=(
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
   libcriterion-dev
   curl wrk nginx-light golang-go procps psmisc
+  linux-headers-amd64 qemu-system-x86 busybox-static cpio
 )
 
 missing=()
