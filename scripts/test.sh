@@ -24,7 +24,8 @@ run_pass() {
   local cfg=() sel=()
   case $name in
     plain) cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
-    asan)  cfg=(-DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined) ;;
+    # `kmod` (the module in qemu) runs once, in the plain pass.
+    asan)  cfg=(-DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address,undefined); sel=(-LE kmod) ;;
     tsan)  cfg=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE=thread); sel=(-L concurrency) ;;
     *) echo "unknown pass: $name" >&2; exit 2 ;;
   esac

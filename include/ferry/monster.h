@@ -88,9 +88,9 @@ typedef struct zkprologml_pipe zkprologml_pipe_t;
 typedef struct zkprologml_wait zkprologml_wait_t;
 
 typedef enum zkprologml_backend {
-    ZKPROLOGML_BACKEND_AUTO = 0, /* env FERRY_MONSTER_BACKEND ("user"/"kernel"), else user */
+    ZKPROLOGML_BACKEND_AUTO = 0, /* env FERRY_MONSTER_BACKEND ("user"/"kernel"), else kernel if /dev/monster_sampler is usable, else user */
     ZKPROLOGML_BACKEND_USER,     /* shared-memory segment (this issue)                      */
-    ZKPROLOGML_BACKEND_KERNEL,   /* /dev/monster_sampler (issue 11; -ENOTSUP until then)     */
+    ZKPROLOGML_BACKEND_KERNEL,   /* /dev/monster_sampler (monster_sampler.ko; -ENOTSUP without it) */
 } zkprologml_backend_t;
 
 typedef struct zkprologml_config {

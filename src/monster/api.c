@@ -62,12 +62,16 @@ static void link_del(zkprologml_ctx_t *ctx, fmon_link_t *l)
     pthread_mutex_unlock(&ctx->lock);
 }
 
-/* Which backend: the config, else FERRY_MONSTER_BACKEND, else user space. */
+/* Which backend: the config, else FERRY_MONSTER_BACKEND, else the kernel
+ * module when /dev/monster_sampler is there and usable by this user, else
+ * user space. */
 static int pick_backend(zkprologml_backend_t want, const fmon_backend_ops_t **ops)
 {
     if (want == ZKPROLOGML_BACKEND_AUTO) {
         const char *env = getenv("FERRY_MONSTER_BACKEND");
-        if (!env || !*env || strcmp(env, "user") == 0)
+        if (!env || !*env)
+            want = fmon_kernel_available() ? ZKPROLOGML_BACKEND_KERNEL : ZKPROLOGML_BACKEND_USER;
+        else if (strcmp(env, "user") == 0)
             want = ZKPROLOGML_BACKEND_USER;
         else if (strcmp(env, "kernel") == 0)
             want = ZKPROLOGML_BACKEND_KERNEL;
@@ -79,7 +83,8 @@ static int pick_backend(zkprologml_backend_t want, const fmon_backend_ops_t **op
         *ops = &fmon_user_backend;
         return 0;
     case ZKPROLOGML_BACKEND_KERNEL:
-        return fmon_fail(-ENOTSUP, "the kernel backend (monster_sampler.ko) is not built yet");
+        *ops = &fmon_kernel_backend;
+        return 0;
     default:
         return fmon_fail(-EINVAL, "unknown backend %d", (int)want);
     }
@@ -94,7 +99,7 @@ int zkprologml_open(zkprologml_ctx_t **out, const zkprologml_config_t *cfg)
         zkprologml_config_default(&def);
         cfg = &def;
     }
-    const fmon_backend_ops_t *ops;
+    const fmon_backend_ops_t *ops = NULL;
     int rc = pick_backend(cfg->backend, &ops);
     if (rc < 0)
         return rc;

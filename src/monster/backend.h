@@ -42,6 +42,11 @@ typedef struct fmon_backend_ops {
 } fmon_backend_ops_t;
 
 extern const fmon_backend_ops_t fmon_user_backend;
+extern const fmon_backend_ops_t fmon_kernel_backend; /* kernel.c: /dev/monster_sampler */
+
+/* /dev/monster_sampler exists and this process may open it read-write
+ * (the auto-detection of ZKPROLOGML_BACKEND_AUTO). */
+bool fmon_kernel_available(void);
 
 /* Intrusive list node: the context tracks its open handles so that
  * zkprologml_close() can release what the app forgot. */
