@@ -3,9 +3,12 @@
  * (go_chan_latency) in the same run.
  *
  * Usage: bench_latency [round_trips [reps]]     (defaults 100000 5)
- * Prints the median round trip and one-way time of each, the ratio
- * (Go time / kcoro time: higher is better for kcoro) and whether the target
- * of issue 2 (round trip no slower than Go) is met. */
+ * Prints the machine's core-to-core round trip (the physical limit, see
+ * bench/common/bench_c2c.h), the median round trip and one-way time of each
+ * side with its multiple of that limit, the ratio (Go time / kcoro time:
+ * higher is better for kcoro) and whether the target (round trip no slower
+ * than Go) is met. */
+#include "bench_c2c.h"
 #include "bench_util.h"
 
 #include <kcoro/kcoro.h>
@@ -15,6 +18,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_REPS 15
 /* Time limits of the kcoro part: a run that takes longer stops early and
@@ -74,6 +78,13 @@ static double ping_pong(struct pair *p, long n, uint64_t deadline_ns, long *done
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: %s [round_trips [reps]]   (defaults 100000 5)\n"
+               "Rendezvous ping-pong between two threads on kcoro, then on Go channels,\n"
+               "each also printed as a multiple of the core-to-core round trip.\n",
+               argv[0]);
+        return 0;
+    }
     if (argc > 3 || (argc > 1 && argv[1][0] == '-')) {
         fprintf(stderr, "usage: %s [round_trips [reps]]   (defaults 100000 5)\n", argv[0]);
         return 2;
@@ -82,6 +93,13 @@ int main(int argc, char **argv)
     long reps = argc > 2 ? bench_parse_pos("reps", argv[2]) : 5;
     if (reps > MAX_REPS)
         reps = MAX_REPS;
+
+    /* The limit first, while no other thread of ours runs. */
+    bench_c2c_t c2c;
+    int c2c_rc = bench_c2c_measure(&c2c);
+    double floor_ns = 0;
+    int floor_cpu = -1;
+    int floor_rc = bench_c2c_yield_floor(&floor_ns, &floor_cpu);
 
     struct pair p;
     pthread_t echo;
@@ -114,12 +132,20 @@ int main(int argc, char **argv)
     kc_chan_destroy(p.ping);
     kc_chan_destroy(p.pong);
 
+    bench_c2c_print(&c2c, c2c_rc);
+    if (floor_rc == 0)
+        printf("one-CPU thread hand-off floor (2 threads on CPU %d, sched_yield ping-pong): "
+               "round trip %.0f ns\n",
+               floor_cpu, floor_ns);
     printf("rendezvous ping-pong, 2 threads, %ld round trips x %ld runs (median)\n", n, reps);
     if (total < n * reps)
         printf("  (kcoro runs hit the %.0f s limit: %ld round trips per run on average)\n",
                RUN_MAX_NS / 1e9, total / reps);
-    printf("  kcoro: round trip %.0f ns, one way %.0f ns (min round trip %.0f ns)\n", kc_rt,
-           kc_rt / 2, rt[0]);
+    printf("  kcoro: round trip %.0f ns, one way %.0f ns (min round trip %.0f ns), "
+           "%.1fx core-to-core\n",
+           kc_rt, kc_rt / 2, rt[0], bench_c2c_times(&c2c, c2c_rc, kc_rt));
+    if (floor_rc == 0 && floor_ns > 0)
+        printf("  kcoro: %.1fx the one-CPU hand-off floor\n", kc_rt / floor_ns);
 
     char go[4096], args[64];
     double go_rt = 0;
@@ -137,7 +163,8 @@ int main(int argc, char **argv)
         printf("rendezvous round trip: kcoro %.0f ns, Go n/a\n", kc_rt);
         return 0;
     }
-    printf("  Go:    round trip %.0f ns, one way %.0f ns (GOMAXPROCS=2)\n", go_rt, go_rt / 2);
+    printf("  Go:    round trip %.0f ns, one way %.0f ns (GOMAXPROCS=2), %.1fx core-to-core\n",
+           go_rt, go_rt / 2, bench_c2c_times(&c2c, c2c_rc, go_rt));
     double ratio = go_rt / kc_rt;
     printf("rendezvous round trip: kcoro %.0f ns, Go %.0f ns, ratio %.2fx (Go time / kcoro time, "
            "higher is better)\n",

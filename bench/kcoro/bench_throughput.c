@@ -17,6 +17,7 @@
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define MAX_REPS 15
 #define MAX_THREADS 64
@@ -197,6 +198,13 @@ static void run_config(struct config cfg)
 int main(int argc, char **argv)
 {
     struct config cfg = {.p = 1, .c = 1, .msgs = 2000000, .capacity = 1024, .reps = 5};
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf("usage: %s [P C msgs capacity [reps]]   (defaults 1 1 2000000 1024 5)\n"
+               "P producers and C consumers on one buffered kcoro channel, then the same\n"
+               "on a Go channel; without arguments runs 1x1, 2x2 and 4x4.\n",
+               argv[0]);
+        return 0;
+    }
     if (argc != 1 && argc != 5 && argc != 6) {
         fprintf(stderr,
                 "usage: %s [P C msgs capacity [reps]]   (defaults 1 1 2000000 1024 5)\n"

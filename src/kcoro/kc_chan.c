@@ -28,9 +28,6 @@
 
 #include "kc_internal.h"
 
-/* Polls of a blocked buffered operation before it registers to park. */
-#define KC_CHAN_SPINS 200
-
 /* ---- waiter queues ---------------------------------------------------- */
 
 void kc__wq_push(kc_wqueue_t *q, kc_waiter_t *w)
@@ -68,16 +65,19 @@ static bool claim(kc_waiter_t *w)
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
-/* Publishes the result of a claimed waiter and wakes its owner. The parker
- * is read first: once `done` is visible the owner may return and its stack
- * (sel, waiter) is gone; parkers themselves are never freed. */
+/* Publishes the result of a claimed waiter and wakes its owner if it may
+ * sleep. The parker is read first: once `done` is visible the owner may
+ * return and its stack (sel, waiter) is gone; parkers are never freed. The
+ * exchange and the owner's WAITING -> SLEEPY CAS are ordered on one word,
+ * so either the owner sees DONE or we see SLEEPY and unpark. */
 static void complete(kc_waiter_t *w, int res)
 {
     kc_sel_t *s = w->sel;
     kc_parker_t *p = s->parker;
     s->result = res;
-    atomic_store_explicit(&s->done, 1, memory_order_release);
-    kc__unpark(p);
+    s->waker = kc__parker_self();
+    if (atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel) == KC_SEL_SLEEPY)
+        kc__unpark(p);
 }
 
 /* Pops the first waiter of q that can still be claimed, or NULL. */
@@ -454,12 +454,34 @@ void kc__count_fail(kc_chan_t *ch, int err)
 
 /* ---- waiting ---------------------------------------------------------- */
 
+static bool sel_done(kc_sel_t *sel)
+{
+    return atomic_load_explicit(&sel->done, memory_order_acquire) == KC_SEL_DONE;
+}
+
+/* The thread that completed us is the likeliest to complete our next wait:
+ * the spin policy watches whether it runs (see kc__spin_begin). */
+static int sel_completed(kc_sel_t *sel)
+{
+    kc_parker_t *self = sel->parker;
+    if (self->peer != sel->waker)
+        self->peer = sel->waker;
+    return 1;
+}
+
 int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
 {
     kc_cancel_hook_t hook;
     bool hooked = false;
     int err = 0;
 
+    /* Spin on `done` while the peer runs on another CPU (kc_sync.h). */
+    if (kc__spin_until(sel->parker, &sel->done, KC_SEL_DONE, deadline))
+        return sel_completed(sel);
+    /* From here on the completer must unpark us. */
+    uint32_t w = KC_SEL_WAITING;
+    atomic_compare_exchange_strong_explicit(&sel->done, &w, KC_SEL_SLEEPY, memory_order_acq_rel,
+                                            memory_order_acquire);
     if (cancel) {
         hook.parker = sel->parker;
         if (kc__cancel_hook(cancel, &hook) < 0)
@@ -468,7 +490,7 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
             hooked = true;
     }
     while (!err) {
-        if (atomic_load_explicit(&sel->done, memory_order_acquire))
+        if (sel_done(sel))
             break;
         if (cancel && kc_cancel_is_set(cancel)) {
             err = -ECANCELED;
@@ -480,16 +502,17 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     if (hooked)
         kc__cancel_unhook(cancel, &hook);
     if (!err)
-        return 1;
+        return sel_completed(sel);
     int open = KC_SEL_OPEN;
     if (atomic_compare_exchange_strong_explicit(&sel->winner, &open, KC_SEL_ABORTED,
                                                 memory_order_acq_rel, memory_order_acquire))
         return err;
     /* A peer claimed us before we could give up: it is copying under the
-     * channel lock right now, so this wait is short. */
-    while (!atomic_load_explicit(&sel->done, memory_order_acquire))
+     * channel lock right now, so this wait is short (done is SLEEPY, so
+     * the peer unparks us). */
+    while (!sel_done(sel))
         kc__park(sel->parker, 0);
-    return 1;
+    return sel_completed(sel);
 }
 
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
@@ -508,18 +531,23 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     /* The peer is usually a few hundred nanoseconds away from making room
      * or data; registering and parking costs the peer a lock and a wake-up
-     * per element, so poll briefly first. */
-    for (int i = 0; i < KC_CHAN_SPINS; i++) {
-        kc__cpu_relax();
-        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+     * per element, so poll first, as the spin policy allows (pausing while
+     * the peer runs elsewhere, yielding to it when it waits for our CPU). */
+    kc_parker_t *self = kc__parker_self();
+    uint64_t deadline = kc__deadline(timeout_ms);
+    kc_spinner_t sp;
+    if (kc__spin_begin(&sp, self, deadline)) {
+        while (!(done = is_send ? buf_try_send(ch, buf, &res, false)
+                                : buf_try_recv(ch, buf, &res, false)) &&
+               kc__spin_next(&sp))
+            ;
+        kc__spin_end(&sp, done);
         if (done)
             goto out;
     }
-    uint64_t deadline = kc__deadline(timeout_ms);
-    kc_parker_t *self = kc__parker_self();
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
     for (;;) {
-        kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = self};
+        kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self};
         kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
@@ -583,7 +611,7 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         kc__count_fail(ch, -EAGAIN);
         return -EAGAIN;
     }
-    kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = kc__parker_self()};
+    kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = kc__parker_self()};
     kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
     kc__wq_push(is_send ? &ch->sendq : &ch->recvq, &w);
     kc__unlock(&ch->lock);

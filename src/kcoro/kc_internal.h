@@ -12,15 +12,22 @@
 
 /* One blocked operation (or one select) waiting to be completed. The
  * completing thread claims it by CAS on `winner`, does the copy under the
- * channel lock, then publishes `done` and unparks. */
+ * channel lock, then swaps `done` to KC_SEL_DONE and unparks the owner only
+ * if `done` said it may be asleep (KC_SEL_SLEEPY). A spinning owner polls
+ * `done` alone: a hand-off between two running threads touches the
+ * waiter's line and nothing of its parker. */
 typedef struct kc_sel {
     _Atomic int winner;      /* KC_SEL_OPEN, KC_SEL_ABORTED or the winning clause */
-    _Atomic uint32_t done;   /* 1 once the winner's copy and result are complete */
+    _Atomic uint32_t done;   /* KC_SEL_WAITING, KC_SEL_SLEEPY or KC_SEL_DONE      */
     int result;              /* 0 or -EPIPE for the winning clause               */
     kc_parker_t *parker;     /* the waiting thread                               */
+    kc_parker_t *waker;      /* the completing thread (valid once DONE)          */
 } kc_sel_t;
 
 enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2 };
+/* sel->done: spinning owner; owner may sleep (completer must unpark);
+ * completed (winner's copy and result are visible). */
+enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2 };
 
 /* A waiter sits in a channel's send or receive queue (intrusive, no
  * allocation). It lives on the waiting thread's stack. */
@@ -41,10 +48,14 @@ typedef struct kc_wqueue {
 #define KC_CACHELINE 64
 
 struct kc_chan {
+    /* The lock and the waiter queues share the first cache line: a hand-off
+     * takes the lock and then looks at a queue, so one line moves, not two. */
     kc_lock_t lock;          /* guards the queues, the ring of the locked kinds */
     int kind;                /* enum kc_chan_kind                              */
     bool closed;             /* set once by kc_chan_close (under lock)         */
     bool is_desc;            /* elements are kc_zdesc (bytes counted by len)   */
+    kc_wqueue_t sendq;       /* blocked senders                                */
+    kc_wqueue_t recvq;       /* blocked receivers                              */
     size_t esz;              /* element size in bytes                          */
     size_t cap;              /* slots (buffered: the bound)                    */
     /* Locked ring (unlimited, conflated). */
@@ -56,8 +67,6 @@ struct kc_chan {
     size_t cells_mapped;     /* bytes mmap'd for cells, 0 if they came from calloc */
     size_t stride;           /* bytes per cell                                 */
     size_t mask;             /* cap - 1 when cap is a power of two, else 0     */
-    kc_wqueue_t sendq;       /* blocked senders                                */
-    kc_wqueue_t recvq;       /* blocked receivers                              */
     kc_undelivered_fn undelivered; /* called for dropped elements              */
     void *undelivered_user;  /* argument of undelivered                        */
     char name[32];           /* for monitors                                   */

@@ -177,7 +177,7 @@ retry:
         return win >= 0 ? finish(cl, win) : -EAGAIN;
     }
 
-    kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = 0, .result = 0, .parker = kc__parker_self()};
+    kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = kc__parker_self()};
     for (size_t i = 0; i < n; i++) {
         w[i] = (kc_waiter_t){.sel = &sel, .buf = cl[i].buf, .clause = (int)i};
         if (!cl[i].ch)

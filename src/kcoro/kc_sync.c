@@ -5,19 +5,34 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "kcoro/kcoro.h"
 
-/* How long a parker spins before sleeping. A hand-off between two running
- * threads completes in well under a microsecond; sleeping costs two
- * syscalls and a scheduler round trip, so a short spin pays for itself. */
-#define KC_PARK_SPINS 1000
+/* Spin budgets, in polls (one pause each, ~10-40 ns depending on the CPU).
+ * A hand-off between two running threads completes in well under a
+ * microsecond; sleeping costs two system calls and a scheduler round trip
+ * (several microseconds), so spinning up to about that long pays for itself
+ * while the peer runs. A budget that keeps failing halves down to
+ * KC_SPIN_MIN, enough to notice that things got better. */
+#define KC_SPIN_MAX 1024
+#define KC_SPIN_MIN 32
+/* Yield budgets: a yield to a runnable peer costs one system call and a
+ * switch, about what it costs the peer to run up to its next wait; to a
+ * peer that is not runnable it returns at once, so a failing budget burns
+ * little before it shrinks. */
+#define KC_YIELD_MAX 16
+#define KC_YIELD_MIN 1
 #define KC_LOCK_SPINS 200
+/* Sleeps between two reads of the thread's CPU affinity (a system call;
+ * it changes rarely, e.g. taskset on a running process). */
+#define KC_NCPU_REFRESH 64
 
 uint64_t kc_now_ns(void)
 {
@@ -64,13 +79,20 @@ void kc__futex_wake(_Atomic uint32_t *addr, int n)
 
 void kc__lock_slow(kc_lock_t *l)
 {
-    for (int i = 0; i < KC_LOCK_SPINS; i++) {
+    /* On one CPU the holder cannot release the lock while we spin: it was
+     * preempted, so let it run (a couple of yields) instead. */
+    bool one_cpu = kc__parker_self()->ncpu < 2;
+    int spins = one_cpu ? 2 : KC_LOCK_SPINS;
+    for (int i = 0; i < spins; i++) {
         uint32_t z = 0;
         if (atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
             atomic_compare_exchange_weak_explicit(&l->v, &z, 1, memory_order_acquire,
                                                   memory_order_relaxed))
             return;
-        kc__cpu_relax();
+        if (one_cpu)
+            sched_yield();
+        else
+            kc__cpu_relax();
     }
     /* Mark "held with sleepers" so the unlocker knows to wake us. */
     while (atomic_exchange_explicit(&l->v, 2, memory_order_acquire) != 0)
@@ -85,9 +107,22 @@ static pthread_key_t g_parker_key;
 static pthread_once_t g_parker_once = PTHREAD_ONCE_INIT;
 static __thread kc_parker_t *t_parker;
 
+static uint32_t count_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 2; /* unknown: assume spinning may help */
+    int n = CPU_COUNT(&set);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
 static void parker_release(void *p)
 {
     kc_parker_t *pk = p;
+    /* Nobody runs on it any more: waiters that had us as their peer must
+     * not spin for us. */
+    atomic_store_explicit(&pk->cpu, -1, memory_order_relaxed);
+    pk->peer = NULL;
     pthread_mutex_lock(&g_pool_lock);
     pk->next = g_pool;
     g_pool = pk;
@@ -112,13 +147,22 @@ kc_parker_t *kc__parker_self(void)
         g_pool = p->next;
     pthread_mutex_unlock(&g_pool_lock);
     if (!p) {
-        p = calloc(1, sizeof *p);
+        /* Aligned: a parker is written by its owner and its wakers, and
+         * must not share a line with another thread's parker. */
+        p = aligned_alloc(_Alignof(kc_parker_t), sizeof *p);
         if (!p) {
             fputs("kcoro: out of memory allocating a parker\n", stderr);
             abort();
         }
+        memset(p, 0, sizeof *p);
     }
     p->next = NULL;
+    p->peer = NULL;
+    p->spin = KC_SPIN_MAX;
+    p->yields = KC_YIELD_MAX;
+    p->ncpu = count_cpus();
+    p->sleeps = 0;
+    atomic_store_explicit(&p->cpu, sched_getcpu(), memory_order_relaxed);
     pthread_setspecific(g_parker_key, p);
     t_parker = p;
     return p;
@@ -126,15 +170,6 @@ kc_parker_t *kc__parker_self(void)
 
 int kc__park(kc_parker_t *p, uint64_t deadline_ns)
 {
-    for (int i = 0; i < KC_PARK_SPINS; i++) {
-        if (atomic_load_explicit(&p->state, memory_order_relaxed) == KC_PARK_NOTIFIED) {
-            /* Only unpark writes NOTIFIED, so the exchange sees it and
-             * pairs (acquire) with the unparker's release. */
-            atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
-            return 0;
-        }
-        kc__cpu_relax();
-    }
     for (;;) {
         uint32_t s = KC_PARK_EMPTY;
         if (!atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_SLEEPING,
@@ -143,7 +178,14 @@ int kc__park(kc_parker_t *p, uint64_t deadline_ns)
             atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
             return 0;
         }
+        /* Tell would-be spinners that we are off the CPU. */
+        atomic_store_explicit(&p->cpu, -1, memory_order_relaxed);
         int r = kc__futex_wait(&p->state, KC_PARK_SLEEPING, deadline_ns);
+        atomic_store_explicit(&p->cpu, sched_getcpu(), memory_order_relaxed);
+        if (++p->sleeps >= KC_NCPU_REFRESH) {
+            p->sleeps = 0;
+            p->ncpu = count_cpus();
+        }
         uint32_t prev = atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
         if (prev == KC_PARK_NOTIFIED)
             return 0;
@@ -157,4 +199,91 @@ void kc__unpark(kc_parker_t *p)
     if (atomic_exchange_explicit(&p->state, KC_PARK_NOTIFIED, memory_order_release) ==
         KC_PARK_SLEEPING)
         kc__futex_wake(&p->state, 1);
+}
+
+/* ---- spin policy (see kc_sync.h) --------------------------------------- */
+
+/* The peer cannot end our wait before somebody else wakes it: asleep in
+ * the kernel and not notified. */
+static bool peer_asleep(const kc_parker_t *peer)
+{
+    return atomic_load_explicit(&peer->cpu, memory_order_relaxed) < 0 &&
+           atomic_load_explicit(&peer->state, memory_order_relaxed) != KC_PARK_NOTIFIED;
+}
+
+/* The peer runs on our CPU (so it runs only when we stop). */
+static bool peer_here(const kc_parker_t *peer, int32_t cpu)
+{
+    return cpu >= 0 && atomic_load_explicit(&peer->cpu, memory_order_relaxed) == cpu;
+}
+
+bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self, uint64_t deadline)
+{
+    int32_t cpu = sched_getcpu();
+    /* Written only when it changed: peers read this line while spinning. */
+    if (atomic_load_explicit(&self->cpu, memory_order_relaxed) != cpu)
+        atomic_store_explicit(&self->cpu, cpu, memory_order_relaxed);
+    kc_parker_t *peer = self->peer;
+    if (peer && peer_asleep(peer))
+        return false;
+    bool yield = self->ncpu < 2 || (peer && peer_here(peer, cpu));
+    *sp = (kc_spinner_t){.self = self,
+                         .peer = peer,
+                         .cpu = cpu,
+                         .i = 0,
+                         .budget = yield ? self->yields : self->spin,
+                         .yield = yield,
+                         .deadline = deadline};
+    return sp->budget > 0;
+}
+
+bool kc__spin_next(kc_spinner_t *sp)
+{
+    if (++sp->i >= sp->budget)
+        return false;
+    if (sp->yield) {
+        sched_yield();
+        if (sp->deadline && kc_now_ns() >= sp->deadline)
+            return false;
+        return !(sp->peer && peer_asleep(sp->peer));
+    }
+    /* The peer went to sleep or was moved onto our CPU: stop fighting it. */
+    if ((sp->i & 31) == 0 && sp->peer &&
+        (peer_asleep(sp->peer) || peer_here(sp->peer, sp->cpu)))
+        return false;
+    kc__cpu_relax();
+    return true;
+}
+
+static uint32_t learn(uint32_t b, uint32_t used, bool ok, uint32_t lo, uint32_t hi)
+{
+    if (ok) {
+        b = b * 2 > 2 * used ? b * 2 : 2 * used;
+        return b > hi ? hi : b;
+    }
+    return b / 2 < lo ? lo : b / 2;
+}
+
+void kc__spin_end(kc_spinner_t *sp, bool ok)
+{
+    kc_parker_t *self = sp->self;
+    if (sp->yield)
+        self->yields = learn(self->yields, sp->i, ok, KC_YIELD_MIN, KC_YIELD_MAX);
+    else
+        self->spin = learn(self->spin, sp->i, ok, KC_SPIN_MIN, KC_SPIN_MAX);
+}
+
+bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
+                    uint64_t deadline)
+{
+    if (atomic_load_explicit(word, memory_order_acquire) == want)
+        return true;
+    kc_spinner_t sp;
+    if (!kc__spin_begin(&sp, self, deadline))
+        return false;
+    bool ok;
+    while (!(ok = atomic_load_explicit(word, memory_order_acquire) == want) && kc__spin_next(&sp))
+        ;
+    kc__spin_end(&sp, ok);
+    return ok;
 }

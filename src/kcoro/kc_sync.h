@@ -1,7 +1,8 @@
 /* kcoro internal: futex-based lock and parker (the one waiter abstraction).
  *
  * Tuned for short critical sections (channel bookkeeping of a few dozen
- * instructions) on few cores: spin briefly, then sleep in the kernel. The
+ * instructions) on few cores: spin briefly while that can help (never on
+ * one CPU), then sleep in the kernel. The
  * parker is what a blocked operation waits on; a coroutine scheduler can
  * provide another park/unpark pair without channels changing.
  */
@@ -9,6 +10,7 @@
 #define KC_SYNC_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -47,10 +49,22 @@ static inline void kc__unlock(kc_lock_t *l)
 /* A parker belongs to one thread and is never freed (it returns to a pool
  * when its thread exits), so an unpark racing with the owner's return is
  * always safe: at worst a later wait of the next owner wakes spuriously,
- * and every caller re-checks its condition in a loop. */
+ * and every caller re-checks its condition in a loop. Parkers are cache-line
+ * aligned: two threads' parkers never share a line.
+ *
+ * A parker also carries what the spin policy needs (see kc__spin_begin):
+ * where its owner runs (`cpu`, -1 while asleep in the kernel), which thread
+ * woke it last (`peer`: the likeliest to wake it next) and a spin budget
+ * learned from its recent waits. */
 typedef struct kc_parker {
-    _Atomic uint32_t state;   /* KC_PARK_EMPTY / _NOTIFIED / _SLEEPING */
-    struct kc_parker *next;   /* free-pool link while unowned          */
+    _Alignas(64) _Atomic uint32_t state; /* KC_PARK_EMPTY / _NOTIFIED / _SLEEPING     */
+    _Atomic int32_t cpu;      /* owner's CPU while running, -1 asleep (a hint)     */
+    struct kc_parker *peer;   /* owner only: parker of the thread that woke us last */
+    uint32_t spin;            /* owner only: learned spin budget, in polls          */
+    uint32_t yields;          /* owner only: learned yield budget, in yields        */
+    uint32_t ncpu;            /* owner only: CPUs the owner may run on              */
+    uint32_t sleeps;          /* owner only: sleeps since ncpu was read             */
+    struct kc_parker *next;   /* free-pool link while unowned                       */
 } kc_parker_t;
 
 enum { KC_PARK_EMPTY = 0, KC_PARK_NOTIFIED = 1, KC_PARK_SLEEPING = 2 };
@@ -58,11 +72,53 @@ enum { KC_PARK_EMPTY = 0, KC_PARK_NOTIFIED = 1, KC_PARK_SLEEPING = 2 };
 /* The calling thread's parker. Never NULL (aborts on out of memory: a
  * thread that cannot block cannot honour any API contract). */
 kc_parker_t *kc__parker_self(void);
-/* Waits for a notification or the absolute CLOCK_MONOTONIC deadline
- * (0 = none). Returns 0 when notified (possibly spuriously), -ETIME. */
+/* Sleeps until a notification or the absolute CLOCK_MONOTONIC deadline
+ * (0 = none); does not spin (callers spin first, see below). Returns 0 when
+ * notified (possibly spuriously), -ETIME. */
 int kc__park(kc_parker_t *p, uint64_t deadline_ns);
 /* Notifies; wakes the owner if it sleeps. */
 void kc__unpark(kc_parker_t *p);
+
+/* Spin policy. Spinning only pays while whoever will end the wait runs on
+ * another CPU; otherwise every poll takes the CPU from the very thread we
+ * wait for. The peer is the thread that woke us last (the likeliest to wake
+ * us next), and it publishes where it runs in its parker. So a waiter:
+ * - sleeps at once when its peer is asleep (and not just woken);
+ * - polls with a pause while its thread may use several CPUs and the peer
+ *   runs on another one, stopping as soon as that changes;
+ * - yields the CPU (sched_yield) between polls when it may use only one
+ *   CPU or the peer waits for ours: the peer then runs at once, and ends
+ *   our wait without a futex wake-up or a preemption;
+ * each for no longer than a budget learned from the thread's recent waits:
+ * halved after a spin that ended in a sleep, doubled after one that
+ * succeeded (like glibc's adaptive mutex, but shrinking on failure). Usage:
+ *
+ *     kc_spinner_t sp;
+ *     bool ok = false;
+ *     if (kc__spin_begin(&sp, self, deadline))
+ *         while (!(ok = condition()) && kc__spin_next(&sp)) {}
+ *     kc__spin_end(&sp, ok);          (only if kc__spin_begin returned true)
+ */
+typedef struct kc_spinner {
+    kc_parker_t *self;  /* the waiting thread's parker              */
+    kc_parker_t *peer;  /* whom we wait for (may be NULL)           */
+    int32_t cpu;        /* our CPU when the spin started            */
+    uint32_t i;         /* polls so far                             */
+    uint32_t budget;    /* polls allowed                            */
+    bool yield;         /* yield between polls instead of pausing   */
+    uint64_t deadline;  /* the wait's deadline (0: none)            */
+} kc_spinner_t;
+
+/* deadline: the wait's absolute deadline (0: none); a yielding spin stops
+ * there (a yield can give the CPU away for a whole time slice). */
+bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self, uint64_t deadline);
+/* One poll step (a pause); false when the spin must end. */
+bool kc__spin_next(kc_spinner_t *sp);
+/* Learns from the outcome: ok = the condition came true while spinning. */
+void kc__spin_end(kc_spinner_t *sp, bool ok);
+/* Spins (by the policy) until *word == want; true if it did (acquire). */
+bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
+                    uint64_t deadline);
 
 /* Deadline for a timeout in ms (>0); 0 means none. */
 uint64_t kc__deadline(long timeout_ms);

@@ -72,29 +72,91 @@ bool fshm__deadline_passed(const struct timespec *deadline)
            (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+/* Spin policy (see futex.h). Per thread: each waiting thread (a worker's
+ * main thread, the server's loop thread) learns its own budget. */
+#define FSHM_SPIN_MIN_NS 2000ull  /* a failing budget never drops below this */
+#define FSHM_NCPU_REFRESH 64      /* failed spins between two affinity reads */
+static _Thread_local uint64_t t_spin_ns;   /* learned budget, 0: not yet */
+static _Thread_local uint64_t t_yield_ns;  /* the same for yielding on one CPU */
+static _Thread_local uint32_t t_ncpu;      /* CPUs we may run on, 0: not yet read */
+static _Thread_local uint32_t t_ncpu_age;  /* failed spins since t_ncpu was read */
+
+static uint32_t count_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return 2; /* unknown: assume spinning may help */
+    int n = CPU_COUNT(&set);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+/* Learns from a spin that started at start with that budget. */
+static void spin_learn(uint64_t *learned, uint64_t budget, uint64_t start, bool ok,
+                       uint64_t max_ns)
+{
+    if (ok) {
+        /* Worked: allow twice as long next time (up to the max). */
+        uint64_t took = fshm__now_ns() - start;
+        uint64_t b = 2 * (budget > took ? budget : took);
+        *learned = b < max_ns ? b : max_ns;
+    } else {
+        /* Failed: the peer was not running, or slower than the budget.
+         * Halve it, so a machine where spinning does not pay stops paying. */
+        *learned = budget / 2 > FSHM_SPIN_MIN_NS ? budget / 2 : FSHM_SPIN_MIN_NS;
+        t_ncpu_age++;
+    }
+}
+
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
 {
     if (ready(arg))
         return true;
     if (spin_ns == 0)
         return false;
-    uint64_t start = fshm__now_ns(), end = start + spin_ns;
+    if (t_ncpu == 0 || t_ncpu_age >= FSHM_NCPU_REFRESH) {
+        t_ncpu = count_cpus();
+        t_ncpu_age = 0;
+    }
+    bool one_cpu = t_ncpu < 2;
+    uint64_t *learned = one_cpu ? &t_yield_ns : &t_spin_ns;
+    uint64_t budget = *learned && *learned < spin_ns ? *learned : spin_ns;
+    uint64_t start = fshm__now_ns(), end = start + budget;
+    if (one_cpu) {
+        /* The process we wait for cannot run while we poll: give it the
+         * CPU between polls. It ends our wait without a futex wake-up (we
+         * are not asleep), and its own wait finds us runnable. */
+        for (;;) {
+            sched_yield();
+            if (ready(arg)) {
+                spin_learn(learned, budget, start, true, spin_ns);
+                return true;
+            }
+            if (fshm__now_ns() >= end)
+                break;
+        }
+        spin_learn(learned, budget, start, false, spin_ns);
+        return false;
+    }
     for (;;) {
         /* Read the clock only every 64 checks: it costs more than a check. */
         for (int i = 0; i < 64; i++) {
             fshm__cpu_relax();
-            if (ready(arg))
+            if (ready(arg)) {
+                spin_learn(learned, budget, start, true, spin_ns);
                 return true;
+            }
         }
         uint64_t now = fshm__now_ns();
         if (now >= end)
-            return false;
+            break;
         /* Past the first few microseconds the other side is probably not
          * running: if another thread waits for this CPU (often the very
          * process we wait for, on an oversubscribed machine), let it run. */
         if (now - start > 4000)
             sched_yield();
     }
+    spin_learn(learned, budget, start, false, spin_ns);
+    return false;
 }
 
 uint32_t fshm__evc_prepare(fshm_evc_t *e)

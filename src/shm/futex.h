@@ -39,7 +39,13 @@ static inline void fshm__cpu_relax(void)
 #endif
 }
 
-/* Spins for up to spin_ns calling ready(arg); true as soon as it is. */
+/* Spins for up to spin_ns calling ready(arg); true as soon as it is.
+ * Spinning only pays while the process we wait for runs on another CPU, so
+ * a thread that may use only one CPU never pauses between polls (that
+ * would take the CPU from that very process): it yields the CPU instead.
+ * Either way for a budget learned from the calling thread's recent spins:
+ * doubled after one that succeeded, halved after one that failed (down to
+ * a couple of microseconds), never above spin_ns. */
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns);
 
 /* Event count in shared memory. Sleeper: s = prepare(); re-check the

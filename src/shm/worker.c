@@ -364,7 +364,10 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
     fshm_evc_t *work = &w->seg.hdr->work;
 
     for (;;) {
-        if (atomic_exchange(&w->interrupted, 0))
+        /* Load first: an exchange on every pass of the wait loop would
+         * be a locked instruction for a flag that is almost never set. */
+        if (atomic_load_explicit(&w->interrupted, memory_order_relaxed) &&
+            atomic_exchange(&w->interrupted, 0))
             return -EINTR;
         if (server_gone(w))
             return -ESHUTDOWN;
