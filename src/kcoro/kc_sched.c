@@ -240,10 +240,22 @@ static void coro_main(struct kc_coro *c)
 
 /* ---- runnable queues --------------------------------------------------- */
 
+/* Dekker with idle(): we publish work then read nidle, an idle worker
+ * publishes nidle then reads the queues; one of the two sees the other.
+ * TSan does not model fences: there an RMW on nidle orders the same way. */
+static int idle_count_after_publish(void)
+{
+#ifdef KC_TSAN
+    return atomic_fetch_add(&g.nidle, 0);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&g.nidle, memory_order_relaxed);
+#endif
+}
+
 static void notify(void)
 {
-    atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&g.nidle, memory_order_relaxed) > 0) {
+    if (idle_count_after_publish() > 0) {
         atomic_fetch_add(&g.wake_seq, 1);
         kc__futex_wake(&g.wake_seq, 1);
     }
@@ -552,8 +564,7 @@ static bool all_done(void)
 static void idle(struct kc_worker *w)
 {
     uint32_t seq = atomic_load(&g.wake_seq);
-    atomic_fetch_add(&g.nidle, 1);
-    atomic_thread_fence(memory_order_seq_cst);
+    atomic_fetch_add(&g.nidle, 1); /* seq_cst RMW: see notify() */
     if (!any_work() && !all_done()) {
         uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
         if (!dl || dl > kc_now_ns()) {
