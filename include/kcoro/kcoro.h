@@ -266,7 +266,9 @@ typedef int (*kc_task_fn)(void *arg, const kc_cancel_t *cancel);
 /* Creates a scope; its token is a child of parent_cancel (may be NULL), so a
  * scope created inside another scope's task cascades cancellation. */
 int kc_scope_create(kc_scope_t **out, const kc_cancel_t *parent_cancel);
-/* Starts fn(arg, token) on a new thread owned by the scope.
+/* Starts fn(arg, token) owned by the scope: as a coroutine when called from
+ * a coroutine, else on a new thread. kc_scope_wait/destroy park a calling
+ * coroutine (never its worker thread).
  * ERRORS: -ECANCELED (scope already cancelled), -ENOMEM, -EAGAIN. */
 int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);
 /* Cancels every child (and scopes nested under it). */
@@ -342,6 +344,9 @@ int kc_sleep_ms(long ms);
 int kc_sleep_ms_c(long ms, const kc_cancel_t *cancel);
 /* The running coroutine, NULL in a thread. */
 kc_coro_t *kc_self(void);
+/* True while c is parked: switched out, waiting for a wake-up or a timer
+ * (a hint for monitors and tests: it may change right after the call). */
+bool kc_coro_is_parked(const kc_coro_t *c);
 /* Process-unique id of a coroutine (0 for NULL). */
 uint64_t kc_coro_id(const kc_coro_t *c);
 

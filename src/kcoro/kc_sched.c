@@ -939,6 +939,11 @@ kc_coro_t *kc_self(void) { return kc__coro_current(); }
 
 uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
 
+bool kc_coro_is_parked(const kc_coro_t *c)
+{
+    return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+}
+
 void kc_yield(void)
 {
     struct kc_coro *c = kc__coro_current();
