@@ -877,7 +877,9 @@ static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_cor
     if (out)
         *out = c;
     if (w) {
-        runq_put(w, c);
+        /* Like a wake-up: the newest runs next (depth-first growth of a
+         * spawning tree, as in Go), the one it displaces may be stolen. */
+        kc__coro_ready(c);
     } else {
         inject(c);
         notify();
