@@ -67,7 +67,8 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 
 #define KC_RUNQ 256            /* slots of a worker's ring (power of two) */
 #define KC_POOL_LOCAL 64       /* recycled coroutines a worker keeps       */
-#define KC_POOL_GLOBAL 1024    /* ... the global pool keeps with stacks    */
+#define KC_POOL_GLOBAL 16384   /* ... the global pool keeps with stacks: munmap
+                                * costs TLB shootdowns (slow on VMs), keep them */
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
 
 enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
