@@ -8,8 +8,13 @@ PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
   libcriterion-dev
-  curl wrk nginx-light golang-go procps psmisc
+  curl wrk nginx-light golang-go procps psmisc jq
 )
+# Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai
+# client (scripts/npm-openai.sh); a Node installed another way is fine.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PKGS+=(nodejs npm)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -8,6 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
+# The real llama.cpp server and the official openai npm client, used by the
+# integration tests: built/installed once per machine into the cache and
+# shared by every pass (a no-op once done; the first build takes 10-20 min).
+scripts/llama.sh build
+scripts/npm-openai.sh >/dev/null
 jobs=$(nproc)
 passes=("$@")
 [ ${#passes[@]} -eq 0 ] && passes=(plain asan tsan)

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "kolosal.h"
@@ -21,6 +22,17 @@ static int start_http(ksrv_t *s) {
   if (rc < 0) {
     fprintf(stderr, "server: cannot create the HTTP server: %s\n", strerror(-rc));
     return rc;
+  }
+  /* The net layer lowers a cap the open-file limit cannot hold. */
+  uint32_t maxc = fnet_http_server_max_connections(s->http);
+  if (maxc < cfg->max_connections) {
+    struct rlimit rl;
+    unsigned long long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (unsigned long long)rl.rlim_cur : 0;
+    fprintf(stderr, "server: warning: --max-connections %u is more than the open-file limit "
+                    "(ulimit -n %llu) allows; serving at most %u connections (raise ulimit -n "
+                    "to allow more)\n", cfg->max_connections, nofile, maxc);
+    ksrv_log("event warning max_connections=%u clamped_to=%u nofile=%llu", cfg->max_connections,
+             maxc, nofile);
   }
   if ((rc = ksrv_routes(s)) < 0) {
     fprintf(stderr, "server: cannot register routes: %s\n", strerror(-rc));

@@ -16,11 +16,16 @@
  * Request lifetime: the library calls the route's handler once per complete
  * request with a request handle. The application answers exactly once with
  * one of the fnet_req_respond*() calls, at once or later; that call frees the
- * handle. If the client goes away first, the abort callback set with
+ * handle. If the client goes away first (the connection is reset or fails,
+ * or the server closes hard), the abort callback set with
  * fnet_req_on_abort() is called; the handle stays valid, fnet_req_alive()
  * turns false, and the application must still answer it (the answer is
- * discarded) to free it. Responses on one connection go out in request order
- * (HTTP pipelining), whatever order the application answers in.
+ * discarded) to free it. A client that half-closes (EOF) after complete
+ * requests is not gone: they are answered, then the connection closes; EOF
+ * in the middle of a request drops that request. Responses on one connection
+ * go out in request order (HTTP pipelining), whatever order the application
+ * answers in. HEAD on a path routed only for GET goes to the GET handler and
+ * is answered without the body. Strictness and limits: docs/net.md.
  *
  * Re-entrancy: fnet_req_respond*() never calls a handler or an abort callback
  * (parsing further requests and closing after a write error are deferred to
@@ -46,9 +51,11 @@ typedef struct fnet_req fnet_req_t;
 typedef struct fnet_http_config {
   size_t max_header_bytes;   /* request line + headers; over it: 431 (default 8 KiB) */
   size_t max_body_bytes;     /* body; over it: 413 and close (default 1 MiB) */
-  uint32_t max_connections;  /* open connections; over it: 503 and close (default 1024) */
+  uint32_t max_connections;  /* open connections; over it: 503 and close (default 1024);
+                                lowered to what the open-file limit allows */
   uint32_t max_pipeline;     /* requests queued on one connection before reading pauses (default 32) */
-  uint32_t read_timeout_ms;  /* first byte to complete request; over it: 408 and close (default 10000) */
+  uint32_t read_timeout_ms;  /* first byte of anything (blank lines too) to complete request,
+                                never reset by more bytes; over it: 408 and close (default 10000) */
   uint32_t idle_timeout_ms;  /* keep-alive connection with nothing to do is closed after this (default 5000) */
   int backlog;               /* listen(2) backlog (default 511) */
 } fnet_http_config_t;
@@ -99,11 +106,19 @@ void fnet_http_set_logger(fnet_http_server_t *srv, fnet_log_fn fn, void *arg);
 /* Number of open connections. */
 uint32_t fnet_http_server_connections(const fnet_http_server_t *srv);
 
-/* Graceful stop: stops accepting, closes idle connections at once and every
- * other connection as soon as its queued requests are answered and written
- * (their responses carry Connection: close); no further request is read.
- * A request only partly received is dropped. `cb` runs once no connection
- * remains.
+/* The connection cap in force. fnet_http_server_init() lowers
+ * cfg.max_connections when the process's open-file limit (RLIMIT_NOFILE,
+ * less the descriptors already open and a few spare) cannot hold that many
+ * connections; compare with the value asked for to warn the operator. */
+uint32_t fnet_http_server_max_connections(const fnet_http_server_t *srv);
+
+/* Graceful stop: stops accepting; a connection with nothing queued first
+ * reads what has already arrived (without waiting) and, if that holds a
+ * complete request, dispatches it as its last, else closes at once; every
+ * other connection closes as soon as its queued requests are answered and
+ * written (their responses carry Connection: close); no further request is
+ * read. A request only partly received is dropped. `cb` runs once no
+ * connection remains.
  * ERRORS: -EINVAL; -EALREADY shutdown or close already started. */
 int fnet_http_server_shutdown(fnet_http_server_t *srv, fnet_done_fn cb, void *arg);
 
@@ -154,6 +169,30 @@ int fnet_req_respond(fnet_req_t *req, int status, const char *content_type,
 /* Answers with {"error":"<msg>","status":<status>} (msg JSON-escaped).
  * Same result and ownership rules as fnet_req_respond(). */
 int fnet_req_respond_error(fnet_req_t *req, int status, const char *msg);
+
+/* ---- streamed answers (chunked transfer encoding, e.g. server-sent events) */
+
+/* Starts the answer to `req` with `status` and `content_type`, the headers
+ * added so far, Transfer-Encoding: chunked and Cache-Control: no-cache; the
+ * body follows with fnet_req_stream_write() and ends with
+ * fnet_req_stream_end(), which alone frees the handle (fnet_req_respond*()
+ * on a streaming request ends the stream and returns -EINVAL). Chunks go
+ * out as soon as every earlier answer on the connection has been written.
+ * If the client goes away the abort callback runs as usual; writes then
+ * return -ECONNABORTED and the application still ends the stream.
+ * ERRORS: -EINVAL bad status or already answered/streaming; -ECONNABORTED
+ * client gone (the handle stays valid: end it); -ENOMEM. */
+int fnet_req_stream_begin(fnet_req_t *req, int status, const char *content_type);
+
+/* Sends `len` bytes as one chunk (len 0 does nothing).
+ * ERRORS: -EINVAL not streaming; -ECONNABORTED client gone; -ENOBUFS more
+ * than 1 MiB unwritten (a client not reading: end the stream); -ENOMEM. */
+int fnet_req_stream_write(fnet_req_t *req, const void *data, size_t len);
+
+/* Ends the stream (the final empty chunk) and frees the handle. Returns 0,
+ * or -ECONNABORTED if the client had gone. Accepts a non-streaming request
+ * only as a programming error: -EINVAL, the request is answered 500. */
+int fnet_req_stream_end(fnet_req_t *req);
 
 /* Standard reason phrase for `status` ("Not Found"), "Unknown" if none. */
 const char *fnet_status_text(int status);

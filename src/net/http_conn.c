@@ -10,9 +10,12 @@
 #include "net_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static void conn_arm(fnet_conn_t *c);
 static void conn_fail(fnet_conn_t *c, int status, const char *msg);
@@ -34,12 +37,18 @@ static int fail_cb(fnet_conn_t *c, int status, const char *msg) {
   return -1;
 }
 
+/* A whole-request deadline, from the first byte of anything (blank lines
+ * before the request line included) to the complete request, and never reset
+ * by more bytes: a slow sender cannot hold a connection longer than that. */
+static void deadline_start(fnet_conn_t *c) {
+  if (c->tmode != FNET_TM_READ) timer_set(c, FNET_TM_READ, c->srv->cfg.read_timeout_ms);
+}
+
 static int on_message_begin(http_parser *p) {
   fnet_conn_t *c = p->data;
   c->cur = fnet__req_new(c);
   if (!c->cur) return fail_cb(c, 503, "out of memory");
-  /* A whole-request deadline (not reset by each byte) defeats slow senders. */
-  timer_set(c, FNET_TM_READ, c->srv->cfg.read_timeout_ms);
+  deadline_start(c);
   return 0;
 }
 
@@ -50,9 +59,34 @@ static int on_url(http_parser *p, const char *at, size_t len) {
   return 0;
 }
 
+/* RFC 9110 tchar: http-parser built without strictness lets spaces through
+ * ("Bad Name: x", "Host : x"), which proxies may read differently. */
+static bool is_token(const char *at, size_t len) {
+  static const char extra[] = "!#$%&'*+-.^_`|~";
+  for (size_t i = 0; i < len; i++) {
+    unsigned char ch = (unsigned char)at[i];
+    if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+          (ch && strchr(extra, ch))))
+      return false;
+  }
+  return true;
+}
+
+/* Trailer fields (after a chunked body) are counted against the header limit
+ * and dropped: the head is already complete and routed on. */
+static int trailer_bytes(fnet_conn_t *c, size_t len) {
+  fnet_req_t *r = c->cur;
+  if (len > c->srv->cfg.max_header_bytes - r->head_bytes)
+    return fail_cb(c, 431, "request header too large");
+  r->head_bytes += len;
+  return 0;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   fnet_conn_t *c = p->data;
   fnet_req_t *r = c->cur;
+  if (!is_token(at, len)) return fail_cb(c, 400, "invalid header name");
+  if (r->phase == FNET_HP_DONE) return trailer_bytes(c, len);
   if (r->phase != FNET_HP_FIELD) {
     /* A new header starts: close the URL or the previous value. */
     if (r->nhdr == FNET__MAX_HEADERS) return fail_cb(c, 431, "too many request headers");
@@ -68,6 +102,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
 static int on_header_value(http_parser *p, const char *at, size_t len) {
   fnet_conn_t *c = p->data;
   fnet_req_t *r = c->cur;
+  if (r->phase == FNET_HP_DONE) return trailer_bytes(c, len);
   if (r->phase != FNET_HP_VALUE) {
     if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
     r->hdr_val[r->nhdr++] = (uint32_t)r->hlen;
@@ -116,11 +151,42 @@ static void send_continue(fnet_conn_t *c) {
   if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != (int)b.len) fnet__conn_close(c);
 }
 
+/* Transfer-Encoding, all fields in order (RFC 9112 6.1, 6.3): chunked must be
+ * the final coding, exactly once (else 400: the body length is unknown);
+ * any other coding before it is one we do not decode (501), which would
+ * otherwise reach the application still encoded. */
+static int check_transfer_coding(fnet_conn_t *c, const fnet_req_t *r) {
+  bool seen = false, chunked = false, other = false;
+  for (uint32_t i = 0; i < r->nhdr; i++) {
+    if (strcasecmp(r->hbuf + r->hdr_name[i], "Transfer-Encoding")) continue;
+    seen = true;
+    const char *v = r->hbuf + r->hdr_val[i];
+    while (*v) {
+      v += strspn(v, " \t,");
+      size_t n = strcspn(v, ",");
+      size_t t = n;
+      while (t && (v[t - 1] == ' ' || v[t - 1] == '\t')) t--;
+      if (t && chunked) return fail_cb(c, 400, "chunked must be the final transfer coding, once");
+      if (t == 7 && !strncasecmp(v, "chunked", 7))
+        chunked = true;
+      else if (t)
+        other = true;
+      v += n;
+    }
+  }
+  if (seen && !chunked) return fail_cb(c, 400, "chunked must be the final transfer coding, once");
+  if (other) return fail_cb(c, 501, "transfer coding not implemented");
+  return 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   fnet_conn_t *c = p->data;
   fnet_req_t *r = c->cur;
   if (fnet__req_head_term(r) < 0) return fail_cb(c, 503, "out of memory");
+  /* HTTP/1.0 and 1.1 only (1.x: RFC 9112 says answer as 1.1). */
+  if (p->http_major != 1) return fail_cb(c, 505, "HTTP version not supported");
   snprintf(r->method, sizeof(r->method), "%s", http_method_str((enum http_method)p->method));
+  if (check_transfer_coding(c, r) < 0) return -1;
   int rc = store_path(r);
   if (rc == -EINVAL) return fail_cb(c, 400, "malformed request URL");
   if (rc < 0) return fail_cb(c, 503, "out of memory");
@@ -181,13 +247,20 @@ static int on_message_complete(http_parser *p) {
   if (r->body) r->body[r->blen] = '\0';
   r->keep_alive = http_should_keep_alive(p) != 0;
   r->start_ms = uv_now(srv->loop);
-  if (!r->keep_alive || p->upgrade) {
+  /* While draining, the one request read from an idle connection is its last. */
+  if (!r->keep_alive || p->upgrade || srv->state != FNET_SRV_RUNNING) {
     r->last = true;
     c->close_after = true;
   }
   enqueue(c, r);
   char allow[128];
   const fnet_route_t *rt = fnet__route_find(srv, r->method, fnet_req_path(r), allow, sizeof(allow));
+  if (!rt && !strcmp(r->method, "HEAD")) {
+    /* HEAD is GET without the body (RFC 9110 9.3.2): the GET handler answers,
+     * the response keeps its Content-Length and loses the body. */
+    char allow_get[128];
+    rt = fnet__route_find(srv, "GET", fnet_req_path(r), allow_get, sizeof(allow_get));
+  }
   if (rt) {
     rt->fn(r, rt->arg);
   } else if (allow[0]) {
@@ -231,7 +304,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 static void read_start(fnet_conn_t *c) {
-  if (c->reading || c->closing) return;
+  if (c->reading || c->closing || c->peer_eof) return;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = true;
 }
 
@@ -284,25 +357,50 @@ static void conn_feed(fnet_conn_t *c, const char *data, size_t len) {
   }
 }
 
+/* The client sent its last byte and everything it sent has been parsed:
+ * the complete requests are answered, a request still incomplete is
+ * abandoned (never answered), and the connection closes once the answers
+ * are written. */
+static void conn_eof_settle(fnet_conn_t *c) {
+  if (c->cur) {
+    fnet__req_free(c->cur);
+    c->cur = NULL;
+  }
+  if (c->tmode == FNET_TM_READ) timer_set(c, FNET_TM_NONE, 0);
+  c->close_after = true;
+  /* The last answer still to be serialised says Connection: close. */
+  if (c->qtail && !c->qtail->responded) c->qtail->last = true;
+  free(c->pend);
+  c->pend = NULL;
+  c->pend_len = 0;
+  if (!c->qlen && !c->writes) {
+    fnet__conn_close(c);
+    return;
+  }
+  fnet__conn_progress(c);
+}
+
+/* True while bytes already received wait unparsed behind the pipeline cap. */
+static bool conn_has_unparsed(const fnet_conn_t *c) {
+  return HTTP_PARSER_ERRNO(&c->parser) == HPE_PAUSED && c->pend_len && !c->close_after;
+}
+
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   fnet_conn_t *c = s->data;
   if (buf->base == c->srv->rbuf) c->srv->rbuf_busy = false;
   if (n == 0 || c->closing) return;
   if (n < 0) {
     if (n == UV_ENOBUFS) return;
-    /* EOF or error. Unanswered requests mean the client gave up on them;
-     * otherwise let answered responses finish writing (half-close). */
-    if (n == UV_EOF && !c->unanswered && (c->qlen || c->writes) && !c->lingering) {
-      read_stop(c);
-      c->peer_eof = true;
-      c->close_after = true;
-      if (c->cur) {
-        fnet__req_free(c->cur);
-        c->cur = NULL;
-      }
+    /* A reset or an error: the client is gone, unanswered requests abort.
+     * EOF alone is a half-close (shutdown(SHUT_WR) after the last request)
+     * unless a request is still incomplete: answer what arrived complete. */
+    if (n != UV_EOF || c->lingering || c->broken) {
+      fnet__conn_close(c);
       return;
     }
-    fnet__conn_close(c);
+    read_stop(c);
+    c->peer_eof = true;
+    if (!conn_has_unparsed(c)) conn_eof_settle(c); /* else conn_resume settles */
     return;
   }
   if (c->lingering || c->close_after || c->broken) return; /* no further request: discard */
@@ -310,6 +408,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     if (pend_append(c, buf->base, (size_t)n) < 0) fnet__conn_close(c);
     return;
   }
+  deadline_start(c);
   conn_feed(c, buf->base, (size_t)n);
   if (!c->closing) conn_arm(c);
 }
@@ -326,7 +425,12 @@ static void conn_resume(fnet_conn_t *c) {
   c->pend_len = 0;
   if (len) conn_feed(c, buf, len);
   free(buf);
-  if (!c->closing && c->pend_len < FNET__PEND_MAX) read_start(c);
+  if (c->closing) return;
+  if (c->peer_eof) {
+    if (!conn_has_unparsed(c)) conn_eof_settle(c);
+    return;
+  }
+  if (c->pend_len < FNET__PEND_MAX) read_start(c);
 }
 
 /* ---- timers and closing ------------------------------------------------- */
@@ -485,7 +589,35 @@ void fnet__conn_progress(fnet_conn_t *c) {
   conn_arm(c);
 }
 
+/* Graceful stop on a connection with nothing queued: a request may have
+ * arrived complete in the socket buffer without being read yet (the client
+ * sent it as the stop began). Read what is there now, without waiting, and
+ * dispatch the first complete request (its answer is the connection's last);
+ * a request still incomplete is dropped by the caller. */
+static void conn_read_arrived(fnet_conn_t *c) {
+  if (c->qlen || c->writes || c->lingering || c->close_after || c->broken || c->in_parse ||
+      c->peer_eof || HTTP_PARSER_ERRNO(&c->parser) != HPE_OK)
+    return;
+  int fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) < 0) return;
+  /* Not the shared read buffer: a handler may start the stop while a read
+   * from that buffer is still being parsed. */
+  char *buf = malloc(FNET__DRAIN_READ);
+  if (!buf) return;
+  size_t total = 0;
+  while (!c->closing && !c->close_after && total < c->srv->cfg.max_header_bytes + c->srv->cfg.max_body_bytes) {
+    ssize_t n = recv(fd, buf, FNET__DRAIN_READ, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    total += (size_t)n;
+    conn_feed(c, buf, (size_t)n);
+  }
+  free(buf);
+}
+
 void fnet__conn_drain(fnet_conn_t *c) {
+  if (c->closing) return;
+  conn_read_arrived(c);
   if (c->closing) return;
   c->close_after = true;
   if (c->cur) {
@@ -500,36 +632,23 @@ void fnet__conn_drain(fnet_conn_t *c) {
   fnet__conn_progress(c);
 }
 
-static void on_reject_closed(uv_handle_t *h) {
-  fnet_http_server_t *srv = h->data;
-  free(h);
-  fnet__handle_gone(srv);
-}
-
-/* Over the connection cap: answer 503 if the socket takes it at once, close. */
-static int conn_reject(fnet_http_server_t *srv, uv_stream_t *listener) {
+/* Answers 503 on a socket we will not serve and closes it. Nothing waits:
+ * what the socket takes now is all the client gets. Input that has already
+ * arrived is read first, so that the close does not become a reset that
+ * destroys the answer in flight. */
+void fnet__reject_fd(int fd) {
   static const char body[] = "{\"error\":\"too many connections\",\"status\":503}";
   char msg[256];
   int n = snprintf(msg, sizeof(msg),
                    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                    "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
                    sizeof(body) - 1, body);
-  uv_tcp_t *t = malloc(sizeof(*t));
-  if (!t) return -ENOMEM;
-  int rc = uv_tcp_init(srv->loop, t);
-  if (rc < 0) {
-    free(t);
-    return rc;
+  char sink[1024];
+  (void)send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+  (void)shutdown(fd, SHUT_WR);
+  for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++) {
   }
-  t->data = srv;
-  srv->handles++;
-  rc = uv_accept(listener, (uv_stream_t *)t);
-  if (rc == 0) {
-    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
-    (void)uv_try_write((uv_stream_t *)t, &b, 1);
-  }
-  uv_close((uv_handle_t *)t, on_reject_closed);
-  return rc < 0 ? rc : -EMFILE;
+  close(fd);
 }
 
 static void on_early_closed(uv_handle_t *h) {
@@ -550,20 +669,28 @@ static void peer_name(fnet_conn_t *c) {
     uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof(c->peer));
 }
 
-int fnet__conn_start(fnet_http_server_t *srv, uv_stream_t *listener) {
-  if (srv->nconns >= srv->cfg.max_connections) return conn_reject(srv, listener);
+int fnet__conn_start(fnet_http_server_t *srv, int fd) {
+  if (srv->nconns >= srv->cfg.max_connections) {
+    fnet__reject_fd(fd);
+    return -EMFILE;
+  }
   fnet_conn_t *c = calloc(1, sizeof(*c));
-  if (!c) return -ENOMEM;
+  if (!c) {
+    fnet__reject_fd(fd);
+    return -ENOMEM;
+  }
   c->srv = srv;
   int rc = uv_tcp_init(srv->loop, &c->tcp);
   if (rc < 0) {
     free(c);
+    fnet__reject_fd(fd);
     return rc;
   }
   c->tcp.data = c;
   srv->handles++;
-  rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+  rc = uv_tcp_open(&c->tcp, fd);
   if (rc < 0) {
+    fnet__reject_fd(fd); /* not adopted by the handle: still ours */
     uv_close((uv_handle_t *)&c->tcp, on_early_closed);
     return rc;
   }

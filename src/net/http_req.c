@@ -105,8 +105,13 @@ static void on_write(uv_write_t *w, int status) {
 }
 
 void fnet__conn_flush(fnet_conn_t *c) {
-  while (c->qhead && c->qhead->responded && !c->closing && !c->broken) {
+  while (c->qhead && !c->closing && !c->broken) {
     fnet_req_t *r = c->qhead;
+    if (!r->responded) {
+      /* A streamed answer goes out chunk by chunk while it is at the head. */
+      if (r->streaming && r->outlen) fnet__stream_flush(c, r);
+      return;
+    }
     c->qhead = r->qnext;
     if (!c->qhead) c->qtail = NULL;
     c->qlen--;
@@ -161,6 +166,11 @@ static int serialize(fnet_req_t *r, int status, const char *ctype, const void *b
 int fnet_req_respond(fnet_req_t *r, int status, const char *content_type, const void *body,
                      size_t len) {
   fnet_conn_t *c = r->conn;
+  if (r->streaming) {
+    /* Already answered with a stream: end it (still frees the handle). */
+    fnet_req_stream_end(r);
+    return -EINVAL;
+  }
   if (!c) {
     fnet__req_free(r);
     return -ECONNABORTED;

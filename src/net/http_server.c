@@ -1,11 +1,22 @@
 /* ferry net: the HTTP server object: configuration, routes, listener,
- * connection cap, graceful shutdown and hard close. */
+ * connection cap, graceful shutdown and hard close.
+ *
+ * The listener accepts with accept4(2) itself rather than through libuv, so
+ * that running out of descriptors (EMFILE) still gets the client a 503: a
+ * spare descriptor is held, freed for that one accept, and taken again
+ * (libuv's own fallback closes such clients without a word). */
+#define _GNU_SOURCE /* accept4 */
 #include "net_internal.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 void fnet_http_config_default(fnet_http_config_t *cfg) {
   memset(cfg, 0, sizeof(*cfg));
@@ -31,6 +42,31 @@ static void fill_defaults(fnet_http_config_t *cfg, const fnet_http_config_t *in)
   if (!cfg->backlog) cfg->backlog = d.backlog;
 }
 
+/* Descriptors open in this process, or -1 if /proc cannot tell. */
+static long open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  long n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n - 1; /* the directory's own descriptor */
+}
+
+/* A connection costs one descriptor: a cap the open-file limit cannot hold
+ * would end in accept(2) failing. Keep the descriptors already open and a
+ * few spare (listener, reserve, the application's own) out of the cap. */
+static uint32_t clamp_to_fd_limit(uint32_t want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) return want;
+  long used = open_fds();
+  if (used < 0) used = FNET__FD_SPARE;
+  rlim_t taken = (rlim_t)used + FNET__FD_SPARE;
+  rlim_t room = rl.rlim_cur > taken ? rl.rlim_cur - taken : 1;
+  return (rlim_t)want > room ? (uint32_t)room : want;
+}
+
 int fnet_http_server_init(fnet_http_server_t **out, uv_loop_t *loop, const fnet_http_config_t *cfg) {
   if (!out || !loop) return -EINVAL;
   /* Header offsets are stored as uint32_t. */
@@ -39,7 +75,10 @@ int fnet_http_server_init(fnet_http_server_t **out, uv_loop_t *loop, const fnet_
   if (!srv) return -ENOMEM;
   srv->loop = loop;
   fill_defaults(&srv->cfg, cfg);
+  srv->cfg.max_connections = clamp_to_fd_limit(srv->cfg.max_connections);
   srv->port = -1;
+  srv->lfd = -1;
+  srv->reserve_fd = -1;
   int rc = uv_timer_init(loop, &srv->reaper);
   if (rc < 0) {
     free(srv);
@@ -96,12 +135,46 @@ const fnet_route_t *fnet__route_find(const fnet_http_server_t *srv, const char *
   return NULL;
 }
 
-static void on_connection(uv_stream_t *listener, int status) {
-  fnet_http_server_t *srv = listener->data;
+static int open_reserve(void) { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
+static void on_listen_io(uv_poll_t *h, int status, int events);
+
+static void on_accept_backoff(uv_timer_t *t) {
+  fnet_http_server_t *srv = t->data;
+  if (srv->listener && srv->state == FNET_SRV_RUNNING)
+    uv_poll_start(srv->listener, UV_READABLE, on_listen_io);
+}
+
+/* Out of descriptors: free the reserve for one accept, answer 503, take the
+ * reserve again. Without a reserve, stop watching the listener for a moment
+ * (it stays readable: watching it would spin) and return false. */
+static bool accept_emfile(fnet_http_server_t *srv) {
+  if (srv->reserve_fd < 0) srv->reserve_fd = open_reserve();
+  if (srv->reserve_fd < 0) {
+    uv_poll_stop(srv->listener);
+    uv_timer_start(&srv->reaper, on_accept_backoff, FNET__ACCEPT_BACKOFF_MS, 0);
+    return false;
+  }
+  close(srv->reserve_fd);
+  int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  if (fd >= 0) fnet__reject_fd(fd);
+  srv->reserve_fd = open_reserve();
+  return fd >= 0;
+}
+
+static void on_listen_io(uv_poll_t *h, int status, int events) {
+  fnet_http_server_t *srv = h->data;
   if (status < 0 || srv->state != FNET_SRV_RUNNING) return;
-  /* A failed accept (EMFILE, ENOMEM) leaves the client in the backlog;
-   * libuv retries on the next readiness event. */
-  (void)fnet__conn_start(srv, listener);
+  for (int i = 0; i < FNET__ACCEPT_BATCH && srv->listener; i++) {
+    int fd = accept4(srv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if ((errno == EMFILE || errno == ENFILE) && accept_emfile(srv)) continue;
+      return; /* EAGAIN: nothing more; ENOMEM, ENOBUFS: retried on the next wake-up */
+    }
+    /* Takes fd whatever happens: serves it or answers 503 and closes it. */
+    (void)fnet__conn_start(srv, fd);
+  }
 }
 
 static void on_listener_closed(uv_handle_t *h) {
@@ -110,44 +183,68 @@ static void on_listener_closed(uv_handle_t *h) {
   fnet__handle_gone(srv);
 }
 
+static socklen_t addr_len(const struct sockaddr_storage *ss) {
+  return ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* A listening, non-blocking socket on ss: the descriptor or a negative errno. */
+static int listen_socket(const struct sockaddr_storage *ss, int backlog, int *port) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  struct sockaddr_storage name;
+  socklen_t nlen = sizeof(name);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      bind(fd, (const struct sockaddr *)ss, addr_len(ss)) < 0 || listen(fd, backlog) < 0 ||
+      getsockname(fd, (struct sockaddr *)&name, &nlen) < 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  *port = ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&name)->sin6_port
+                                           : ((struct sockaddr_in *)&name)->sin_port);
+  return fd;
+}
+
 int fnet_http_listen(fnet_http_server_t *srv, const char *host, int port) {
   if (!srv || !host || port < 0 || port > 65535) return -EINVAL;
   if (srv->listener || srv->state != FNET_SRV_RUNNING) return -EALREADY;
   struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
   int rc;
   if (strchr(host, ':'))
     rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
   else
     rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
   if (rc < 0) return -EINVAL;
-  uv_tcp_t *l = malloc(sizeof(*l));
+  uv_poll_t *l = malloc(sizeof(*l));
   if (!l) return -ENOMEM;
-  rc = uv_tcp_init(srv->loop, l);
+  int bound = -1;
+  int fd = listen_socket(&ss, srv->cfg.backlog, &bound);
+  if (fd < 0) {
+    free(l);
+    return fd;
+  }
+  rc = uv_poll_init_socket(srv->loop, l, fd);
   if (rc < 0) {
     free(l);
+    close(fd);
     return rc;
   }
   l->data = srv;
   srv->handles++;
-  rc = uv_tcp_bind(l, (const struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)l, srv->cfg.backlog, on_connection);
-  int bound = -1;
-  if (rc == 0) {
-    struct sockaddr_storage name;
-    int nlen = sizeof(name);
-    rc = uv_tcp_getsockname(l, (struct sockaddr *)&name, &nlen);
-    if (rc == 0)
-      bound = ntohs(name.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&name)->sin6_port
-                                               : ((struct sockaddr_in *)&name)->sin_port);
-  }
+  rc = uv_poll_start(l, UV_READABLE, on_listen_io);
   if (rc < 0) {
     /* The handle is released asynchronously and stays counted until then,
      * so a close() right after still waits for it. */
     uv_close((uv_handle_t *)l, on_listener_closed);
+    close(fd);
     return rc;
   }
   srv->listener = l;
+  srv->lfd = fd;
   srv->port = bound;
+  srv->reserve_fd = open_reserve(); /* -1 is survivable: see accept_emfile() */
   return 0;
 }
 
@@ -162,6 +259,10 @@ void fnet_http_set_logger(fnet_http_server_t *srv, fnet_log_fn fn, void *arg) {
 
 uint32_t fnet_http_server_connections(const fnet_http_server_t *srv) {
   return srv ? srv->nconns : 0;
+}
+
+uint32_t fnet_http_server_max_connections(const fnet_http_server_t *srv) {
+  return srv ? srv->cfg.max_connections : 0;
 }
 
 static void server_free(fnet_http_server_t *srv) {
@@ -182,9 +283,15 @@ static void on_handle_closed(uv_handle_t *h) {
 }
 
 static void close_listener(fnet_http_server_t *srv) {
+  uv_timer_stop(&srv->reaper);
+  if (srv->reserve_fd >= 0) close(srv->reserve_fd);
+  srv->reserve_fd = -1;
   if (!srv->listener) return;
+  /* uv_close stops the poll at once: the descriptor may go now. */
   uv_close((uv_handle_t *)srv->listener, on_listener_closed);
+  close(srv->lfd);
   srv->listener = NULL;
+  srv->lfd = -1;
 }
 
 void fnet__maybe_drained(fnet_http_server_t *srv) {

@@ -13,6 +13,10 @@
 #define FNET__PEND_MAX (64 * 1024)   /* unparsed bytes kept while parsing is paused */
 #define FNET__LINGER_MS 1000         /* discard reads this long after the final response */
 #define FNET__PEER_MAX 46            /* INET6_ADDRSTRLEN */
+#define FNET__DRAIN_READ (16 * 1024) /* read size when a graceful stop reads what arrived */
+#define FNET__FD_SPARE 16            /* descriptors kept out of the connection cap */
+#define FNET__ACCEPT_BATCH 64        /* accepts per listener wake-up (fairness) */
+#define FNET__ACCEPT_BACKOFF_MS 100  /* pause after EMFILE with no reserve descriptor */
 
 typedef struct fnet_conn fnet_conn_t;
 
@@ -33,15 +37,17 @@ enum fnet_srv_state {
 struct fnet_http_server {
   uv_loop_t *loop;             /* the loop everything runs on */
   fnet_http_config_t cfg;      /* limits, defaults filled in */
-  uv_tcp_t *listener;          /* listening socket, NULL when not listening */
+  uv_poll_t *listener;         /* watches the listening socket, NULL when not listening */
+  int lfd;                     /* listening socket (we accept(2) ourselves), or -1 */
+  int reserve_fd;              /* spare descriptor freed to answer 503 on EMFILE, or -1 */
   int port;                    /* bound port, or -1 */
-  uv_timer_t reaper;           /* never started; closing it makes close() always async */
+  uv_timer_t reaper;           /* accept back-off; closing it makes close() always async */
   fnet_route_t *routes;        /* route table */
   size_t nroutes;              /* used entries */
   size_t route_cap;            /* allocated entries */
   fnet_conn_t *conns;          /* open connections (doubly linked, intrusive) */
   uint32_t nconns;             /* connections counted against max_connections */
-  uint32_t handles;            /* handles not yet closed: listener, reaper, conns, rejects */
+  uint32_t handles;            /* handles not yet closed: listener, reaper, conns */
   enum fnet_srv_state state;   /* running, draining or closing */
   bool done_called;            /* shutdown callback already delivered */
   fnet_done_fn done_cb;        /* shutdown/close callback */
@@ -67,6 +73,7 @@ struct fnet_req {
   bool responded;              /* answer serialised into out */
   bool keep_alive;             /* client allows the connection to stay open */
   bool last;                   /* the connection closes after this response */
+  bool streaming;              /* answered with fnet_req_stream_begin(): out holds unsent chunks */
   char method[16];             /* method name */
   enum fnet_hdr_phase phase;   /* which part of the head is arriving */
   char *hbuf;                  /* URL, path and headers, NUL-separated */
@@ -138,7 +145,8 @@ const fnet_route_t *fnet__route_find(const fnet_http_server_t *srv, const char *
                                      const char *path, char *allow, size_t allow_len);
 
 /* http_conn.c */
-int fnet__conn_start(fnet_http_server_t *srv, uv_stream_t *listener);
+int fnet__conn_start(fnet_http_server_t *srv, int fd); /* takes fd (serves or rejects it) */
+void fnet__reject_fd(int fd);                   /* 503 "too many connections", close */
 void fnet__conn_close(fnet_conn_t *c);          /* hard close; aborts unanswered requests */
 void fnet__conn_drain(fnet_conn_t *c);          /* graceful: finish the queue, then close */
 void fnet__conn_progress(fnet_conn_t *c);      /* after a respond or write: finish, resume, timers */
@@ -150,6 +158,10 @@ void fnet__req_free(fnet_req_t *r);
 int fnet__req_head_append(fnet_req_t *r, const char *at, size_t len, size_t limit);
 int fnet__req_head_term(fnet_req_t *r);
 void fnet__conn_flush(fnet_conn_t *c);         /* write answered requests at the queue head */
+
+/* http_stream.c */
+#define FNET__STREAM_PEND_MAX (1024 * 1024)  /* unwritten bytes of one streamed answer */
+void fnet__stream_flush(fnet_conn_t *c, fnet_req_t *r); /* write r's pending chunks (r at queue head) */
 
 /* http_json.c */
 /* Writes s JSON-escaped (no quotes) into buf; returns the length it needs. */

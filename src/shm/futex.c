@@ -74,7 +74,8 @@ bool fshm__deadline_passed(const struct timespec *deadline)
 
 /* Spin policy (see futex.h). Per thread: each waiting thread (a worker's
  * main thread, the server's loop thread) learns its own budget. */
-#define FSHM_SPIN_MIN_NS 2000ull  /* a failing budget never drops below this */
+#define FSHM_SPIN_MIN_NS 500ull   /* a failing budget never drops below this */
+#define FSHM_PAUSE_NS 4000ull     /* longest pause-spin before yielding (several CPUs) */
 #define FSHM_NCPU_REFRESH 64      /* failed spins between two affinity reads */
 static _Thread_local uint64_t t_spin_ns;   /* learned budget, 0: not yet */
 static _Thread_local uint64_t t_yield_ns;  /* the same for yielding on one CPU */
@@ -137,25 +138,31 @@ bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
         spin_learn(learned, budget, start, false, spin_ns);
         return false;
     }
+    /* Several CPUs: pause-spin for the learned part of the budget (it
+     * shrinks while spins keep failing: the peer was not running), then
+     * yield between polls up to spin_ns: a yield does not take the CPU from
+     * anyone who needs it (often the very process we wait for, on an
+     * oversubscribed machine), and keeps us off the futex wake-up path. */
+    uint64_t pause_ns = budget < FSHM_PAUSE_NS ? budget : FSHM_PAUSE_NS;
+    end = start + spin_ns;
     for (;;) {
         /* Read the clock only every 64 checks: it costs more than a check. */
         for (int i = 0; i < 64; i++) {
             fshm__cpu_relax();
             if (ready(arg)) {
-                spin_learn(learned, budget, start, true, spin_ns);
+                uint64_t took = fshm__now_ns() - start;
+                /* Success while pausing: keep (or grow) the pause phase. */
+                spin_learn(learned, pause_ns, start, took <= pause_ns, FSHM_PAUSE_NS);
                 return true;
             }
         }
         uint64_t now = fshm__now_ns();
         if (now >= end)
             break;
-        /* Past the first few microseconds the other side is probably not
-         * running: if another thread waits for this CPU (often the very
-         * process we wait for, on an oversubscribed machine), let it run. */
-        if (now - start > 4000)
+        if (now - start > pause_ns)
             sched_yield();
     }
-    spin_learn(learned, budget, start, false, spin_ns);
+    spin_learn(learned, pause_ns, start, false, FSHM_PAUSE_NS);
     return false;
 }
 

@@ -42,10 +42,12 @@ static inline void fshm__cpu_relax(void)
 /* Spins for up to spin_ns calling ready(arg); true as soon as it is.
  * Spinning only pays while the process we wait for runs on another CPU, so
  * a thread that may use only one CPU never pauses between polls (that
- * would take the CPU from that very process): it yields the CPU instead.
- * Either way for a budget learned from the calling thread's recent spins:
- * doubled after one that succeeded, halved after one that failed (down to
- * a couple of microseconds), never above spin_ns. */
+ * would take the CPU from that very process): it yields the CPU between
+ * polls, for a budget learned from its recent waits (doubled after one that
+ * succeeded, halved after one that failed, never above spin_ns). With more
+ * CPUs it pauses for a learned part of the first 4 us (shrinking while
+ * pauses keep failing, down to 0.5 us), then yields between polls up to
+ * spin_ns: a yield takes the CPU from nobody who needs it. */
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns);
 
 /* Event count in shared memory. Sleeper: s = prepare(); re-check the

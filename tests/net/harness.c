@@ -21,6 +21,8 @@ atomic_int ts_aborts;
 atomic_int ts_late_rc;
 atomic_int ts_late_done;
 atomic_int ts_delayed;
+atomic_int ts_blocked;
+atomic_int ts_unblock;
 
 static void h_hello(fnet_req_t *req, void *arg) {
   fnet_req_respond(req, 200, "text/plain", "hello", 5);
@@ -69,6 +71,18 @@ static void h_delay(fnet_req_t *req, void *arg) {
   atomic_fetch_add(&ts_delayed, 1);
 }
 
+static void on_shut_done(fnet_http_server_t *srv, void *arg);
+
+/* Keeps the loop thread busy so that bytes sent meanwhile stay unread in the
+ * kernel, then shuts the server down before they can be read. */
+static void h_block(fnet_req_t *req, void *arg) {
+  th_server_t *t = arg;
+  atomic_fetch_add(&ts_blocked, 1);
+  for (int i = 0; i < 2500 && !atomic_load(&ts_unblock); i++) usleep(2000);
+  fnet_http_server_shutdown(t->srv, on_shut_done, t);
+  fnet_req_respond(req, 200, "text/plain", "blocked", 7);
+}
+
 static void on_close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, h->data == arg ? NULL : on_delayed_closed);
 }
@@ -103,11 +117,14 @@ void ts_start(th_server_t *t, const fnet_http_config_t *cfg) {
   atomic_store(&ts_late_rc, 1);
   atomic_store(&ts_late_done, 0);
   atomic_store(&ts_delayed, 0);
+  atomic_store(&ts_blocked, 0);
+  atomic_store(&ts_unblock, 0);
   if (uv_loop_init(&t->loop)) abort();
   if (fnet_http_server_init(&t->srv, &t->loop, cfg)) abort();
   if (fnet_http_route(t->srv, "GET", "/hello", h_hello, t)) abort();
   if (fnet_http_route(t->srv, "POST", "/echo", h_echo, t)) abort();
   if (fnet_http_route(t->srv, "GET", "/delay", h_delay, t)) abort();
+  if (fnet_http_route(t->srv, "GET", "/block", h_block, t)) abort();
   if (fnet_http_listen(t->srv, "127.0.0.1", 0)) abort();
   t->port = fnet_http_server_port(t->srv);
   uv_async_init(&t->loop, &t->wake, on_wake);
@@ -186,7 +203,13 @@ static ssize_t fill(tc_conn_t *c, long deadline) {
   }
 }
 
-int tc_read(tc_conn_t *c, tc_resp_t *r, int timeout_ms) {
+static int read_resp(tc_conn_t *c, tc_resp_t *r, int timeout_ms, int head_only);
+
+int tc_read(tc_conn_t *c, tc_resp_t *r, int timeout_ms) { return read_resp(c, r, timeout_ms, 0); }
+
+int tc_read_head(tc_conn_t *c, tc_resp_t *r, int timeout_ms) { return read_resp(c, r, timeout_ms, 1); }
+
+static int read_resp(tc_conn_t *c, tc_resp_t *r, int timeout_ms, int head_only) {
   long deadline = now_ms() + timeout_ms;
   r->status = -1;
   char *end;
@@ -202,7 +225,7 @@ int tc_read(tc_conn_t *c, tc_resp_t *r, int timeout_ms) {
   r->head[hlen] = '\0';
   if (sscanf(r->head, "HTTP/1.%*d %d", &r->status) != 1) return -EPROTO;
   const char *cl = tc_header(r, "Content-Length");
-  size_t blen = (size_t)strtoul(cl, NULL, 10);
+  size_t blen = head_only ? 0 : (size_t)strtoul(cl, NULL, 10);
   if (blen >= sizeof(r->body)) return -ENOBUFS;
   while (c->len < hlen + blen) {
     ssize_t n = fill(c, deadline);
@@ -228,6 +251,16 @@ int tc_wait_closed(tc_conn_t *c, int timeout_ms) {
 
 void tc_close(tc_conn_t *c) {
   if (c->fd >= 0) close(c->fd);
+  c->fd = -1;
+}
+
+int tc_shutdown_wr(tc_conn_t *c) { return shutdown(c->fd, SHUT_WR) < 0 ? -errno : 0; }
+
+void tc_reset(tc_conn_t *c) {
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  if (c->fd < 0) return;
+  setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+  close(c->fd);
   c->fd = -1;
 }
 

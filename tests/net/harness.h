@@ -24,11 +24,16 @@ extern atomic_int ts_aborts;        /* abort callbacks called */
 extern atomic_int ts_late_rc;       /* result of the last delayed respond */
 extern atomic_int ts_late_done;     /* delayed responds completed */
 extern atomic_int ts_delayed;       /* /delay requests received */
+extern atomic_int ts_blocked;       /* /block handlers entered */
+extern atomic_int ts_unblock;       /* set by the test: /block may go on */
 
 /* Starts a server on 127.0.0.1:0 with the test routes:
  *   GET  /hello            200 text/plain "hello"
  *   POST /echo             200 application/json {"len":N,"body":"..."}
- *   GET  /delay?ms=N       200 text/plain "delayed" after N ms (async)   */
+ *   GET  /delay?ms=N       200 text/plain "delayed" after N ms (async)
+ *   GET  /block            holds the loop thread until ts_unblock is set (5 s
+ *                          at most), then starts a graceful shutdown and
+ *                          answers 200 text/plain "blocked"               */
 void ts_start(th_server_t *t, const fnet_http_config_t *cfg);
 void ts_shutdown(th_server_t *t);   /* graceful; returns at once */
 void ts_stop(th_server_t *t);       /* hard close, join, check the loop is empty */
@@ -51,9 +56,15 @@ int tc_send(tc_conn_t *c, const char *data, size_t len);
 int tc_sends(tc_conn_t *c, const char *s);
 /* Reads one response (Content-Length framed) within timeout_ms; 0 or -errno. */
 int tc_read(tc_conn_t *c, tc_resp_t *r, int timeout_ms);
+/* Reads the head of a response to HEAD: Content-Length is not followed by a body. */
+int tc_read_head(tc_conn_t *c, tc_resp_t *r, int timeout_ms);
 /* True if the peer closes (EOF or reset) within timeout_ms with no more data. */
 int tc_wait_closed(tc_conn_t *c, int timeout_ms);
 void tc_close(tc_conn_t *c);
+/* Half-close: no more data from us, the read side stays open. */
+int tc_shutdown_wr(tc_conn_t *c);
+/* Closes with a reset (SO_LINGER 0): the server sees ECONNRESET, not EOF. */
+void tc_reset(tc_conn_t *c);
 /* Header value from a response head ("" if absent; static buffer). */
 const char *tc_header(const tc_resp_t *r, const char *name);
 /* Polls `v` until it equals `want` or timeout_ms passes; returns the last value. */
