@@ -59,5 +59,7 @@ kc__ctx_trampoline:
     ud2
     .cfi_endproc
     .size   kc__ctx_trampoline, .-kc__ctx_trampoline
-#endif
     .section .note.GNU-stack,"",@progbits
+#else
+    .section .note.GNU-stack,"",%progbits
+#endif

@@ -228,6 +228,12 @@ static void overflow_fn(void *arg)
 
 Test(coro, stack_overflow_dies_with_a_message)
 {
+    if (getenv("KCORO_UNDER_QEMU")) {
+        /* qemu-user reports a guest fault on the guard page as uncaught
+         * instead of running the guest's handler: nothing to check there. */
+        fprintf(stderr, "SKIP stack_overflow_dies_with_a_message under qemu-user\n");
+        return;
+    }
     int fds[2];
     cr_assert_eq(pipe(fds), 0);
     pid_t pid = fork();
