@@ -9,6 +9,7 @@ PKGS=(
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
   libcriterion-dev
   curl wrk nginx-light golang-go procps psmisc jq
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 # Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai
 # client (scripts/npm-openai.sh); a Node installed another way is fine.
