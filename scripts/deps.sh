@@ -7,8 +7,9 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config git
   libuv1-dev libhttp-parser-dev libcurl4-openssl-dev libjansson-dev libsqlite3-dev
-  libcriterion-dev
+  libcriterion-dev libsodium-dev
   curl wrk nginx-light golang-go procps psmisc jq
+  iproute2 clang libclang-rt-dev iperf3 parallel python3
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 # Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai

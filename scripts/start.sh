@@ -3,19 +3,26 @@
 # background: build/server on port 8000 plus N build/worker processes.
 # Returns once the server answers /health and every worker has attached.
 # Logs and pid files: logs/run/. Stop with scripts/stop.sh.
-# Usage: scripts/start.sh [--workers N] [--port P] [--no-build]
+# Usage: scripts/start.sh [--workers N] [--port P] [--host H] [--api-key-file F] [--no-build]
+# The server binds 127.0.0.1 unless --host (or FERRY_HOST) says otherwise; an
+# API key (--api-key-file, FERRY_API_KEY_FILE or FERRY_API_KEY) protects
+# /process and /status. Workers find the server by FERRY_NAME (default kolosal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 workers=${FERRY_WORKERS:-2}
 port=${FERRY_PORT:-8000}
+host=${FERRY_HOST:-127.0.0.1}
+keyfile=${FERRY_API_KEY_FILE:-}
 build=1
 while [ $# -gt 0 ]; do
   case $1 in
     --workers) workers=$2; shift ;;
     --port) port=$2; shift ;;
+    --host) host=$2; shift ;;
+    --api-key-file) keyfile=$2; shift ;;
     --no-build) build=0 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "start.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -28,7 +35,9 @@ mkdir -p "$run"
 scripts/stop.sh --quiet || true
 
 # setsid: the services outlive this script and its terminal.
-setsid build/server --port "$port" --log "$run/server.log" >"$run/server.out" 2>&1 < /dev/null &
+srv_args=(--port "$port" --host "$host")
+[ -n "$keyfile" ] && srv_args+=(--api-key-file "$keyfile")
+setsid build/server "${srv_args[@]}" --log "$run/server.log" >"$run/server.out" 2>&1 < /dev/null &
 echo $! > "$run/server.pid"
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
@@ -43,11 +52,16 @@ for i in $(seq 1 "$workers"); do
   setsid build/worker --log "$run/worker_$i.log" >"$run/worker_$i.out" 2>&1 < /dev/null &
   echo $! > "$run/worker_$i.pid"
 done
+# /status needs the API key if one is set; it goes to curl through a pipe,
+# never on a command line.
+key=${FERRY_API_KEY:-}
+[ -n "$keyfile" ] && key=$(head -n 1 "$keyfile")
 for _ in $(seq 1 100); do
-  live=$(curl -fsS "http://127.0.0.1:$port/status" 2>/dev/null | sed -n 's/.*"workers_live": *\([0-9]*\).*/\1/p')
+  live=$(printf 'Authorization: Bearer %s\n' "$key" | curl -fsS -H @- "http://127.0.0.1:$port/status" 2>/dev/null | sed -n 's/.*"workers_live": *\([0-9]*\).*/\1/p')
   [ "${live:-0}" -ge "$workers" ] && break
   sleep 0.1
 done
 echo "Ferry is up: server on :$port with ${live:-0} worker(s); logs in $run/"
-echo "  curl -X POST -d '{\"message\": \"test\"}' http://localhost:$port/process"
-echo "  curl http://localhost:$port/status      # stop: scripts/stop.sh"
+auth=""; [ -n "$key" ] && auth=" -H 'Authorization: Bearer <key>'"
+echo "  curl$auth -X POST -d '{\"message\": \"test\"}' http://localhost:$port/process"
+echo "  curl$auth http://localhost:$port/status      # stop: scripts/stop.sh"

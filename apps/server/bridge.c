@@ -66,6 +66,7 @@ int ksrv_submit(ksrv_t *s, fnet_req_t *req, const char *body, size_t len) {
     free(p);
     return fnet_req_respond_error(req, 503, "out of memory");
   }
+  s->n.submitted++;
   fnet_req_set_tag(req, id);
   fnet_req_on_abort(req, on_abort, s);
   arm_deadline(s);
@@ -79,6 +80,7 @@ static void on_abort(fnet_req_t *req, void *arg) {
   kpend_t *p = kpend_find(&s->pend, id);
   if (!p) return;
   fshm_server_cancel(s->shm, id);
+  s->n.cancelled++;
   s->n.client_gone++;
   ksrv_log("event client-gone task=%" PRIu64 " peer=%s", id, fnet_req_peer(req));
   fnet_req_respond(take(s, p), 499, "text/plain", "", 0);
@@ -86,7 +88,7 @@ static void on_abort(fnet_req_t *req, void *arg) {
 
 /* A worker's error text: the "error" member of a JSON object, or the text. */
 static void worker_error(char *buf, size_t size, const void *resp, size_t len) {
-  json_t *v = len ? json_loadb(resp, len, 0, NULL) : NULL;
+  json_t *v = len ? json_loadb(resp, len, JSON_ALLOW_NUL, NULL) : NULL;
   const char *e = v ? json_string_value(json_object_get(v, "error")) : NULL;
   if (e)
     snprintf(buf, size, "%s", e);
@@ -104,16 +106,20 @@ static void on_done(void *arg, uint64_t task_id, int status, const void *resp, s
   fnet_req_t *req = take(s, p);
   char msg[320];
   if (status == 0) {
-    /* Never pass on a 200 whose body is not JSON. */
-    json_t *v = json_loadb(resp, len, 0, NULL);
+    /* Never pass on a 200 whose body is not JSON ("\u0000" in it is JSON). */
+    json_t *v = json_loadb(resp, len, JSON_ALLOW_NUL, NULL);
     bool ok = v != NULL;
     json_decref(v);
-    if (ok)
+    if (ok) {
+      s->n.completed++;
       fnet_req_respond(req, 200, "application/json", resp, len);
-    else
+    } else {
+      s->n.failed++;
       fnet_req_respond_error(req, 502, "worker returned a result that is not JSON");
+    }
     return;
   }
+  s->n.failed++;
   switch (status) {
   case -EINVAL:
     worker_error(msg, sizeof(msg), resp, len);
@@ -126,6 +132,12 @@ static void on_done(void *arg, uint64_t task_id, int status, const void *resp, s
     break;
   case -ESHUTDOWN:
     fnet_req_respond_error(req, 503, "server shutting down");
+    break;
+  case -EMSGSIZE:
+    /* The reply room covers an envelope, not a handler that inflates. */
+    snprintf(msg, sizeof(msg), "worker result larger than the reply limit (%u bytes)",
+             s->cfg->payload_max + KSRV_REPLY_RESERVE);
+    fnet_req_respond_error(req, 502, msg);
     break;
   default:
     snprintf(msg, sizeof(msg), "worker failed: %s", fshm_strerror(status));
@@ -151,6 +163,7 @@ void ksrv_on_deadline(uv_timer_t *t) {
   while (s->pend.head && s->pend.head->deadline_ms <= now) {
     kpend_t *p = s->pend.head;
     fshm_server_cancel(s->shm, p->task_id);
+    s->n.cancelled++;
     s->n.timeouts++;
     snprintf(msg, sizeof(msg), "no worker answered within %u ms%s", s->cfg->deadline_ms,
              none ? " (no worker attached)" : "");
@@ -212,6 +225,7 @@ static void on_grace(uv_timer_t *t) {
   while (s->pend.head) {
     kpend_t *p = s->pend.head;
     fshm_server_cancel(s->shm, p->task_id);
+    s->n.cancelled++;
     fnet_req_respond_error(take(s, p), 503, "server shutting down");
   }
   uv_timer_start(&s->grace_timer, on_grace, 2000, 0);

@@ -22,17 +22,18 @@ typedef struct opt {
 #define F(field) offsetof(ksrv_config_t, field), sizeof(((ksrv_config_t *)0)->field)
 static const opt_t opts[] = {
     {"port", "FERRY_PORT", 'p', F(port), 0, 65535, "TCP port (default 8000; 0 = any free port)"},
-    {"host", "FERRY_HOST", 's', F(host), 0, 0, "address to bind (default 0.0.0.0)"},
-    {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name (default kolosal)"},
+    {"host", "FERRY_HOST", 's', F(host), 0, 0, "address to bind (default 127.0.0.1; 0.0.0.0: every interface)"},
+    {"name", "FERRY_NAME", 's', F(name), 0, 0, "shared-memory segment name; workers take the same (default kolosal)"},
     {"log", "FERRY_LOG", 's', F(log_path), 0, 0, "log file (default stderr)"},
     {"ring-slots", "FERRY_RING_SLOTS", 'u', F(ring_slots), 2, 65536, "ring slots = requests in flight, power of two (default 256)"},
-    {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, 16u << 20, "max request/response bytes (default 65536)"},
+    {"payload-max", "FERRY_PAYLOAD_MAX", 'u', F(payload_max), 1, KSRV_PAYLOAD_MAX_LIMIT, "max request body bytes; replies get 256 more (default 65536)"},
     {"max-workers", "FERRY_MAX_WORKERS", 'u', F(max_workers), 1, 4096, "worker table size (default 64)"},
     {"max-attempts", "FERRY_MAX_ATTEMPTS", 'u', F(max_attempts), 1, 100, "tries per request when workers die (default 3)"},
     {"heartbeat-ms", "FERRY_HEARTBEAT_MS", 'u', F(heartbeat_ms), 10, 60000, "worker heartbeat period (default 500)"},
     {"deadline-ms", "FERRY_DEADLINE_MS", 'u', F(deadline_ms), 1, 3600000, "request deadline, then 504 (default 10000)"},
     {"shutdown-ms", "FERRY_SHUTDOWN_MS", 'u', F(shutdown_ms), 0, 600000, "grace for in-flight requests at shutdown (default 5000)"},
     {"max-connections", "FERRY_MAX_CONNECTIONS", 'u', F(max_connections), 1, 1000000, "open HTTP connections (default 1024)"},
+    {"api-key-file", "FERRY_API_KEY_FILE", 's', F(api_key_file), 0, 0, "file with the API key /process and /status require"},
 };
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -42,7 +43,12 @@ static void usage(FILE *f) {
              "(build/worker) through shared memory; GET /health, GET /status.\n\n");
   for (size_t i = 0; i < NOPTS; i++)
     fprintf(f, "  --%-16s %-22s %s\n", opts[i].flag, opts[i].env, opts[i].help);
+  fprintf(f, "  %-18s %-22s %s\n", "", "FERRY_API_KEY", "the API key itself, if no key file is given");
   fprintf(f, "  --%-16s %-22s %s\n", "help", "", "this text");
+  fprintf(f, "\nWith an API key, POST /process and GET /status need the header\n"
+             "'Authorization: Bearer <key>' (401 otherwise); GET /health stays open.\n"
+             "Without one, anyone who can reach the port can run jobs: keep the\n"
+             "default host 127.0.0.1 or set a key before using --host 0.0.0.0.\n");
 }
 
 static int set(ksrv_config_t *cfg, const opt_t *o, const char *val, const char *from) {
@@ -72,7 +78,7 @@ static int set(ksrv_config_t *cfg, const opt_t *o, const char *val, const char *
 
 int ksrv_config_load(ksrv_config_t *cfg, int argc, char **argv) {
   memset(cfg, 0, sizeof(*cfg));
-  strcpy(cfg->host, "0.0.0.0");
+  strcpy(cfg->host, "127.0.0.1");
   strcpy(cfg->name, "kolosal");
   cfg->port = 8000;
   cfg->ring_slots = 256;
@@ -112,6 +118,7 @@ int ksrv_config_load(ksrv_config_t *cfg, int argc, char **argv) {
     usage(stderr);
     return -EINVAL;
   }
+  if (ksrv_auth_init(&cfg->auth, cfg->api_key_file, getenv("FERRY_API_KEY")) < 0) return -EINVAL;
   if (cfg->ring_slots & (cfg->ring_slots - 1)) {
     fprintf(stderr, "server: --ring-slots must be a power of two, got %u\n", cfg->ring_slots);
     return -EINVAL;

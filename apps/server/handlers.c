@@ -24,22 +24,42 @@ void ksrv_on_log(const fnet_req_t *req, int status, size_t body_len, void *arg) 
            fnet_req_path(req), status, ms, body_len, fnet_req_tag(req), fnet_req_peer(req));
 }
 
+/* With an API key configured: true if req carries it; otherwise answers 401
+ * (before anything else is looked at) and returns false. */
+static bool authorized(ksrv_t *s, fnet_req_t *req) {
+  int rc = ksrv_auth_check(&s->cfg->auth, fnet_req_header(req, "Authorization"));
+  if (rc == 0) return true;
+  s->n.unauthorized++;
+  if (rc == -ENOKEY) {
+    fnet_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\"");
+    fnet_req_respond_error(req, 401, "missing API key: send Authorization: Bearer <key>");
+  } else {
+    fnet_req_add_header(req, "WWW-Authenticate", "Bearer realm=\"ferry\", error=\"invalid_token\"");
+    fnet_req_respond_error(req, 401, "invalid API key");
+  }
+  return false;
+}
+
 /* POST /process: validate, then hand to a worker (answered by bridge.c). */
 static void h_process(fnet_req_t *req, void *arg) {
   ksrv_t *s = arg;
+  if (!authorized(s, req)) return;
   if (s->shutting_down) {
     fnet_req_respond_error(req, 503, "server shutting down");
     return;
   }
-  json_t *v;
-  char err[160], msg[224];
-  int rc = fnet_req_json(req, &v, err, sizeof(err));
-  if (rc == -ENODATA) {
+  size_t len;
+  const char *body = fnet_req_body(req, &len);
+  if (len == 0) {
     fnet_req_respond_error(req, 400, "empty body: expected a JSON object");
     return;
   }
-  if (rc < 0) {
-    snprintf(msg, sizeof(msg), "invalid JSON: %s", err);
+  /* "\u0000" is valid JSON: accept it in strings (the worker does too). */
+  json_error_t je;
+  json_t *v = json_loadb(body, len, JSON_ALLOW_NUL, &je);
+  if (!v) {
+    char msg[224];
+    snprintf(msg, sizeof(msg), "invalid JSON: line %d column %d: %s", je.line, je.column, je.text);
     fnet_req_respond_error(req, 400, msg);
     return;
   }
@@ -49,8 +69,6 @@ static void h_process(fnet_req_t *req, void *arg) {
     fnet_req_respond_error(req, 400, "body must be a JSON object");
     return;
   }
-  size_t len;
-  const char *body = fnet_req_body(req, &len);
   ksrv_submit(s, req, body, len);
 }
 
@@ -88,20 +106,28 @@ static json_t *workers_json(ksrv_t *s) {
 
 static void h_status(fnet_req_t *req, void *arg) {
   ksrv_t *s = arg;
+  if (!authorized(s, req)) return;
   fshm_stats_t st;
   fshm_server_stats(s->shm, &st);
   json_t *http = json_pack(
-      "{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (int)fnet_http_server_connections(s->http),
+      "{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "connections", (int)fnet_http_server_connections(s->http),
       "pending", (json_int_t)s->pend.count, "responses", (json_int_t)s->n.requests, "status_2xx",
       (json_int_t)s->n.status_2xx, "status_4xx", (json_int_t)s->n.status_4xx, "status_5xx",
       (json_int_t)s->n.status_5xx, "timeouts_504", (json_int_t)s->n.timeouts, "queue_full_503",
-      (json_int_t)s->n.queue_full, "client_gone", (json_int_t)s->n.client_gone);
-  json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
+      (json_int_t)s->n.queue_full, "client_gone", (json_int_t)s->n.client_gone, "unauthorized_401",
+      (json_int_t)s->n.unauthorized);
+  /* Task counters from the server's own books: they reconcile in every
+   * snapshot (submitted = completed + failed + cancelled + in_flight).
+   * slots_in_use is the ring's view: it also counts cancelled tasks a
+   * worker still runs (their slots stay busy until it lets go). */
+  json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:i,s:o,s:o}", "status",
                         s->shutting_down ? "shutting_down" : "ok", "name", s->cfg->name, "uptime_ms",
                         (json_int_t)(uv_now(s->loop) - s->started_ms), "queue_depth",
-                        (json_int_t)st.queue_depth, "in_flight", (json_int_t)st.in_flight, "submitted",
-                        (json_int_t)st.submitted, "completed", (json_int_t)st.completed, "failed",
-                        (json_int_t)st.failed, "requeued", (json_int_t)st.requeued, "workers_live",
+                        (json_int_t)st.queue_depth, "in_flight", (json_int_t)s->pend.count, "submitted",
+                        (json_int_t)s->n.submitted, "completed", (json_int_t)s->n.completed, "failed",
+                        (json_int_t)s->n.failed, "cancelled", (json_int_t)s->n.cancelled, "requeued",
+                        (json_int_t)st.requeued, "slots_in_use",
+                        (json_int_t)(st.in_flight + st.cancelled_held), "workers_live",
                         (int)st.workers_live, "http", http, "workers", workers_json(s));
   fnet_req_respond_json(req, 200, o);
 }

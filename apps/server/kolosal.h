@@ -11,8 +11,16 @@
 #include "ferry/shm.h"
 #include "pending.h"
 
-/* Counters shown by GET /status. */
+/* Counters shown by GET /status. The task counters are kept here, where
+ * every request enters and leaves the pending table exactly once, so that
+ * submitted == completed + failed + cancelled + pending holds in every
+ * snapshot (the shm layer's own counts include slots still held by
+ * cancelled tasks). */
 typedef struct ksrv_counters {
+  uint64_t submitted;      /* requests handed to the shm ring and awaited */
+  uint64_t completed;      /* answered 200 with a worker's result */
+  uint64_t failed;         /* answered with an error from the worker path (422, 502, 503) */
+  uint64_t cancelled;      /* given up by the server: 504, client gone, shutdown grace over */
   uint64_t requests;       /* responses sent (all routes, all statuses) */
   uint64_t status_2xx;     /* successful */
   uint64_t status_4xx;     /* client errors (400, 413, 422, ...) */
@@ -20,6 +28,7 @@ typedef struct ksrv_counters {
   uint64_t timeouts;       /* 504: no answer within the deadline */
   uint64_t queue_full;     /* 503: ring full */
   uint64_t client_gone;    /* client left before its answer */
+  uint64_t unauthorized;   /* 401: API key missing or wrong */
 } ksrv_counters_t;
 
 typedef struct ksrv {

@@ -1,6 +1,8 @@
 /* Kolosal server: HTTP front end handing JSON jobs to worker processes
  * through shared memory (see docs/kolosal.md). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +13,15 @@
 #include "log.h"
 
 static void on_flush(uv_timer_t *t) { ksrv_log_flush(); }
+
+/* 127.0.0.0/8 or ::1: only this machine can connect. */
+static bool is_loopback(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, host, &a4) == 1) return ntohl(a4.s_addr) >> 24 == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1) return IN6_IS_ADDR_LOOPBACK(&a6);
+  return false;
+}
 
 static int start_http(ksrv_t *s) {
   const ksrv_config_t *cfg = s->cfg;
@@ -55,7 +66,7 @@ static int start_shm(ksrv_t *s) {
   fshm_config_default(&sc);
   sc.name = cfg->name;
   sc.ring_slots = cfg->ring_slots;
-  sc.payload_max = cfg->payload_max;
+  sc.payload_max = cfg->payload_max + KSRV_REPLY_RESERVE; /* see config.h */
   sc.max_workers = cfg->max_workers;
   sc.max_attempts = cfg->max_attempts;
   sc.heartbeat_ms = cfg->heartbeat_ms;
@@ -158,7 +169,12 @@ int main(int argc, char **argv) {
            "deadline_ms=%u pid=%d",
            fnet_http_server_port(s.http), cfg.host, cfg.name, cfg.ring_slots, cfg.payload_max,
            cfg.max_workers, cfg.deadline_ms, (int)getpid());
+  ksrv_log("event auth %s", cfg.auth.on ? "api-key" : "none");
   ksrv_log_flush();
+  if (!cfg.auth.on && !is_loopback(cfg.host))
+    fprintf(stderr, "server: warning: listening on %s without an API key: anyone who can reach port %d "
+                    "can run jobs (set --api-key-file or FERRY_API_KEY)\n", cfg.host,
+            fnet_http_server_port(s.http));
   /* Tests and scripts read the port from stdout when --port 0 was asked for. */
   printf("listening on %s:%d\n", cfg.host, fnet_http_server_port(s.http));
   fflush(stdout);

@@ -20,7 +20,7 @@ static int error(char *out, size_t out_max, size_t *out_len, int err, const char
 
 int ferry_handle(const char *req, size_t len, char *out, size_t out_max, size_t *out_len)
 {
-    json_t *root = json_loadb(req, len, 0, NULL);
+    json_t *root = json_loadb(req, len, JSON_ALLOW_NUL, NULL);
     const char *msg = root ? json_string_value(json_object_get(root, "message")) : NULL;
     if (!msg) {
         json_decref(root);

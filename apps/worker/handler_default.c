@@ -45,7 +45,7 @@ int ferry_default_handle(const char *req, size_t len, char *out, size_t out_max,
                          size_t *out_len)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(req, len, 0, &jerr);
+    json_t *root = json_loadb(req, len, JSON_ALLOW_NUL, &jerr);
     if (!root)
         return fail(out, out_max, out_len, -EINVAL, "invalid JSON: %s", jerr.text);
     json_t *m = json_object_get(root, "message");

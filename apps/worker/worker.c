@@ -2,8 +2,11 @@
  * segment, claims requests, runs a handler (built in, or a user's shared
  * library) and writes the result back. One line per event to its log.
  *
- * Exits 0 on SIGTERM/SIGINT or when the server closes; 1 when it cannot
- * start (no server, bad handler); 2 on bad usage. */
+ * Exit status: 0 on SIGTERM/SIGINT or when the server closes cleanly; 1 when
+ * it cannot start (no server, bad handler) or fails; 2 on bad usage; 3 when
+ * the server died (crash, SIGKILL), so a supervisor restarts the worker.
+ * With --reconnect it waits instead for a server (at start too) and attaches
+ * again whenever its server goes, stopping only on a signal. */
 #define _GNU_SOURCE
 #include "handler.h"
 
@@ -20,10 +23,17 @@
 #include <unistd.h>
 
 typedef struct opts {
-    const char *name;    /* segment name (--name, FERRY_SHM_NAME, "kolosal") */
+    const char *name;    /* segment name (--name, FERRY_NAME, "kolosal") */
     const char *handler; /* shared library path, NULL for the built-in handler */
     const char *log;     /* log file, NULL for stderr */
+    int reconnect;       /* wait for a (new) server instead of exiting (--reconnect) */
 } opts_t;
+
+/* How long a --reconnect worker sleeps between attach attempts. */
+#define WORKER_RECONNECT_MS 200
+
+/* Exit status when the server died under us (without --reconnect). */
+#define WORKER_EXIT_SERVER_DIED 3
 
 static FILE *log_fp;
 static fshm_worker_t *volatile g_worker; /* for the signal handler */
@@ -57,12 +67,39 @@ static void on_signal(int sig)
 static void usage(FILE *to)
 {
     fprintf(to,
-            "usage: worker [--name NAME] [--handler LIB.so] [--log FILE] [--help]\n"
-            "  --name NAME      server segment to attach to (env FERRY_SHM_NAME, default kolosal)\n"
+            "usage: worker [--name NAME] [--handler LIB.so] [--log FILE] [--reconnect] [--help]\n"
+            "  --name NAME      server segment to attach to (env FERRY_NAME, as for the\n"
+            "                   server; default kolosal). FERRY_SHM_NAME is deprecated\n"
             "  --handler LIB.so run ferry_handle() from this library instead of the built-in\n"
             "                   handler ({\"message\":\"abc\"} -> {\"result\":\"cba\",\"worker\":PID})\n"
             "  --log FILE       append one line per event to FILE (default stderr)\n"
-            "Stops on SIGTERM/SIGINT or when the server closes.\n");
+            "  --reconnect      wait for the server if there is none (every %d ms), and\n"
+            "                   attach again when it stops or dies; stop only on a signal\n"
+            "Stops on SIGTERM/SIGINT or when the server closes (exit 0). Exits 1 if it\n"
+            "cannot start, 2 on bad usage, 3 if the server died (so that a supervisor\n"
+            "restarts it); --reconnect waits for the next server instead.\n",
+            WORKER_RECONNECT_MS);
+}
+
+/* The segment name from the environment: FERRY_NAME, the server's variable
+ * for the same setting. FERRY_SHM_NAME, which the worker alone used to read,
+ * is still honoured (with a warning) so existing deployments keep working. */
+static const char *env_name(void)
+{
+    const char *name = getenv("FERRY_NAME");
+    const char *old = getenv("FERRY_SHM_NAME");
+    if (old && *old) {
+        if (name && *name) {
+            if (strcmp(name, old) != 0)
+                fprintf(stderr, "worker: warning: FERRY_SHM_NAME=%s ignored: FERRY_NAME=%s is set "
+                                "(FERRY_SHM_NAME is deprecated)\n", old, name);
+        } else {
+            fprintf(stderr, "worker: warning: FERRY_SHM_NAME is deprecated; use FERRY_NAME, "
+                            "the server's variable for the same name\n");
+            name = old;
+        }
+    }
+    return name && *name ? name : "kolosal";
 }
 
 static int parse(int argc, char **argv, opts_t *o)
@@ -71,19 +108,21 @@ static int parse(int argc, char **argv, opts_t *o)
         {"name", required_argument, NULL, 'n'},
         {"handler", required_argument, NULL, 'H'},
         {"log", required_argument, NULL, 'l'},
+        {"reconnect", no_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *env = getenv("FERRY_SHM_NAME");
-    o->name = env && *env ? env : "kolosal";
+    o->name = env_name();
     o->handler = NULL;
     o->log = NULL;
+    o->reconnect = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "n:H:l:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "n:H:l:rh", longopts, NULL)) != -1) {
         switch (c) {
         case 'n': o->name = optarg; break;
         case 'H': o->handler = optarg; break;
         case 'l': o->log = optarg; break;
+        case 'r': o->reconnect = 1; break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -EINVAL;
         }
@@ -116,9 +155,44 @@ static ferry_handle_fn load_handler(const char *path)
     return fn; /* stays loaded for the process's life */
 }
 
+/* Attach failures a --reconnect worker waits out: no server yet, the
+ * segment of one that died and is not yet replaced, a full table. */
+static int attach_transient(int rc)
+{
+    return rc == -ENOENT || rc == -ESHUTDOWN || rc == -ENOSPC;
+}
+
+/* Sleeps ms milliseconds unless a stop signal is (or comes) in. */
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    if (!g_signal)
+        nanosleep(&ts, NULL); /* a signal cuts it short (EINTR) */
+}
+
+/* Takes an entry in the server's worker table. With --reconnect a transient
+ * failure is waited out. Returns 0, -EINTR (a signal came while waiting) or
+ * the attach error (logged). */
 static int attach(const opts_t *o, fshm_worker_t **w)
 {
     int rc = fshm_worker_attach(w, o->name);
+    if (rc < 0 && o->reconnect && attach_transient(rc)) {
+        /* Wait for a server: one line when the wait starts, not one per try. */
+        logf_("waiting for the server name=%s reason=\"%s: %s\" retry_ms=%d", o->name,
+              fshm_strerror(rc), fshm_last_error(), WORKER_RECONNECT_MS);
+        fflush(log_fp);
+        while (rc < 0 && attach_transient(rc) && !g_signal) {
+            pause_ms(WORKER_RECONNECT_MS);
+            if (!g_signal)
+                rc = fshm_worker_attach(w, o->name);
+        }
+        if (g_signal && rc == 0) {
+            fshm_worker_detach(*w);
+            *w = NULL;
+        }
+        if (g_signal)
+            return -EINTR;
+    }
     if (rc < 0) {
         logf_("error attach name=%s reason=\"%s: %s\"", o->name, fshm_strerror(rc),
               fshm_last_error());
@@ -158,6 +232,99 @@ static void run_task(fshm_worker_t *w, ferry_handle_fn handle, char *out, size_t
           rc < 0 ? " reply_error=" : "", rc < 0 ? fshm_strerror(rc) : "");
 }
 
+/* Why serve() returned. */
+typedef enum {
+    END_SIGNAL,   /* SIGTERM/SIGINT */
+    END_CLOSED,   /* the server closed the segment */
+    END_DIED,     /* the server died without closing it */
+    END_REATTACH, /* declared dead (we were stalled): our entry is gone */
+    END_ERROR,    /* anything else: logged */
+} end_t;
+
+/* Claims and answers tasks until the server goes or a signal comes. */
+static end_t serve(fshm_worker_t *w, ferry_handle_fn handle, char *out, size_t out_max)
+{
+    while (!g_signal) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, 0);
+        if (rc == -ETIME) {
+            fflush(log_fp); /* about to sleep */
+            rc = fshm_worker_next(w, &id, &req, &len, -1);
+        }
+        if (rc == 0) {
+            run_task(w, handle, out, out_max, id, req, len);
+            continue;
+        }
+        if (rc == -EINTR || rc == -ETIME)
+            continue; /* the loop condition looks at the signal */
+        if (rc == -EPROTO) {
+            /* The server wrote an impossible request; that task was failed. */
+            logf_("error task reason=\"bad request in segment\"");
+            continue;
+        }
+        if (rc == -ESHUTDOWN) {
+            if (fshm_worker_server_died(w)) {
+                logf_("stop reason=server-died");
+                return END_DIED;
+            }
+            logf_("stop reason=server-closed");
+            return END_CLOSED;
+        }
+        if (rc == -ENOLINK) {
+            logf_("reattach reason=entry-reclaimed");
+            return END_REATTACH;
+        }
+        logf_("error next reason=\"%s\"", fshm_strerror(rc));
+        return END_ERROR;
+    }
+    return END_SIGNAL;
+}
+
+/* Attaches and serves, again after a reclaimed entry and, with --reconnect,
+ * whenever the server goes. Returns the exit status. */
+static int run(const opts_t *o, ferry_handle_fn handle)
+{
+    for (;;) {
+        fshm_worker_t *w;
+        int rc = attach(o, &w);
+        if (rc == -EINTR)
+            return 0; /* a signal while waiting for a server */
+        if (rc < 0)
+            return 1;
+        logf_("start handler=%s", o->handler ? o->handler : "builtin-reverse");
+        /* Each server may have its own payload limit. */
+        size_t out_max = fshm_worker_payload_max(w);
+        char *out = malloc(out_max ? out_max : 1);
+        if (!out) {
+            logf_("error out-of-memory bytes=%zu", out_max);
+            fshm_worker_detach(w);
+            return 1;
+        }
+        g_worker = w;
+        if (g_signal) /* came in before g_worker was set: nobody interrupted us */
+            fshm_worker_interrupt(w);
+        end_t end = serve(w, handle, out, out_max);
+        g_worker = NULL;
+        fshm_worker_detach(w);
+        free(out);
+        switch (end) {
+        case END_SIGNAL: return 0;
+        case END_ERROR: return 1;
+        case END_REATTACH: continue;
+        case END_CLOSED:
+            if (!o->reconnect)
+                return 0;
+            continue;
+        case END_DIED:
+            if (!o->reconnect)
+                return WORKER_EXIT_SERVER_DIED;
+            continue;
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     opts_t o;
@@ -191,68 +358,9 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    fshm_worker_t *w;
-    if (attach(&o, &w) < 0) {
-        fflush(log_fp);
-        return 1;
-    }
-    g_worker = w;
-    logf_("start handler=%s", o.handler ? o.handler : "builtin-reverse");
-
-    size_t out_max = fshm_worker_payload_max(w);
-    char *out = malloc(out_max ? out_max : 1);
-    if (!out) {
-        logf_("error out-of-memory bytes=%zu", out_max);
-        fshm_worker_detach(w);
-        return 1;
-    }
-    int exit_code = 0;
-    while (!g_signal) {
-        uint64_t id;
-        const void *req;
-        size_t len;
-        int rc = fshm_worker_next(w, &id, &req, &len, 0);
-        if (rc == -ETIME) {
-            fflush(log_fp); /* about to sleep */
-            rc = fshm_worker_next(w, &id, &req, &len, -1);
-        }
-        if (rc == 0) {
-            run_task(w, handle, out, out_max, id, req, len);
-            continue;
-        }
-        if (rc == -EINTR || rc == -ETIME)
-            continue; /* the loop condition looks at the signal */
-        if (rc == -EPROTO) {
-            /* The server wrote an impossible request; that task was failed. */
-            logf_("error task reason=\"bad request in segment\"");
-            continue;
-        }
-        if (rc == -ESHUTDOWN) {
-            logf_("stop reason=server-closed");
-            break;
-        }
-        if (rc == -ENOLINK) {
-            /* Declared dead (we were stalled): take a new entry. */
-            logf_("reattach reason=entry-reclaimed");
-            g_worker = NULL;
-            fshm_worker_detach(w);
-            if (attach(&o, &w) < 0) {
-                exit_code = 1;
-                w = NULL;
-                break;
-            }
-            g_worker = w;
-            continue;
-        }
-        logf_("error next reason=\"%s\"", fshm_strerror(rc));
-        exit_code = 1;
-        break;
-    }
+    int exit_code = run(&o, handle);
     if (g_signal)
         logf_("stop reason=signal sig=%d", (int)g_signal);
-    g_worker = NULL;
-    fshm_worker_detach(w);
-    free(out);
     logf_("exit code=%d", exit_code);
     fflush(log_fp);
     if (log_fp != stderr)

@@ -212,6 +212,13 @@ void fshm_worker_detach(fshm_worker_t *w);
 uint32_t fshm_worker_index(const fshm_worker_t *w);
 uint32_t fshm_worker_payload_max(const fshm_worker_t *w);
 
+/* Whether the server died without closing its segment (crash, SIGKILL), as
+ * opposed to closing it (fshm_server_close). Meaningful once
+ * fshm_worker_next() returned -ESHUTDOWN: 1 died, 0 closed. A worker can
+ * then tell an orderly stop from a failure (e.g. exit with a status that
+ * makes a supervisor restart it). */
+int fshm_worker_server_died(const fshm_worker_t *w);
+
 #ifdef __cplusplus
 }
 #endif

@@ -471,3 +471,11 @@ uint32_t fshm_worker_payload_max(const fshm_worker_t *w)
 {
     return w ? w->seg.cfg.payload_max : 0;
 }
+
+int fshm_worker_server_died(const fshm_worker_t *w)
+{
+    /* A closing server sets the state first; a dead one never does, and the
+     * heartbeat thread notices its owner lock is free (gone). */
+    return w && atomic_load(&w->gone) &&
+           atomic_load_explicit(&w->seg.hdr->state, memory_order_acquire) == FSHM_SEG_OPEN;
+}

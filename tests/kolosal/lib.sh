@@ -30,8 +30,12 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "ok: $*"; }
 
 # start_server [extra flags...]: --port 0, our name, log in $T; sets PORT, SERVER_PID.
-start_server() {
-  "$SERVER" --port 0 --host 127.0.0.1 --name "$NAME" --log "$T/server.log" "$@" >"$T/server.out" 2>"$T/server.err" &
+start_server() { launch_server --host 127.0.0.1 --name "$NAME" "$@"; }
+
+# launch_server [flags...]: the server with only --port 0 and the log in $T
+# added (name and host from the flags or the environment).
+launch_server() {
+  "$SERVER" --port 0 --log "$T/server.log" "$@" >"$T/server.out" 2>"$T/server.err" &
   SERVER_PID=$!
   PIDS+=("$SERVER_PID")
   local i

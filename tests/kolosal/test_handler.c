@@ -1,6 +1,7 @@
 /* Worker handler plugin for the Kolosal integration tests (`worker --handler`).
  * {"message":"crash"}  the worker process dies (SIGKILL) mid-task
  * {"message":"slow"}   answers after 1 s
+ * {"message":"big"}    a result larger than out_max: -EMSGSIZE
  * {"message":"x"}      {"result":"x"}
  * Signature: see apps/worker/handler.h (ferry_handle). */
 #include <errno.h>
@@ -14,7 +15,7 @@
 int ferry_handle(const char *req, size_t len, char *out, size_t out_max, size_t *out_len);
 
 int ferry_handle(const char *req, size_t len, char *out, size_t out_max, size_t *out_len) {
-  json_t *root = json_loadb(req, len, 0, NULL);
+  json_t *root = json_loadb(req, len, JSON_ALLOW_NUL, NULL);
   const char *msg = root ? json_string_value(json_object_get(root, "message")) : NULL;
   int n;
   if (!msg) {
@@ -25,6 +26,12 @@ int ferry_handle(const char *req, size_t len, char *out, size_t out_max, size_t 
   }
   if (!strcmp(msg, "crash")) raise(SIGKILL);
   if (!strcmp(msg, "slow")) sleep(1);
+  if (!strcmp(msg, "big")) {
+    n = snprintf(out, out_max, "{\"error\":\"result of %zu bytes\"}", 2 * out_max);
+    json_decref(root);
+    *out_len = (size_t)n < out_max ? (size_t)n : 0;
+    return -EMSGSIZE;
+  }
   json_t *res = json_pack("{s:s}", "result", msg);
   *out_len = res ? json_dumpb(res, out, out_max, JSON_COMPACT) : 0;
   json_decref(res);

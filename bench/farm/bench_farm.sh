@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Farm benchmark, two parts, each against a baseline measured in the same run:
+#  1. N tiny tasks (default 10000; a shell script that echoes its chunk)
+#     through employer + two local employees (loopback, durable ledger, 3
+#     slots each), against GNU parallel running the same script locally with
+#     the same concurrency (6 jobs): tasks/s and the ratio.
+#  2. one 1 GiB chunk employer -> employee on loopback (sealed frames, written
+#     to the employee's disk), against iperf3 on loopback: rate and ratio.
+# Usage: bench/farm/bench_farm.sh [BUILD_DIR]   (env BENCH_TASKS, BENCH_GIB)
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${1:-${FERRY_BUILD_DIR:-$SRC/build}}
+N=${BENCH_TASKS:-10000}
+GIB=${BENCH_GIB:-1}
+for c in parallel iperf3; do command -v $c >/dev/null || { echo "need $c (scripts/deps.sh)"; exit 2; }; done
+T=$(mktemp -d /tmp/farm-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+now() { date +%s.%N; }
+calc() { python3 -c "print($1)"; }
+
+head -c 32 /dev/urandom | base64 > "$T/secret"; chmod 600 "$T/secret"
+mkdir -p "$T/tasks" "$T/par"
+for i in $(seq -w 1 "$N"); do echo "{\"i\": $i}" > "$T/tasks/t$i.json"; done
+printf '#!/bin/sh\necho "$(cat "$1")" > "$2"\n' > "$T/echo.sh"; chmod +x "$T/echo.sh"
+
+start_employee() {
+  "$BUILD/employee" --id "$1" --port 0 --bind 127.0.0.1 --broadcast none --workdir "$T/w_$1" \
+    --secret-file "$T/secret" > "$T/$1.log" 2> "$T/$1.err" &
+  PIDS+=($!)
+  for _ in $(seq 100); do grep -q ' port ' "$T/$1.log" 2>/dev/null && break; sleep 0.1; done
+  awk '{print $4}' "$T/$1.log"
+}
+P1=$(start_employee e1); P2=$(start_employee e2)
+
+echo "== $N tiny tasks =="
+t0=$(now)
+ls "$T/tasks" | parallel -j 6 "$T/echo.sh" "$T/tasks/{}" "$T/par/{}.out"
+t1=$(now)
+par_rate=$(calc "round($N / ($t1 - $t0), 1)")
+echo "GNU parallel -j 6 (local):          $par_rate tasks/s"
+t0=$(now)
+"$BUILD/employer" --tasks "$T/tasks" --results "$T/res" --script "$T/echo.sh" --secret-file "$T/secret" \
+  --udp-port 0 --employee 127.0.0.1:$P1 --employee 127.0.0.1:$P2 --no-progress --quiet
+t1=$(now)
+farm_rate=$(calc "round($N / ($t1 - $t0), 1)")
+got=$(ls "$T/res" | grep -c '^result_')
+[ "$got" -eq "$N" ] || { echo "only $got results"; exit 1; }
+echo "employer + 2 employees (loopback):  $farm_rate tasks/s"
+echo "ratio farm/parallel: $(calc "round($farm_rate / $par_rate, 2)") (target >= 0.5)"
+
+echo "== ${GIB} GiB transfer =="
+rm -rf "$T/tasks" "$T/res" "$T/par"; mkdir -p "$T/big"
+head -c $((GIB << 30)) /dev/urandom > "$T/big/big.json"
+printf '#!/bin/sh\n: > "$2"\n' > "$T/nop.sh"; chmod +x "$T/nop.sh"
+IP=$((40000 + $$ % 20000))
+iperf3 -s -1 -p $IP > /dev/null 2>&1 &
+PIDS+=($!)
+sleep 0.5
+ib=$(iperf3 -c 127.0.0.1 -p $IP -n ${GIB}G -J | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')
+iperf_mb=$(calc "round($ib / 8 / 1e6, 1)")
+echo "iperf3 loopback:                    $iperf_mb MB/s"
+t0=$(now)
+"$BUILD/employer" --tasks "$T/big" --results "$T/res" --script "$T/nop.sh" --secret-file "$T/secret" \
+  --udp-port 0 --employee 127.0.0.1:$P1 --no-progress --quiet
+t1=$(now)
+farm_mb=$(calc "round(($GIB << 30) / ($t1 - $t0) / 1e6, 1)")
+echo "employer -> employee (whole run: hash, seal, send, write, run, result): $farm_mb MB/s"
+echo "ratio farm/iperf3: $(calc "round($farm_mb / $iperf_mb, 2)") (target >= 0.5)"

@@ -1,0 +1,139 @@
+/* ferry farm: frame header codec and the incremental decoder. Everything
+ * here runs on bytes an unauthenticated peer chose, so every length is
+ * checked against its bound before a byte of the frame body is stored, and
+ * the decoder never allocates after init: its one buffer fits the largest
+ * legal frame. */
+#include "farm_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool ffarm_type_valid(unsigned t) {
+  switch (t) {
+  case FFARM_T_AUTH1: case FFARM_T_AUTH2: case FFARM_T_AUTH3:
+  case FFARM_T_HELLO: case FFARM_T_SCRIPT: case FFARM_T_TASK: case FFARM_T_CANCEL:
+  case FFARM_T_RESULT: case FFARM_T_ACK: case FFARM_T_DATA: case FFARM_T_END:
+    return true;
+  default:
+    return false;
+  }
+}
+
+const char *ffarm_type_name(unsigned t) {
+  switch (t) {
+  case FFARM_T_AUTH1: return "AUTH1";
+  case FFARM_T_AUTH2: return "AUTH2";
+  case FFARM_T_AUTH3: return "AUTH3";
+  case FFARM_T_HELLO: return "HELLO";
+  case FFARM_T_SCRIPT: return "SCRIPT";
+  case FFARM_T_TASK: return "TASK";
+  case FFARM_T_CANCEL: return "CANCEL";
+  case FFARM_T_RESULT: return "RESULT";
+  case FFARM_T_ACK: return "ACK";
+  case FFARM_T_DATA: return "DATA";
+  case FFARM_T_END: return "END";
+  default: return "?";
+  }
+}
+
+bool ffarm_id_valid(const char *id, size_t len) {
+  if (len == 0 || len > FFARM_ID_MAX) return false;
+  if ((len == 1 && id[0] == '.') || (len == 2 && id[0] == '.' && id[1] == '.')) return false;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)id[i];
+    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void ffarm_put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+
+uint64_t ffarm_get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+void ffarm_hdr_put(uint8_t out[FFARM_HDR_LEN], const ffarm_hdr_t *h) {
+  out[0] = 'F';
+  out[1] = 'M';
+  out[2] = FFARM_VERSION;
+  out[3] = h->type;
+  out[4] = (uint8_t)(h->id_len >> 8);
+  out[5] = (uint8_t)h->id_len;
+  out[6] = 0;
+  out[7] = 0;
+  ffarm_put_u64(out + 8, h->payload_len);
+}
+
+int ffarm_hdr_get(const uint8_t in[FFARM_HDR_LEN], ffarm_hdr_t *h) {
+  if (in[0] != 'F' || in[1] != 'M' || in[2] != FFARM_VERSION) return -EPROTO;
+  if (!ffarm_type_valid(in[3]) || in[6] != 0 || in[7] != 0) return -EPROTO;
+  uint16_t id_len = (uint16_t)((in[4] << 8) | in[5]);
+  uint64_t plen = ffarm_get_u64(in + 8);
+  if (id_len > FFARM_ID_MAX || plen > FFARM_PAYLOAD_MAX) return -EMSGSIZE;
+  h->type = in[3];
+  h->id_len = id_len;
+  h->payload_len = plen;
+  return 0;
+}
+
+int ffarm_dec_init(ffarm_dec_t *d) {
+  memset(d, 0, sizeof(*d));
+  d->buf = malloc(FFARM_FRAME_MAX);
+  if (!d->buf) return -ENOMEM;
+  d->need = FFARM_HDR_LEN;
+  return 0;
+}
+
+void ffarm_dec_destroy(ffarm_dec_t *d) {
+  if (!d) return;
+  free(d->buf);
+  d->buf = NULL;
+}
+
+int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used,
+                   ffarm_frame_t *f) {
+  *used = 0;
+  if (d->failed) return -EPROTO;
+  if (d->have == d->need && d->need > FFARM_HDR_LEN) {
+    /* the previous frame was handed out: start the next one */
+    d->have = 0;
+    d->need = FFARM_HDR_LEN;
+  }
+  while (*used < len) {
+    size_t take = d->need - d->have;
+    if (take > len - *used) take = len - *used;
+    memcpy(d->buf + d->have, data + *used, take);
+    d->have += take;
+    *used += take;
+    if (d->have < d->need) return 0;
+    if (d->need == FFARM_HDR_LEN) {
+      int rc = ffarm_hdr_get(d->buf, &d->hdr);
+      if (rc < 0) {
+        d->failed = true;
+        return rc;
+      }
+      d->need = FFARM_HDR_LEN + d->hdr.id_len + (size_t)d->hdr.payload_len;
+      if (d->need > FFARM_HDR_LEN) continue;
+      /* an empty frame (no id, no payload) is complete with its header; it
+       * is marked done by need == HDR_LEN + 0 below */
+    }
+    f->type = d->hdr.type;
+    f->id_len = d->hdr.id_len;
+    f->id = (const char *)d->buf + FFARM_HDR_LEN;
+    f->payload = d->buf + FFARM_HDR_LEN + d->hdr.id_len;
+    f->len = (size_t)d->hdr.payload_len;
+    f->hdr = d->buf;
+    if (d->need == FFARM_HDR_LEN) {
+      d->have = 0;  /* header-only frame: the buffer is free again at once */
+    }
+    return 1;
+  }
+  return 0;
+}

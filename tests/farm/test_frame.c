@@ -1,0 +1,298 @@
+/* farm frame codec and handshake: exact bytes, bounds, partial input,
+ * sealing (tamper, replay, reorder), wrong secrets, announces. */
+#define _GNU_SOURCE
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ferry/farm.h"
+
+static ffarm_key_t key_of(const char *s) {
+  char path[64];
+  snprintf(path, sizeof(path), "/tmp/ffarm-key-%d", (int)getpid());
+  int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+  cr_assert(fd >= 0);
+  cr_assert_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+  close(fd);
+  ffarm_key_t k;
+  cr_assert_eq(ffarm_key_load(&k, path), 0);
+  unlink(path);
+  return k;
+}
+
+Test(frame, header_bytes_exact) {
+  ffarm_hdr_t h = {.type = FFARM_T_TASK, .id_len = 5, .payload_len = 0x0102030405ULL & 0xffff};
+  uint8_t b[16];
+  ffarm_hdr_put(b, &h);
+  uint8_t want[16] = {'F', 'M', 1, 0x12, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0x05};
+  cr_assert_arr_eq(b, want, 16);
+  ffarm_hdr_t g;
+  cr_assert_eq(ffarm_hdr_get(b, &g), 0);
+  cr_assert_eq(g.type, FFARM_T_TASK);
+  cr_assert_eq(g.id_len, 5);
+  cr_assert_eq(g.payload_len, 0x0405);
+}
+
+Test(frame, header_rejects_bad_fields) {
+  ffarm_hdr_t h = {.type = FFARM_T_DATA, .id_len = 1, .payload_len = 10};
+  uint8_t b[16], c[16];
+  ffarm_hdr_put(b, &h);
+  ffarm_hdr_t g;
+  memcpy(c, b, 16); c[0] = 'X';
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
+  memcpy(c, b, 16); c[2] = 2;
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
+  memcpy(c, b, 16); c[3] = 0x7f;
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
+  memcpy(c, b, 16); c[7] = 1;
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
+  memcpy(c, b, 16); c[4] = 0; c[5] = FFARM_ID_MAX + 1;
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EMSGSIZE);
+  /* a 64-bit length far over the bound: refused before anything is stored */
+  memcpy(c, b, 16); c[8] = 0x80;
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EMSGSIZE);
+  h.payload_len = FFARM_PAYLOAD_MAX + 1;
+  ffarm_hdr_put(c, &h);
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EMSGSIZE);
+  h.payload_len = FFARM_PAYLOAD_MAX;
+  ffarm_hdr_put(c, &h);
+  cr_assert_eq(ffarm_hdr_get(c, &g), 0);
+}
+
+Test(frame, ids) {
+  cr_assert(ffarm_id_valid("chunk_01.json", 13));
+  cr_assert(ffarm_id_valid("a-b.c_D9", 8));
+  cr_assert_not(ffarm_id_valid("", 0));
+  cr_assert_not(ffarm_id_valid(".", 1));
+  cr_assert_not(ffarm_id_valid("..", 2));
+  cr_assert_not(ffarm_id_valid("../etc", 6));
+  cr_assert_not(ffarm_id_valid("a/b", 3));
+  cr_assert_not(ffarm_id_valid("a b", 3));
+  cr_assert_not(ffarm_id_valid("a\0b", 3));
+  char big[FFARM_ID_MAX + 2];
+  memset(big, 'a', sizeof(big));
+  cr_assert(ffarm_id_valid(big, FFARM_ID_MAX));
+  cr_assert_not(ffarm_id_valid(big, FFARM_ID_MAX + 1));
+}
+
+/* A client and a server session after a good handshake. */
+static void pair(const ffarm_key_t *kc, const ffarm_key_t *ks, ffarm_sess_t *c, ffarm_sess_t *s,
+                 int *rc_client, int *rc_server) {
+  ffarm_hs_t hc, hsv;
+  uint8_t out[256];
+  size_t n = 0;
+  ffarm_dec_t d;
+  cr_assert_eq(ffarm_dec_init(&d), 0);
+  ffarm_frame_t f;
+  size_t used;
+  cr_assert_eq(ffarm_hs_client(&hc, kc, out, &n), 0);
+  ffarm_hs_server(&hsv, ks);
+  cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+  cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);  /* AUTH1 -> AUTH2 */
+  cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+  *rc_client = ffarm_hs_step(&hc, &f, out, &n);      /* AUTH2 -> AUTH3 */
+  *rc_server = -1;
+  if (*rc_client == 0) {
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    *rc_server = ffarm_hs_step(&hsv, &f, out, &n);
+  }
+  if (*rc_client == 0 && *rc_server == 0) {
+    cr_assert_eq(ffarm_hs_session(&hc, c), 0);
+    cr_assert_eq(ffarm_hs_session(&hsv, s), 0);
+  } else {
+    cr_assert_eq(ffarm_hs_session(&hc, c), -EINVAL);
+  }
+  ffarm_dec_destroy(&d);
+}
+
+Test(auth, good_secret_and_sealed_frames) {
+  ffarm_key_t k = key_of("correct horse");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  pair(&k, &k, &c, &s, &rc1, &rc2);
+  cr_assert_eq(rc1, 0);
+  cr_assert_eq(rc2, 0);
+  uint8_t buf[FFARM_FRAME_MAX];
+  ssize_t n = ffarm_frame_encode(&c, FFARM_T_TASK, "t1.json", 7, "{\"a\":1}", 7, buf, sizeof(buf));
+  cr_assert_eq(n, (ssize_t)ffarm_frame_size(7, 7));
+  /* the payload is not in clear on the wire */
+  cr_assert_null(memmem(buf, (size_t)n, "{\"a\":1}", 7));
+  ffarm_dec_t d;
+  ffarm_dec_init(&d);
+  ffarm_frame_t f;
+  size_t used;
+  /* byte by byte: partial reads are handled */
+  int r = 0;
+  for (ssize_t i = 0; i < n; i++) {
+    r = ffarm_dec_feed(&d, buf + i, 1, &used, &f);
+    cr_assert_eq(used, 1);
+    if (i < n - 1) cr_assert_eq(r, 0);
+  }
+  cr_assert_eq(r, 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), 0);
+  cr_assert_eq(f.len, 7);
+  cr_assert_eq(memcmp(f.payload, "{\"a\":1}", 7), 0);
+  cr_assert_eq(memcmp(f.id, "t1.json", 7), 0);
+  ffarm_dec_destroy(&d);
+}
+
+Test(auth, tamper_replay_reorder_fail) {
+  ffarm_key_t k = key_of("s3cret");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  pair(&k, &k, &c, &s, &rc1, &rc2);
+  uint8_t f1[256], f2[256], tmp[256];
+  ssize_t n1 = ffarm_frame_encode(&c, FFARM_T_ACK, "x", 1, "one", 3, f1, sizeof(f1));
+  ssize_t n2 = ffarm_frame_encode(&c, FFARM_T_ACK, "x", 1, "two", 3, f2, sizeof(f2));
+  ffarm_dec_t d;
+  ffarm_dec_init(&d);
+  ffarm_frame_t f;
+  size_t used;
+  /* reorder: frame 2 first fails */
+  memcpy(tmp, f2, (size_t)n2);
+  cr_assert_eq(ffarm_dec_feed(&d, tmp, (size_t)n2, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), -EBADMSG);
+  /* tamper with the id (additional data) */
+  memcpy(tmp, f1, (size_t)n1);
+  tmp[FFARM_HDR_LEN] = 'y';
+  cr_assert_eq(ffarm_dec_feed(&d, tmp, (size_t)n1, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), -EBADMSG);
+  /* the genuine frame 1 opens, then a replay of it fails */
+  memcpy(tmp, f1, (size_t)n1);
+  cr_assert_eq(ffarm_dec_feed(&d, tmp, (size_t)n1, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), 0);
+  memcpy(tmp, f1, (size_t)n1);
+  cr_assert_eq(ffarm_dec_feed(&d, tmp, (size_t)n1, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), -EBADMSG);
+  memcpy(tmp, f2, (size_t)n2);
+  cr_assert_eq(ffarm_dec_feed(&d, tmp, (size_t)n2, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s, &f), 0);
+  cr_assert_eq(memcmp(f.payload, "two", 3), 0);
+  /* the server's own key does not open client frames (directions differ) */
+  ffarm_sess_t s2 = s;
+  s2.rx = s.tx;
+  n1 = ffarm_frame_encode(&c, FFARM_T_ACK, "x", 1, "3", 1, f1, sizeof(f1));
+  cr_assert_eq(ffarm_dec_feed(&d, f1, (size_t)n1, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(&s2, &f), -EBADMSG);
+  ffarm_dec_destroy(&d);
+}
+
+Test(auth, wrong_secret_refused_both_ways) {
+  ffarm_key_t a = key_of("right"), b = key_of("wrong");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  /* the server lacks the secret: the client rejects its proof */
+  pair(&a, &b, &c, &s, &rc1, &rc2);
+  cr_assert_eq(rc1, -EACCES);
+  /* a client that lacks the secret cannot forge AUTH3: emulate it by a
+   * client that answers with a random proof */
+  ffarm_hs_t hsv, hc;
+  uint8_t out[256];
+  size_t n;
+  ffarm_hs_server(&hsv, &a);
+  ffarm_hs_client(&hc, &b, out, &n);
+  ffarm_dec_t d;
+  ffarm_dec_init(&d);
+  ffarm_frame_t f;
+  size_t used;
+  cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+  cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);
+  uint8_t fake[FFARM_HDR_LEN + 32];
+  ffarm_hdr_t h = {.type = FFARM_T_AUTH3, .id_len = 0, .payload_len = 32};
+  ffarm_hdr_put(fake, &h);
+  memset(fake + FFARM_HDR_LEN, 0x55, 32);
+  cr_assert_eq(ffarm_dec_feed(&d, fake, sizeof(fake), &used, &f), 1);
+  cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), -EACCES);
+  cr_assert_eq(hsv.state, FFARM_HS_FAILED);
+  ffarm_dec_destroy(&d);
+}
+
+Test(auth, out_of_order_handshake) {
+  ffarm_key_t a = key_of("k");
+  ffarm_hs_t hsv;
+  ffarm_hs_server(&hsv, &a);
+  uint8_t fr[FFARM_HDR_LEN + 32], out[256];
+  size_t n;
+  ffarm_hdr_t h = {.type = FFARM_T_AUTH3, .payload_len = 32};
+  ffarm_hdr_put(fr, &h);
+  ffarm_frame_t f = {.type = FFARM_T_AUTH3, .payload = fr + FFARM_HDR_LEN, .len = 32, .hdr = fr};
+  cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), -EPROTO);
+  /* a sealed type is never accepted as a handshake step */
+  ffarm_hs_server(&hsv, &a);
+  f.type = FFARM_T_TASK;
+  cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), -EPROTO);
+}
+
+Test(auth, key_file_rules) {
+  char path[64];
+  snprintf(path, sizeof(path), "/tmp/ffarm-kf-%d", (int)getpid());
+  int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0644);
+  cr_assert(write(fd, "x\n", 2) == 2);
+  close(fd);
+  chmod(path, 0644);
+  ffarm_key_t k, k2;
+  cr_assert_eq(ffarm_key_load(&k, path), -EPERM);
+  chmod(path, 0600);
+  cr_assert_eq(ffarm_key_load(&k, path), 0);
+  k2 = key_of("x");  /* the trailing newline is not part of the secret */
+  cr_assert_arr_eq(k.k, k2.k, FFARM_KEY_LEN);
+  fd = open(path, O_TRUNC | O_WRONLY);
+  close(fd);
+  cr_assert_eq(ffarm_key_load(&k, path), -EINVAL);
+  unlink(path);
+  cr_assert_eq(ffarm_key_load(&k, path), -ENOENT);
+}
+
+Test(frame, decoder_bounds_and_streams) {
+  ffarm_dec_t d;
+  ffarm_dec_init(&d);
+  ffarm_frame_t f;
+  size_t used;
+  /* two clear frames in one buffer: the decoder stops after the first */
+  uint8_t buf[512];
+  ssize_t a = ffarm_frame_encode(NULL, FFARM_T_AUTH1, NULL, 0, "abc", 3, buf, sizeof(buf));
+  ssize_t b = ffarm_frame_encode(NULL, FFARM_T_AUTH3, NULL, 0, NULL, 0, buf + a, sizeof(buf) - a);
+  cr_assert_eq(b, FFARM_HDR_LEN);
+  cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)(a + b), &used, &f), 1);
+  cr_assert_eq(used, (size_t)a);
+  cr_assert_eq(f.len, 3);
+  cr_assert_eq(ffarm_dec_feed(&d, buf + used, (size_t)(a + b) - used, &used, &f), 1);
+  cr_assert_eq(f.type, FFARM_T_AUTH3);
+  cr_assert_eq(f.len, 0);
+  /* encode refuses a sealed type in clear, bad ids and oversize payloads */
+  cr_assert_eq(ffarm_frame_encode(NULL, FFARM_T_TASK, NULL, 0, "x", 1, buf, sizeof(buf)), -EINVAL);
+  cr_assert_eq(ffarm_frame_encode(NULL, FFARM_T_AUTH1, "../x", 4, "x", 1, buf, sizeof(buf)),
+               -EINVAL);
+  cr_assert_eq(ffarm_frame_encode(NULL, FFARM_T_AUTH1, NULL, 0, buf, FFARM_CHUNK + 1, buf,
+                                  sizeof(buf)), -EMSGSIZE);
+  cr_assert_eq(ffarm_frame_encode(NULL, FFARM_T_AUTH1, NULL, 0, buf, 100, buf, 50), -EMSGSIZE);
+  /* garbage kills the stream for good */
+  uint8_t junk[16] = "GET / HTTP/1.1\r\n";
+  cr_assert_eq(ffarm_dec_feed(&d, junk, 16, &used, &f), -EPROTO);
+  cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)a, &used, &f), -EPROTO);
+  ffarm_dec_destroy(&d);
+}
+
+Test(announce, sealed_and_checked) {
+  ffarm_key_t a = key_of("net"), b = key_of("other");
+  uint8_t pkt[FFARM_ANNOUNCE_MAX];
+  ssize_t n = ffarm_announce_seal(&a, "{\"id\":\"e1\",\"port\":12345}", pkt, sizeof(pkt));
+  cr_assert_gt(n, 0);
+  char js[FFARM_ANNOUNCE_MAX];
+  cr_assert_eq(ffarm_announce_open(&a, pkt, (size_t)n, js, sizeof(js)), 0);
+  cr_assert_str_eq(js, "{\"id\":\"e1\",\"port\":12345}");
+  cr_assert_eq(ffarm_announce_open(&b, pkt, (size_t)n, js, sizeof(js)), -EBADMSG);
+  pkt[n - 1] ^= 1;
+  cr_assert_eq(ffarm_announce_open(&a, pkt, (size_t)n, js, sizeof(js)), -EBADMSG);
+  cr_assert_eq(ffarm_announce_open(&a, pkt, 10, js, sizeof(js)), -EBADMSG);
+  char big[FFARM_ANNOUNCE_MAX + 10];
+  memset(big, 'a', sizeof(big) - 1);
+  big[sizeof(big) - 1] = 0;
+  cr_assert_eq(ffarm_announce_seal(&a, big, pkt, sizeof(pkt)), -EMSGSIZE);
+}
