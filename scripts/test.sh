@@ -3,6 +3,8 @@
 #   plain        every test, optimised build
 #   asan         every test, AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan         the tests labelled `concurrency`, ThreadSanitizer
+#   aarch64      kcoro's coroutine and channel tests cross-built for aarch64,
+#                run under qemu-aarch64 (scripts/test_aarch64.sh)
 # Usage: scripts/test.sh [plain|asan|tsan ...]   (default: all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,11 +17,21 @@ scripts/llama.sh build
 scripts/npm-openai.sh >/dev/null
 jobs=$(nproc)
 passes=("$@")
-[ ${#passes[@]} -eq 0 ] && passes=(plain asan tsan)
+[ ${#passes[@]} -eq 0 ] && passes=(plain asan tsan aarch64)
 
 total_pass=0; total_fail=0
 run_pass() {
   local name=$1; shift
+  if [ "$name" = aarch64 ]; then
+    echo "=== pass: aarch64 ==="
+    local out rc=0
+    out=$(scripts/test_aarch64.sh build-test/aarch64 2>&1) || rc=$?
+    echo "$out"
+    total_pass=$((total_pass + $(echo "$out" | grep -c ': Passed$' || true)))
+    total_fail=$((total_fail + $(echo "$out" | grep -c ': FAILED$' || true)))
+    [ $rc -eq 0 ] || { echo "pass aarch64 FAILED"; echo "$total_pass passed, $total_fail failed"; exit 1; }
+    return
+  fi
   local dir=build-test/$name
   local cfg=() sel=()
   case $name in

@@ -12,9 +12,9 @@
  *       -EPIPE      the channel is closed (recv: closed and drained)
  *   - Destroy functions accept NULL.
  *
- * Blocking parks the calling thread through one waiter abstraction (the
- * parker, kc_parker_t in src/kcoro/kc_sync.h), so the same channels can later
- * serve coroutines.
+ * Blocking parks the caller through one waiter abstraction (the parker,
+ * kc_parker_t in src/kcoro/kc_sync.h): a thread sleeps on a futex, a
+ * coroutine (see "Coroutines") switches to its scheduler.
  */
 #ifndef KCORO_KCORO_H
 #define KCORO_KCORO_H
@@ -266,7 +266,9 @@ typedef int (*kc_task_fn)(void *arg, const kc_cancel_t *cancel);
 /* Creates a scope; its token is a child of parent_cancel (may be NULL), so a
  * scope created inside another scope's task cascades cancellation. */
 int kc_scope_create(kc_scope_t **out, const kc_cancel_t *parent_cancel);
-/* Starts fn(arg, token) on a new thread owned by the scope.
+/* Starts fn(arg, token) owned by the scope: as a coroutine when called from
+ * a coroutine, else on a new thread. kc_scope_wait/destroy park a calling
+ * coroutine (never its worker thread).
  * ERRORS: -ECANCELED (scope already cancelled), -ENOMEM, -EAGAIN. */
 int kc_scope_spawn(kc_scope_t *s, kc_task_fn fn, void *arg);
 /* Cancels every child (and scopes nested under it). */
@@ -283,6 +285,83 @@ int kc_scope_wait(kc_scope_t *s);
  * wait is safe; a call on the scope that *starts* after destroy began is a
  * use after free (order it before destroy, as with any destroy). */
 void kc_scope_destroy(kc_scope_t *s);
+
+/* ------------------------------------------------------------------------ */
+/* Coroutines and the scheduler                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Stackful coroutines multiplexed onto a few worker threads (M:N, one per
+ * CPU by default, KCORO_THREADS=n to override). Every blocking call of this
+ * header (channel send/recv, select, kc_sleep_ms, kc_coro_join, ...) made in
+ * a coroutine parks the coroutine, not its thread; made in a thread, it
+ * parks the thread. A thread and a coroutine may share any channel.
+ * Code in a coroutine must not block its thread for long (sleep, blocking
+ * I/O, pthread waits): that stalls every coroutine queued on the worker. */
+typedef struct kc_coro kc_coro_t;
+typedef void (*kc_coro_fn)(void *arg);
+
+#define KC_STACK_DEFAULT (64u * 1024u)        /* bytes                        */
+#define KC_STACK_MIN     (16u * 1024u)
+#define KC_STACK_MAX     (64u * 1024u * 1024u)
+#define KC_THREADS_MAX   1024
+
+typedef struct kc_coro_opts {
+    size_t stack_size;   /* 0: KC_STACK_DEFAULT; rounded up to pages; a guard
+                          * page below it turns an overflow into SIGSEGV with
+                          * a message naming the coroutine               */
+} kc_coro_opts_t;
+
+typedef struct kc_sched_opts {
+    int threads;         /* worker threads; 0: KCORO_THREADS or one per CPU */
+} kc_sched_opts_t;
+
+/* Starts the worker threads. Optional: the first kc_go/kc_spawn starts a
+ * default scheduler. ERRORS: -EALREADY (running), -EINVAL, -ENOMEM,
+ * -EAGAIN (threads). */
+int kc_sched_start(const kc_sched_opts_t *opts);
+/* Waits until every coroutine has ended, then stops the worker threads.
+ * 0 also when not running; -EDEADLK when called from a coroutine or worker.
+ * A coroutine blocked forever makes it wait forever: close channels first.
+ * The runtime may be started again afterwards. */
+int kc_sched_stop(void);
+
+/* Starts fn(arg) as a joinable coroutine; *out must be joined exactly once.
+ * opts may be NULL. ERRORS: -EINVAL (fn NULL, stack size out of range),
+ * -ENOMEM, and those of kc_sched_start. */
+int kc_spawn(kc_coro_t **out, kc_coro_fn fn, void *arg, const kc_coro_opts_t *opts);
+/* Starts a detached coroutine (its resources are recycled when it ends). */
+int kc_go(kc_coro_fn fn, void *arg, const kc_coro_opts_t *opts);
+/* Waits for a coroutine from kc_spawn to end and releases it. 0, or
+ * -EINVAL (NULL or detached), -EDEADLK (joining itself). */
+int kc_coro_join(kc_coro_t *c);
+/* As kc_coro_join with a timeout: -EAGAIN (0) / -ETIME leave c joinable. */
+int kc_coro_join_ms(kc_coro_t *c, long timeout_ms);
+/* Lets the other runnable coroutines of this worker run (a thread: sched_yield). */
+void kc_yield(void);
+/* Sleeps ms milliseconds (coroutine: parks; thread: sleeps). ms <= 0 yields. */
+int kc_sleep_ms(long ms);
+/* As kc_sleep_ms; -ECANCELED promptly when cancel is triggered. */
+int kc_sleep_ms_c(long ms, const kc_cancel_t *cancel);
+/* The running coroutine, NULL in a thread. */
+kc_coro_t *kc_self(void);
+/* True while c is parked: switched out, waiting for a wake-up or a timer
+ * (a hint for monitors and tests: it may change right after the call). */
+bool kc_coro_is_parked(const kc_coro_t *c);
+/* Process-unique id of a coroutine (0 for NULL). */
+uint64_t kc_coro_id(const kc_coro_t *c);
+
+typedef struct kc_sched_stats {
+    uint32_t threads;      /* worker threads now                              */
+    uint64_t spawned;      /* coroutines started                              */
+    uint64_t finished;     /* coroutines ended                                */
+    uint64_t live;         /* started and not yet ended                       */
+    uint64_t steals;       /* coroutines a worker took from another's queue   */
+    uint64_t injected;     /* made runnable via the global queue (foreign threads, overflow) */
+    uint64_t switches;     /* switches into coroutines                        */
+    uint64_t idle_sleeps;  /* futex sleeps of idle workers                    */
+} kc_sched_stats_t;
+/* Counters since the process started (monotonic). */
+void kc_sched_stats(kc_sched_stats_t *out);
 
 /* ------------------------------------------------------------------------ */
 /* Utilities                                                                 */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kcoro/kcoro.h"
+#include "kc_sched.h"
 
 /* Spin budgets, in polls (one pause each, ~10-40 ns depending on the CPU).
  * A hand-off between two running threads completes in well under a
@@ -137,6 +138,9 @@ static void parker_key_init(void)
 
 kc_parker_t *kc__parker_self(void)
 {
+    struct kc_coro *c = kc__coro_current();
+    if (c)
+        return kc__coro_parker(c);
     kc_parker_t *p = t_parker;
     if (p)
         return p;
@@ -170,6 +174,8 @@ kc_parker_t *kc__parker_self(void)
 
 int kc__park(kc_parker_t *p, uint64_t deadline_ns)
 {
+    if (p->coro)
+        return kc__coro_park(p, deadline_ns);
     for (;;) {
         uint32_t s = KC_PARK_EMPTY;
         if (!atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_SLEEPING,
@@ -196,9 +202,15 @@ int kc__park(kc_parker_t *p, uint64_t deadline_ns)
 
 void kc__unpark(kc_parker_t *p)
 {
-    if (atomic_exchange_explicit(&p->state, KC_PARK_NOTIFIED, memory_order_release) ==
-        KC_PARK_SLEEPING)
-        kc__futex_wake(&p->state, 1);
+    /* acq_rel: a coroutine woken here is resumed by whoever pops it, and
+     * the scheduler's SLEEPING CAS must happen-before that. */
+    if (atomic_exchange_explicit(&p->state, KC_PARK_NOTIFIED, memory_order_acq_rel) ==
+        KC_PARK_SLEEPING) {
+        if (p->coro)
+            kc__coro_ready(p->coro);
+        else
+            kc__futex_wake(&p->state, 1);
+    }
 }
 
 /* ---- spin policy (see kc_sync.h) --------------------------------------- */
@@ -219,6 +231,10 @@ static bool peer_here(const kc_parker_t *peer, int32_t cpu)
 
 bool kc__spin_begin(kc_spinner_t *sp, kc_parker_t *self, uint64_t deadline)
 {
+    /* A coroutine never spins: polling would hold its worker thread, and
+     * with it every other coroutine queued there (maybe our peer). */
+    if (self->coro)
+        return false;
     int32_t cpu = sched_getcpu();
     /* Written only when it changed: peers read this line while spinning. */
     if (atomic_load_explicit(&self->cpu, memory_order_relaxed) != cpu)

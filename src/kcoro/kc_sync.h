@@ -65,11 +65,17 @@ typedef struct kc_parker {
     uint32_t ncpu;            /* owner only: CPUs the owner may run on              */
     uint32_t sleeps;          /* owner only: sleeps since ncpu was read             */
     struct kc_parker *next;   /* free-pool link while unowned                       */
+    /* A coroutine's parker (embedded in its kc_coro, which is never freed
+     * either: coroutines are recycled) parks by switching to the scheduler
+     * instead of sleeping in the kernel; NULL for a thread's parker. */
+    struct kc_coro *coro;
+    _Atomic uint64_t park_seq; /* coroutine parkers: parks so far (stale timers)  */
 } kc_parker_t;
 
 enum { KC_PARK_EMPTY = 0, KC_PARK_NOTIFIED = 1, KC_PARK_SLEEPING = 2 };
 
-/* The calling thread's parker. Never NULL (aborts on out of memory: a
+/* The parker of whoever calls: the running coroutine's, or else the
+ * calling thread's. The calling thread's parker. Never NULL (aborts on out of memory: a
  * thread that cannot block cannot honour any API contract). */
 kc_parker_t *kc__parker_self(void);
 /* Sleeps until a notification or the absolute CLOCK_MONOTONIC deadline

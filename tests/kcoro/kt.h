@@ -43,22 +43,64 @@ static inline uint64_t kt_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* KT_CORO builds the same tests with every "thread" started by kt_start
+ * running as a coroutine on the kcoro scheduler instead (the test's own
+ * thread stays a thread): so every test also checks coroutine parking and
+ * thread <-> coroutine traffic. A pthread_t then holds the kc_coro_t * (low bit set). */
 static inline void kt_sleep_ms(long ms)
 {
+#ifdef KT_CORO
+    if (kc_self()) {
+        kc_sleep_ms(ms); /* parks the coroutine, not its worker */
+        return;
+    }
+#endif
     struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
 
+#ifdef KT_CORO
+struct kt_coro_start {
+    void *(*fn)(void *); /* the thread function  */
+    void *arg;           /* its argument         */
+};
+
+static inline void kt_coro_main(void *p)
+{
+    struct kt_coro_start s = *(struct kt_coro_start *)p;
+    free(p);
+    s.fn(s.arg);
+}
+#endif
+
 static inline void kt_start(pthread_t *t, void *(*fn)(void *), void *arg)
 {
+#ifdef KT_CORO
+    struct kt_coro_start *s = malloc(sizeof *s);
+    cr_assert_not_null(s);
+    s->fn = fn;
+    s->arg = arg;
+    kc_coro_t *c = NULL;
+    int rc = kc_spawn(&c, kt_coro_main, s, NULL);
+    cr_assert_eq(rc, 0, "kc_spawn: %d", rc);
+    *t = (pthread_t)((uintptr_t)c | 1); /* tagged: coroutines are 64-byte aligned */
+#else
     int rc = pthread_create(t, NULL, fn, arg);
     cr_assert_eq(rc, 0, "pthread_create: %s", strerror(rc));
+#endif
 }
 
 /* Joins t, failing the test if it has not ended within ms milliseconds. */
 static inline void kt_join(pthread_t t, long ms)
 {
+#ifdef KT_CORO
+    if ((uintptr_t)t & 1) { /* from kt_start; a plain pthread_create'd thread is not tagged */
+        int crc = kc_coro_join_ms((kc_coro_t *)((uintptr_t)t & ~(uintptr_t)1), ms);
+        cr_assert_eq(crc, 0, "coroutine did not finish within %ld ms (%d)", ms, crc);
+        return;
+    }
+#endif
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
     dl.tv_sec += ms / 1000;
@@ -75,10 +117,12 @@ static inline void kt_join(pthread_t t, long ms)
 struct kt_park {
     _Atomic int tid;   /* kernel tid, 0 until the worker started       */
     _Atomic bool done; /* the worker's blocking call has returned      */
+    _Atomic(kc_coro_t *) coro; /* KT_CORO: the worker coroutine         */
 };
 
 static inline void kt_park_enter(struct kt_park *p)
 {
+    atomic_store(&p->coro, kc_self());
     atomic_store(&p->tid, (int)gettid());
 }
 
@@ -110,6 +154,12 @@ static inline void kt_wait_parked(struct kt_park *p)
         if (atomic_load(&p->done))
             return;
         int tid = atomic_load(&p->tid);
+        kc_coro_t *co = atomic_load(&p->coro);
+        if (co) { /* a coroutine: parked is what "asleep" means */
+            asleep = kc_coro_is_parked(co) ? asleep + 1 : 0;
+            kt_sleep_ms(2);
+            continue;
+        }
         char st = tid ? kt_task_state(tid) : 'R';
         if (st == 0 && tid)
             return; /* thread already ended */

@@ -1,0 +1,989 @@
+/* kcoro: stackful coroutines on an M:N work-stealing scheduler.
+ *
+ * Each worker thread runs a loop (the scheduler context, on the thread's own
+ * stack) that picks a coroutine and switches to it; the coroutine runs until
+ * it yields, parks or ends, always by switching back to that loop. What a
+ * coroutine asked for on its way out ("post" action: requeue, park, free) is
+ * done by the loop after the switch, when the coroutine's registers are
+ * saved: so a waker can never resume a coroutine that is still running.
+ *
+ * Where work waits, per worker:
+ *   runnext  the coroutine woken last by this worker: runs next (a hand-off
+ *            between two coroutines stays on one worker, in its cache);
+ *   runq     a bounded FIFO ring; the owner pushes at the tail, the owner and
+ *            thieves take from the head by CAS (thieves take half);
+ *   timers   a binary heap of park deadlines (sleeps and timeouts).
+ * and globally the injection queue (a locked list) for coroutines made
+ * runnable by threads that are not workers, and for runq overflow.
+ * Idle workers sleep on one futex word (zero CPU); making work available
+ * wakes one of them only if some worker sleeps.
+ *
+ * Coroutine structs are never freed, only recycled (with their stacks) by a
+ * pool: a parker is embedded in each, and a late unpark of a coroutine that
+ * has ended must stay harmless (see kc_sync.h).
+ */
+#define _GNU_SOURCE
+#include "kc_sched.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kc_internal.h"
+#include "kcoro/kcoro.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define KC_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KC_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define KC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KC_TSAN 1
+#endif
+#endif
+
+#ifdef KC_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+#endif
+#ifdef KC_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+#define KC_RUNQ 256            /* slots of a worker's ring (power of two) */
+#define KC_POOL_LOCAL 64       /* recycled coroutines a worker keeps       */
+#define KC_POOL_GLOBAL 16384   /* ... the global pool keeps with stacks: munmap
+                                * costs TLB shootdowns (slow on VMs), keep them */
+#define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
+
+enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
+
+struct kc_coro {
+    kc_parker_t parker;          /* first: what channels park and unpark      */
+    void *sp;                    /* saved stack pointer while switched out     */
+    kc_coro_fn fn;               /* entry function                            */
+    void *arg;                   /* its argument                              */
+    unsigned char *stack;        /* usable stack [stack, stack + stack_size)  */
+    size_t stack_size;           /* bytes (page multiple)                     */
+    _Atomic int done;            /* 1 once ended and off its stack            */
+    _Atomic(kc_parker_t *) joiner; /* who waits in kc_coro_join (1: finishing) */
+    bool detached;               /* kc_go: recycled when it ends              */
+    uint64_t id;                 /* process-unique                            */
+    struct kc_coro *next;        /* injection queue / pool link               */
+    struct kc_coro *all_next;    /* every coroutine ever made (never freed)   */
+    void *tsan_fiber;            /* TSan's fiber for this coroutine           */
+};
+
+struct kc_timer {
+    uint64_t deadline;           /* CLOCK_MONOTONIC ns                        */
+    struct kc_coro *c;           /* coroutine to wake                         */
+    uint64_t seq;                /* its park_seq when parked (stale if changed) */
+};
+
+struct kc_worker {
+    _Alignas(64) _Atomic uint32_t head;   /* next slot to take (CAS by anyone) */
+    _Alignas(64) _Atomic uint32_t tail;   /* next slot to fill (owner only)    */
+    _Atomic(struct kc_coro *) ring[KC_RUNQ]; /* runnable coroutines           */
+    _Alignas(64) struct kc_coro *runnext; /* owner only: runs next           */
+    void *sched_sp;              /* the scheduler context while a coroutine runs */
+    struct kc_coro *cur;         /* the running coroutine or NULL             */
+    int post;                    /* POST_* asked by the coroutine switching out */
+    struct kc_timer *heap;       /* timer heap (owner only)                   */
+    size_t nheap, capheap;       /* its length and capacity                   */
+    struct kc_coro *pool;        /* recycled coroutines (owner only)          */
+    size_t npool;                /* their count                               */
+    uint32_t ticks;              /* picks so far (for KC_INJECT_EVERY)        */
+    uint32_t rng;                /* victim choice                             */
+    int index;                   /* in g.w                                    */
+    pthread_t thread;            /* the worker thread                         */
+    const void *sched_stack_bottom; /* ASan: the thread's stack              */
+    size_t sched_stack_size;     /* ASan: its size                            */
+    void *tsan_fiber;            /* TSan: the thread's own fiber              */
+    _Atomic uint64_t steals;     /* coroutines taken from other workers       */
+    _Atomic uint64_t switches;   /* switches into coroutines                  */
+    _Atomic uint64_t sleeps;     /* futex sleeps while idle                   */
+};
+
+static struct {
+    pthread_mutex_t mu;          /* start/stop                                */
+    _Atomic bool running;        /* workers exist                             */
+    _Atomic bool stopping;       /* kc_sched_stop waits for the end           */
+    int nw;                      /* number of workers                         */
+    struct kc_worker *w;         /* the workers                               */
+    pthread_mutex_t inj_mu;      /* guards the injection queue                */
+    struct kc_coro *inj_head, *inj_tail; /* FIFO                              */
+    _Atomic size_t inj_n;        /* its length (read without the lock)        */
+    _Atomic uint32_t wake_seq;   /* idle workers' futex word                  */
+    _Atomic int nidle;           /* workers about to sleep or asleep          */
+    _Atomic int64_t live;        /* coroutines spawned and not yet ended      */
+    _Atomic uint64_t spawned, finished, injected, next_id; /* counters        */
+    uint64_t old_steals, old_switches, old_sleeps; /* of stopped runtimes     */
+    pthread_mutex_t pool_mu;     /* guards pool and all                       */
+    struct kc_coro *pool;        /* recycled coroutines                       */
+    size_t npool;                /* their count                               */
+    struct kc_coro *all;         /* every coroutine struct (keeps them reachable) */
+} g = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .inj_mu = PTHREAD_MUTEX_INITIALIZER,
+       .pool_mu = PTHREAD_MUTEX_INITIALIZER};
+
+static __thread struct kc_worker *t_worker;
+static __thread struct kc_coro *t_cur;
+
+/* TLS is read through these out-of-line functions: a coroutine may resume
+ * on another thread, and the compiler may otherwise reuse a TLS address it
+ * computed before the switch. */
+__attribute__((noinline)) static struct kc_worker *cur_worker(void)
+{
+    __asm__ __volatile__("" ::: "memory");
+    return t_worker;
+}
+
+__attribute__((noinline)) struct kc_coro *kc__coro_current(void)
+{
+    __asm__ __volatile__("" ::: "memory");
+    return t_cur;
+}
+
+kc_parker_t *kc__coro_parker(struct kc_coro *c) { return &c->parker; }
+
+bool kc__coro_stack_bounds(unsigned char **lo, size_t *size, uint64_t *id)
+{
+    struct kc_coro *c = t_cur;
+    if (!c)
+        return false;
+    *lo = c->stack;
+    *size = c->stack_size;
+    *id = c->id;
+    return true;
+}
+
+/* ---- the switch, with sanitizer annotations ---------------------------- */
+
+/* Scheduler -> coroutine c; returns when c switches back. */
+static void switch_to_coro(struct kc_worker *w, struct kc_coro *c)
+{
+    w->cur = c;
+    t_cur = c;
+    atomic_fetch_add_explicit(&w->switches, 1, memory_order_relaxed);
+#ifdef KC_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, c->stack, c->stack_size);
+#endif
+#ifdef KC_TSAN
+    __tsan_switch_to_fiber(c->tsan_fiber, 0);
+#endif
+    kc__ctx_switch(&w->sched_sp, c->sp);
+#ifdef KC_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+    t_cur = NULL;
+    w->cur = NULL;
+}
+
+/* Bookkeeping on a coroutine's side after it was switched to. */
+static void arrived(void *fake)
+{
+#ifdef KC_ASAN
+    const void *bottom;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake, &bottom, &size);
+    struct kc_worker *w = cur_worker();
+    w->sched_stack_bottom = bottom;
+    w->sched_stack_size = size;
+#else
+    (void)fake;
+#endif
+}
+
+/* Coroutine c -> its worker's scheduler, with w->post set by the caller.
+ * Returns when c is resumed (maybe by another worker). */
+static void switch_to_sched(struct kc_coro *c, bool exiting)
+{
+    struct kc_worker *w = cur_worker();
+#ifdef KC_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(exiting ? NULL : &fake, w->sched_stack_bottom,
+                                   w->sched_stack_size);
+#else
+    void *fake = NULL;
+    (void)exiting;
+#endif
+#ifdef KC_TSAN
+    __tsan_switch_to_fiber(w->tsan_fiber, 0);
+#endif
+    kc__ctx_switch(&c->sp, w->sched_sp);
+    arrived(fake);
+}
+
+static void coro_main(struct kc_coro *c)
+{
+    arrived(NULL);
+    c->fn(c->arg);
+    cur_worker()->post = POST_EXIT;
+    switch_to_sched(c, true);
+    abort(); /* never resumed */
+}
+
+/* ---- runnable queues --------------------------------------------------- */
+
+/* Dekker with idle(): we publish work then read nidle, an idle worker
+ * publishes nidle then reads the queues; one of the two sees the other.
+ * TSan does not model fences: there an RMW on nidle orders the same way. */
+static int idle_count_after_publish(void)
+{
+#ifdef KC_TSAN
+    return atomic_fetch_add(&g.nidle, 0);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&g.nidle, memory_order_relaxed);
+#endif
+}
+
+static void notify(void)
+{
+    if (idle_count_after_publish() > 0) {
+        atomic_fetch_add(&g.wake_seq, 1);
+        kc__futex_wake(&g.wake_seq, 1);
+    }
+}
+
+static void inject(struct kc_coro *c)
+{
+    c->next = NULL;
+    pthread_mutex_lock(&g.inj_mu);
+    if (g.inj_tail)
+        g.inj_tail->next = c;
+    else
+        g.inj_head = c;
+    g.inj_tail = c;
+    atomic_fetch_add(&g.inj_n, 1);
+    pthread_mutex_unlock(&g.inj_mu);
+    atomic_fetch_add_explicit(&g.injected, 1, memory_order_relaxed);
+}
+
+static struct kc_coro *inject_pop(void)
+{
+    if (atomic_load_explicit(&g.inj_n, memory_order_relaxed) == 0)
+        return NULL;
+    pthread_mutex_lock(&g.inj_mu);
+    struct kc_coro *c = g.inj_head;
+    if (c) {
+        g.inj_head = c->next;
+        if (!g.inj_head)
+            g.inj_tail = NULL;
+        atomic_fetch_sub(&g.inj_n, 1);
+    }
+    pthread_mutex_unlock(&g.inj_mu);
+    return c;
+}
+
+/* Owner: appends c; a full ring sends it to the injection queue. */
+static void runq_put(struct kc_worker *w, struct kc_coro *c)
+{
+    uint32_t t = atomic_load_explicit(&w->tail, memory_order_relaxed);
+    uint32_t h = atomic_load_explicit(&w->head, memory_order_acquire);
+    if (t - h < KC_RUNQ) {
+        atomic_store_explicit(&w->ring[t % KC_RUNQ], c, memory_order_relaxed);
+        atomic_store_explicit(&w->tail, t + 1, memory_order_release);
+    } else {
+        inject(c);
+    }
+    notify();
+}
+
+/* Anyone: takes the oldest entry. A slot read before a lost CAS may be
+ * overwritten meanwhile; the failed CAS discards it. */
+static struct kc_coro *runq_get(struct kc_worker *w)
+{
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&w->head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&w->tail, memory_order_acquire);
+        if (h == t)
+            return NULL;
+        struct kc_coro *c = atomic_load_explicit(&w->ring[h % KC_RUNQ], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&w->head, &h, h + 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return c;
+    }
+}
+
+static bool runq_empty(struct kc_worker *w)
+{
+    return atomic_load_explicit(&w->head, memory_order_acquire) ==
+           atomic_load_explicit(&w->tail, memory_order_acquire);
+}
+
+/* Thief: takes half of victim's ring; returns one, queues the rest on w
+ * (whose ring is empty: it only steals when it has nothing). */
+static struct kc_coro *steal_from(struct kc_worker *w, struct kc_worker *v)
+{
+    struct kc_coro *batch[KC_RUNQ / 2];
+    for (;;) {
+        uint32_t h = atomic_load_explicit(&v->head, memory_order_acquire);
+        uint32_t t = atomic_load_explicit(&v->tail, memory_order_acquire);
+        uint32_t n = t - h;
+        if (n == 0 || n > KC_RUNQ)
+            return NULL;
+        n -= n / 2;
+        if (n > KC_RUNQ / 2)
+            n = KC_RUNQ / 2;
+        for (uint32_t i = 0; i < n; i++)
+            batch[i] = atomic_load_explicit(&v->ring[(h + i) % KC_RUNQ], memory_order_relaxed);
+        if (atomic_compare_exchange_weak_explicit(&v->head, &h, h + n, memory_order_acq_rel,
+                                                  memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&w->steals, n, memory_order_relaxed);
+            for (uint32_t i = 1; i < n; i++)
+                runq_put(w, batch[i]);
+            return batch[0];
+        }
+    }
+}
+
+static struct kc_coro *steal(struct kc_worker *w)
+{
+    if (g.nw < 2)
+        return NULL;
+    w->rng = w->rng * 1103515245u + 12345u;
+    int start = (int)((w->rng >> 16) % (uint32_t)g.nw);
+    for (int i = 0; i < g.nw; i++) {
+        struct kc_worker *v = &g.w[(start + i) % g.nw];
+        if (v == w)
+            continue;
+        struct kc_coro *c = steal_from(w, v);
+        if (c)
+            return c;
+    }
+    return NULL;
+}
+
+void kc__coro_ready(struct kc_coro *c)
+{
+    struct kc_worker *w = cur_worker();
+    if (w) {
+        /* A hand-off: the waker usually parks soon, and the woken one runs
+         * next on this worker without waking anybody. The one it displaces
+         * goes to the ring, where idle workers may steal it. */
+        struct kc_coro *old = w->runnext;
+        w->runnext = c;
+        if (old)
+            runq_put(w, old);
+        return;
+    }
+    inject(c);
+    notify();
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void heap_swap(struct kc_timer *a, struct kc_timer *b)
+{
+    struct kc_timer t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static bool timer_add(struct kc_worker *w, uint64_t deadline, struct kc_coro *c, uint64_t seq)
+{
+    if (w->nheap == w->capheap) {
+        size_t cap = w->capheap ? w->capheap * 2 : 64;
+        struct kc_timer *h = realloc(w->heap, cap * sizeof *h);
+        if (!h)
+            return false;
+        w->heap = h;
+        w->capheap = cap;
+    }
+    size_t i = w->nheap++;
+    w->heap[i] = (struct kc_timer){deadline, c, seq};
+    while (i > 0 && w->heap[(i - 1) / 2].deadline > w->heap[i].deadline) {
+        heap_swap(&w->heap[(i - 1) / 2], &w->heap[i]);
+        i = (i - 1) / 2;
+    }
+    return true;
+}
+
+static void timer_pop(struct kc_worker *w)
+{
+    w->heap[0] = w->heap[--w->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < w->nheap && w->heap[l].deadline < w->heap[m].deadline)
+            m = l;
+        if (r < w->nheap && w->heap[r].deadline < w->heap[m].deadline)
+            m = r;
+        if (m == i)
+            break;
+        heap_swap(&w->heap[i], &w->heap[m]);
+        i = m;
+    }
+}
+
+/* Wakes the coroutines whose deadline passed (a timer of a park that
+ * already ended is stale: its sequence number moved on). */
+static void run_timers(struct kc_worker *w)
+{
+    if (!w->nheap)
+        return;
+    uint64_t now = kc_now_ns();
+    while (w->nheap && w->heap[0].deadline <= now) {
+        struct kc_timer t = w->heap[0];
+        timer_pop(w);
+        kc_parker_t *p = &t.c->parker;
+        uint32_t s = KC_PARK_SLEEPING;
+        if (atomic_load_explicit(&p->park_seq, memory_order_acquire) == t.seq &&
+            atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_EMPTY,
+                                                    memory_order_acq_rel, memory_order_relaxed))
+            runq_put(w, t.c);
+    }
+}
+
+/* ---- parking ----------------------------------------------------------- */
+
+int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
+{
+    struct kc_coro *c = p->coro;
+    for (;;) {
+        if (atomic_load_explicit(&p->state, memory_order_acquire) == KC_PARK_NOTIFIED) {
+            atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
+            return 0;
+        }
+        if (deadline_ns && kc_now_ns() >= deadline_ns)
+            return -ETIME;
+        uint64_t seq = atomic_fetch_add_explicit(&p->park_seq, 1, memory_order_acq_rel) + 1;
+        struct kc_worker *w = cur_worker();
+        if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
+            /* No memory for a timer: poll the deadline by yielding. */
+            w->post = POST_YIELD;
+            switch_to_sched(c, false);
+            continue;
+        }
+        w->post = POST_PARK;
+        switch_to_sched(c, false);
+        uint32_t prev = atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
+        if (prev == KC_PARK_NOTIFIED)
+            return 0;
+        if (deadline_ns && kc_now_ns() >= deadline_ns)
+            return -ETIME;
+    }
+}
+
+/* ---- coroutine pool ---------------------------------------------------- */
+
+static struct kc_coro *pool_get(struct kc_worker *w, size_t size)
+{
+    struct kc_coro *c = NULL;
+    if (w && w->pool && w->pool->stack_size == size) {
+        c = w->pool;
+        w->pool = c->next;
+        w->npool--;
+        return c;
+    }
+    pthread_mutex_lock(&g.pool_mu);
+    if (g.pool) {
+        c = g.pool;
+        g.pool = c->next;
+        g.npool--;
+    }
+    pthread_mutex_unlock(&g.pool_mu);
+    return c;
+}
+
+static void pool_put_global(struct kc_coro *c)
+{
+    pthread_mutex_lock(&g.pool_mu);
+    if (g.npool >= KC_POOL_GLOBAL && c->stack) {
+        /* Enough cached stacks: give this one's memory back. */
+        kc__stack_unmap(c->stack, c->stack_size);
+        c->stack = NULL;
+        c->stack_size = 0;
+    }
+    c->next = g.pool;
+    g.pool = c;
+    g.npool++;
+    pthread_mutex_unlock(&g.pool_mu);
+}
+
+static void pool_put(struct kc_worker *w, struct kc_coro *c)
+{
+    if (w && w->npool < KC_POOL_LOCAL && c->stack_size == KC_STACK_DEFAULT) {
+        c->next = w->pool;
+        w->pool = c;
+        w->npool++;
+        return;
+    }
+    pool_put_global(c);
+}
+
+/* ---- the worker loop --------------------------------------------------- */
+
+static struct kc_coro *find_work(struct kc_worker *w)
+{
+    struct kc_coro *c;
+    if (++w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
+        return c;
+    if ((c = w->runnext)) {
+        w->runnext = NULL;
+        return c;
+    }
+    if ((c = runq_get(w)) || (c = inject_pop()))
+        return c;
+    if ((c = steal(w)))
+        return c;
+    return NULL;
+}
+
+static bool any_work(void)
+{
+    if (atomic_load(&g.inj_n))
+        return true;
+    for (int i = 0; i < g.nw; i++)
+        if (!runq_empty(&g.w[i]))
+            return true;
+    return false;
+}
+
+static bool all_done(void)
+{
+    return atomic_load(&g.stopping) && atomic_load(&g.live) == 0;
+}
+
+static void idle(struct kc_worker *w)
+{
+    uint32_t seq = atomic_load(&g.wake_seq);
+    atomic_fetch_add(&g.nidle, 1); /* seq_cst RMW: see notify() */
+    if (!any_work() && !all_done()) {
+        uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
+        if (!dl || dl > kc_now_ns()) {
+            atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
+            kc__futex_wait(&g.wake_seq, seq, dl);
+        }
+    }
+    atomic_fetch_sub(&g.nidle, 1);
+}
+
+static void finish(struct kc_worker *w, struct kc_coro *c)
+{
+#ifdef KC_TSAN
+    __tsan_destroy_fiber(c->tsan_fiber);
+    c->tsan_fiber = NULL;
+#endif
+    atomic_fetch_add_explicit(&g.finished, 1, memory_order_relaxed);
+    if (c->detached) {
+        pool_put(w, c);
+    } else {
+        /* Off its stack now: the joiner may recycle it at once. */
+        kc_parker_t *j = atomic_exchange(&c->joiner, (kc_parker_t *)1);
+        atomic_store(&c->done, 1);
+        if (j)
+            kc__unpark(j);
+    }
+    if (atomic_fetch_sub(&g.live, 1) == 1 && atomic_load(&g.stopping)) {
+        atomic_fetch_add(&g.wake_seq, 1);
+        kc__futex_wake(&g.wake_seq, INT_MAX);
+    }
+}
+
+static void run(struct kc_worker *w, struct kc_coro *c)
+{
+    w->post = POST_NONE;
+    switch_to_coro(w, c);
+    switch (w->post) {
+    case POST_YIELD:
+        runq_put(w, c);
+        break;
+    case POST_PARK: {
+        uint32_t s = KC_PARK_EMPTY;
+        /* Now that its registers are saved, it may be woken; a notification
+         * that came while it was switching out makes it runnable again. */
+        if (!atomic_compare_exchange_strong_explicit(&c->parker.state, &s, KC_PARK_SLEEPING,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire))
+            runq_put(w, c);
+        break;
+    }
+    case POST_EXIT:
+        finish(w, c);
+        break;
+    default:
+        abort(); /* a coroutine switched out without saying why */
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct kc_worker *w = arg;
+    t_worker = w;
+    void *alt = kc__altstack_init();
+#ifdef KC_TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    kc__dbg("worker %d started", w->index);
+    for (;;) {
+        run_timers(w);
+        struct kc_coro *c = find_work(w);
+        if (c) {
+            run(w, c);
+            continue;
+        }
+        if (all_done())
+            break;
+        idle(w);
+    }
+    kc__dbg("worker %d stopped", w->index);
+    kc__altstack_free(alt);
+    t_worker = NULL;
+    return NULL;
+}
+
+/* ---- runtime start/stop ------------------------------------------------ */
+
+static int default_threads(void)
+{
+    const char *e = getenv("KCORO_THREADS");
+    if (e && *e) {
+        char *end;
+        long v = strtol(e, &end, 10);
+        if (*end == 0 && v > 0 && v <= KC_THREADS_MAX)
+            return (int)v;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set) > KC_THREADS_MAX ? KC_THREADS_MAX : CPU_COUNT(&set);
+    return 1;
+}
+
+static int start_locked(const kc_sched_opts_t *opts)
+{
+    const char *dbg = getenv("KCORO_DEBUG");
+    kc__debug = dbg && *dbg && *dbg != '0';
+    int n = opts && opts->threads > 0 ? opts->threads : default_threads();
+    if (n > KC_THREADS_MAX)
+        return -EINVAL;
+    struct kc_worker *ws = aligned_alloc(64, sizeof *ws * (size_t)n);
+    if (!ws)
+        return -ENOMEM;
+    memset(ws, 0, sizeof *ws * (size_t)n);
+    kc__guard_handler_install();
+    g.w = ws;
+    g.nw = n;
+    atomic_store(&g.stopping, false);
+    for (int i = 0; i < n; i++) {
+        ws[i].index = i;
+        ws[i].rng = (uint32_t)i * 2654435761u + 1;
+    }
+    for (int i = 0; i < n; i++) {
+        int r = pthread_create(&ws[i].thread, NULL, worker_main, &ws[i]);
+        if (r != 0) {
+            /* Stop the ones that started (no coroutine exists yet). */
+            atomic_store(&g.stopping, true);
+            atomic_fetch_add(&g.wake_seq, 1);
+            kc__futex_wake(&g.wake_seq, INT_MAX);
+            for (int j = 0; j < i; j++)
+                pthread_join(ws[j].thread, NULL);
+            free(ws);
+            g.w = NULL;
+            g.nw = 0;
+            atomic_store(&g.stopping, false);
+            return -r;
+        }
+    }
+    atomic_store(&g.running, true);
+    kc__dbg("scheduler started with %d worker threads", n);
+    return 0;
+}
+
+int kc_sched_start(const kc_sched_opts_t *opts)
+{
+    pthread_mutex_lock(&g.mu);
+    int r = atomic_load(&g.running) ? -EALREADY : start_locked(opts);
+    pthread_mutex_unlock(&g.mu);
+    return r;
+}
+
+static int ensure_started(void)
+{
+    if (atomic_load_explicit(&g.running, memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&g.mu);
+    int r = atomic_load(&g.running) ? 0 : start_locked(NULL);
+    pthread_mutex_unlock(&g.mu);
+    return r;
+}
+
+int kc_sched_stop(void)
+{
+    if (kc__coro_current() || cur_worker())
+        return -EDEADLK;
+    pthread_mutex_lock(&g.mu);
+    if (!atomic_load(&g.running)) {
+        pthread_mutex_unlock(&g.mu);
+        return 0;
+    }
+    atomic_store(&g.stopping, true);
+    atomic_fetch_add(&g.wake_seq, 1);
+    kc__futex_wake(&g.wake_seq, INT_MAX);
+    for (int i = 0; i < g.nw; i++)
+        pthread_join(g.w[i].thread, NULL);
+    for (int i = 0; i < g.nw; i++) {
+        struct kc_worker *w = &g.w[i];
+        g.old_steals += atomic_load(&w->steals);
+        g.old_switches += atomic_load(&w->switches);
+        g.old_sleeps += atomic_load(&w->sleeps);
+        while (w->pool) {
+            struct kc_coro *c = w->pool;
+            w->pool = c->next;
+            pool_put_global(c);
+        }
+        free(w->heap);
+    }
+    free(g.w);
+    g.w = NULL;
+    g.nw = 0;
+    atomic_store(&g.running, false);
+    atomic_store(&g.stopping, false);
+    pthread_mutex_unlock(&g.mu);
+    kc__dbg("scheduler stopped");
+    return 0;
+}
+
+void kc_sched_stats(kc_sched_stats_t *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&g.mu);
+    out->steals = g.old_steals;
+    out->switches = g.old_switches;
+    out->idle_sleeps = g.old_sleeps;
+    for (int i = 0; i < g.nw; i++) {
+        out->steals += atomic_load(&g.w[i].steals);
+        out->switches += atomic_load(&g.w[i].switches);
+        out->idle_sleeps += atomic_load(&g.w[i].sleeps);
+    }
+    out->threads = (uint32_t)g.nw;
+    pthread_mutex_unlock(&g.mu);
+    out->spawned = atomic_load(&g.spawned);
+    out->finished = atomic_load(&g.finished);
+    out->injected = atomic_load(&g.injected);
+    int64_t live = atomic_load(&g.live);
+    out->live = live > 0 ? (uint64_t)live : 0;
+}
+
+/* ---- coroutines -------------------------------------------------------- */
+
+static void init_frame(struct kc_coro *c)
+{
+    uintptr_t top = ((uintptr_t)(c->stack + c->stack_size)) & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    uint64_t *f = (uint64_t *)(top - 64);
+    f[0] = 0x1F80ull | (0x037Full << 32); /* MXCSR, x87 CW: the ABI's initial values */
+    f[1] = 0;                              /* r15 */
+    f[2] = 0;                              /* r14 */
+    f[3] = (uint64_t)(uintptr_t)coro_main; /* r13: entry */
+    f[4] = (uint64_t)(uintptr_t)c;         /* r12: argument */
+    f[5] = 0;                              /* rbx */
+    f[6] = 0;                              /* rbp */
+    f[7] = (uint64_t)(uintptr_t)kc__ctx_trampoline;
+    c->sp = f;
+#elif defined(__aarch64__)
+    uint64_t *f = (uint64_t *)(top - 176);
+    memset(f, 0, 176);
+    f[0] = (uint64_t)(uintptr_t)c;          /* x19: argument */
+    f[1] = (uint64_t)(uintptr_t)coro_main;  /* x20: entry */
+    f[11] = (uint64_t)(uintptr_t)kc__ctx_trampoline; /* x30 */
+    c->sp = f;
+#else
+#error "kcoro: no context switch for this architecture"
+#endif
+}
+
+static uint32_t g_ncpu;
+
+static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_coro_opts_t *opts,
+                    bool detached)
+{
+    if (!fn)
+        return -EINVAL;
+    size_t ps = kc__page_size();
+    size_t size = opts && opts->stack_size ? opts->stack_size : KC_STACK_DEFAULT;
+    if (size < KC_STACK_MIN || size > KC_STACK_MAX)
+        return -EINVAL;
+    size = (size + ps - 1) & ~(ps - 1);
+    int r = ensure_started();
+    if (r < 0)
+        return r;
+    struct kc_worker *w = cur_worker();
+    struct kc_coro *c = pool_get(w, size);
+    if (c && c->stack && c->stack_size != size) {
+        kc__stack_unmap(c->stack, c->stack_size);
+        c->stack = NULL;
+    }
+    if (!c) {
+        c = aligned_alloc(_Alignof(struct kc_coro), sizeof *c);
+        if (!c)
+            return -ENOMEM;
+        memset(c, 0, sizeof *c);
+        c->parker.coro = c;
+        if (!g_ncpu)
+            g_ncpu = (uint32_t)default_threads();
+        c->parker.ncpu = g_ncpu;
+        atomic_store(&c->parker.cpu, -1); /* never spun for (see kc__spin_begin) */
+        pthread_mutex_lock(&g.pool_mu);
+        c->all_next = g.all;
+        g.all = c;
+        pthread_mutex_unlock(&g.pool_mu);
+    }
+    if (!c->stack) {
+        r = kc__stack_map(size, &c->stack);
+        if (r < 0) {
+            c->stack = NULL;
+            c->stack_size = 0;
+            pool_put_global(c);
+            return r;
+        }
+        c->stack_size = size;
+    }
+#ifdef KC_ASAN
+    /* Frames of its previous life (and the final switch) left poison. */
+    __asan_unpoison_memory_region(c->stack, c->stack_size);
+#endif
+#ifdef KC_TSAN
+    c->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    c->fn = fn;
+    c->arg = arg;
+    c->detached = detached;
+    c->next = NULL;
+    atomic_store(&c->done, 0);
+    atomic_store(&c->joiner, NULL);
+    atomic_store(&c->parker.state, KC_PARK_EMPTY);
+    c->parker.peer = NULL;
+    c->id = atomic_fetch_add(&g.next_id, 1) + 1;
+    init_frame(c);
+    atomic_fetch_add(&g.live, 1);
+    atomic_fetch_add_explicit(&g.spawned, 1, memory_order_relaxed);
+    if (out)
+        *out = c;
+    if (w) {
+        /* Like a wake-up: the newest runs next (depth-first growth of a
+         * spawning tree, as in Go), the one it displaces may be stolen. */
+        kc__coro_ready(c);
+    } else {
+        inject(c);
+        notify();
+    }
+    return 0;
+}
+
+int kc_spawn(kc_coro_t **out, kc_coro_fn fn, void *arg, const kc_coro_opts_t *opts)
+{
+    if (!out)
+        return -EINVAL;
+    return coro_new(out, fn, arg, opts, false);
+}
+
+int kc_go(kc_coro_fn fn, void *arg, const kc_coro_opts_t *opts)
+{
+    return coro_new(NULL, fn, arg, opts, true);
+}
+
+int kc_coro_join_ms(kc_coro_t *c, long timeout_ms)
+{
+    if (!c || c->detached)
+        return -EINVAL;
+    if (c == kc__coro_current())
+        return -EDEADLK;
+    kc_parker_t *self = kc__parker_self();
+    uint64_t deadline = timeout_ms > 0 ? kc__deadline(timeout_ms) : 0;
+    kc_parker_t *none = NULL;
+    if (atomic_load(&c->done) == 0 &&
+        atomic_compare_exchange_strong(&c->joiner, &none, self)) {
+        while (atomic_load(&c->done) == 0) {
+            if (timeout_ms == 0 || kc__park(self, deadline) == -ETIME) {
+                kc_parker_t *me = self;
+                if (atomic_compare_exchange_strong(&c->joiner, &me, NULL))
+                    return timeout_ms == 0 ? -EAGAIN : -ETIME;
+                /* It is finishing right now: the wait is short. */
+                timeout_ms = -1;
+                deadline = 0;
+            }
+        }
+    } else {
+        /* Ending (joiner == 1) or ended: done follows at once. */
+        while (atomic_load(&c->done) == 0) {
+            if (timeout_ms == 0)
+                return -EAGAIN;
+            if (kc__coro_current())
+                kc_yield();
+            else
+                sched_yield();
+        }
+    }
+    pool_put(cur_worker(), c);
+    return 0;
+}
+
+int kc_coro_join(kc_coro_t *c) { return kc_coro_join_ms(c, -1); }
+
+kc_coro_t *kc_self(void) { return kc__coro_current(); }
+
+uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
+
+bool kc_coro_is_parked(const kc_coro_t *c)
+{
+    return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+}
+
+void kc_yield(void)
+{
+    struct kc_coro *c = kc__coro_current();
+    if (!c) {
+        sched_yield();
+        return;
+    }
+    cur_worker()->post = POST_YIELD;
+    switch_to_sched(c, false);
+}
+
+int kc_sleep_ms_c(long ms, const kc_cancel_t *cancel)
+{
+    if (cancel && kc_cancel_is_set(cancel))
+        return -ECANCELED;
+    if (ms <= 0) {
+        kc_yield();
+        return 0;
+    }
+    uint64_t deadline = kc__deadline(ms);
+    kc_parker_t *self = kc__parker_self();
+    kc_cancel_hook_t hook = {.parker = self};
+    if (cancel && kc__cancel_hook(cancel, &hook) < 0)
+        return -ECANCELED;
+    int r = 0;
+    /* Thread or coroutine, the same parker interface; notifications that
+     * are not the cancel (stale ones) just loop. */
+    while (!deadline || kc_now_ns() < deadline) {
+        if (cancel && kc_cancel_is_set(cancel)) {
+            r = -ECANCELED;
+            break;
+        }
+        kc__park(self, deadline);
+    }
+    if (cancel)
+        kc__cancel_unhook(cancel, &hook);
+    return r;
+}
+
+int kc_sleep_ms(long ms) { return kc_sleep_ms_c(ms, NULL); }

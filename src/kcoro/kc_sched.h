@@ -1,0 +1,47 @@
+/* kcoro internal: coroutines and the M:N scheduler (kc_sched.c), stacks and
+ * the guard-page handler (kc_stack.c), the assembly switch (kc_ctx_*.S). */
+#ifndef KC_SCHED_H
+#define KC_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kc_sync.h"
+
+struct kc_coro;
+
+/* Saves the callee-saved registers and FP control words on the current
+ * stack, stores sp in *save_sp and resumes the context saved at new_sp. */
+void kc__ctx_switch(void **save_sp, void *new_sp);
+/* Entry of a fresh context (see the .S files for its register contract). */
+void kc__ctx_trampoline(void);
+
+/* The coroutine running on this thread, or NULL (scheduler or plain thread). */
+struct kc_coro *kc__coro_current(void);
+kc_parker_t *kc__coro_parker(struct kc_coro *c);
+/* Parks the current coroutine (p is its parker) until kc__unpark or the
+ * deadline; same contract as kc__park. */
+int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns);
+/* Makes a parked coroutine runnable (called once per SLEEPING -> NOTIFIED). */
+void kc__coro_ready(struct kc_coro *c);
+
+/* Stacks: [lo, lo + size) usable, a guard of KC__GUARD bytes below lo. */
+int kc__stack_map(size_t size, unsigned char **lo_out);
+void kc__stack_unmap(unsigned char *lo, size_t size);
+size_t kc__page_size(void);
+/* Installs (once) the SIGSEGV handler that names a guard-page hit. */
+void kc__guard_handler_install(void);
+/* Gives the calling thread an alternate signal stack (workers); the
+ * returned pointer goes to kc__altstack_free when the thread ends. */
+void *kc__altstack_init(void);
+void kc__altstack_free(void *ss);
+/* For the handler: the running coroutine's stack bounds (lo, size), or
+ * false when no coroutine runs on this thread. */
+bool kc__coro_stack_bounds(unsigned char **lo, size_t *size, uint64_t *id);
+
+/* KCORO_DEBUG=1: debug log to stderr. */
+extern int kc__debug;
+void kc__dbg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
