@@ -49,7 +49,7 @@ run_pass() {
   echo "$out"
   local p f
   p=$(echo "$out" | grep -cE 'Test +#[0-9]+: .* Passed' || true)
-  f=$(echo "$out" | grep -cE 'Test +#[0-9]+: .* (\*\*\*|Failed|Timeout|Exception)' || true)
+  f=$(echo "$out" | grep -cE 'Test +#[0-9]+: .*(\*\*\*|Failed|Timeout|Exception)' || true)
   total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
   [ $rc -eq 0 ] || { echo "pass $name FAILED"; echo "$total_pass passed, $total_fail failed"; exit 1; }
 }

@@ -139,6 +139,8 @@ __attribute__((unused)) static void ft_log(const char *fmt, ...)
 #define cr_expect_str_eq(a, b, ...) cr_expect(strcmp((a), (b)) == 0, __VA_ARGS__)
 #define cr_assert_str_neq(a, b, ...) cr_assert(strcmp((a), (b)) != 0, __VA_ARGS__)
 #define cr_expect_str_neq(a, b, ...) cr_expect(strcmp((a), (b)) != 0, __VA_ARGS__)
+#define cr_assert_arr_eq(a, b, n, ...) cr_assert(memcmp((a), (b), (n)) == 0, __VA_ARGS__)
+#define cr_expect_arr_eq(a, b, n, ...) cr_expect(memcmp((a), (b), (n)) == 0, __VA_ARGS__)
 #define cr_assert_float_eq(a, b, eps, ...) cr_assert(fabs((a) - (b)) <= (eps), __VA_ARGS__)
 #define cr_expect_float_eq(a, b, eps, ...) cr_expect(fabs((a) - (b)) <= (eps), __VA_ARGS__)
 
