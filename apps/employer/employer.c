@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -243,7 +244,9 @@ static int send_task(emp_t *e, task_t *t) {
     if (sfd < 0) return -errno;
     char js[160];
     snprintf(js, sizeof(js), "{\"hash\":\"%s\"}", E.script_hash);
-    int rc = ffarm_conn_send_file(e->conn, FFARM_T_SCRIPT, "script", js, sfd, 0);
+    uint8_t h[FFARM_HASH_LEN];
+    sodium_hex2bin(h, sizeof(h), E.script_hash, strlen(E.script_hash), NULL, NULL, NULL);
+    int rc = ffarm_conn_send_file(e->conn, FFARM_T_SCRIPT, "script", js, sfd, 0, h);
     if (rc < 0) {
       close(sfd);
       return rc;
@@ -259,8 +262,12 @@ static int send_task(emp_t *e, task_t *t) {
            t->hash, E.script_hash, E.script_py ? "true" : "false",
            (unsigned long long)E.task_timeout_ms, (unsigned long long)E.mem_bytes,
            (unsigned long long)E.out_bytes, (unsigned long long)t->size);
-  /* the cookie names the task for on_sent (ledger is_sent) */
-  int rc = ffarm_conn_send_file(e->conn, FFARM_T_TASK, t->id, js, fd, (uint64_t)(uintptr_t)t);
+  /* the cookie names the task for on_sent (ledger is_sent); the chunk was
+   * hashed when scanned, so it is not hashed again on the way out (if it
+   * changed since, the employee sees the mismatch and rejects it) */
+  uint8_t h[FFARM_HASH_LEN];
+  sodium_hex2bin(h, sizeof(h), t->hash, strlen(t->hash), NULL, NULL, NULL);
+  int rc = ffarm_conn_send_file(e->conn, FFARM_T_TASK, t->id, js, fd, (uint64_t)(uintptr_t)t, h);
   if (rc < 0) close(fd);
   return rc;
 }
@@ -576,7 +583,7 @@ static void c_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js,
                                 strerror(errno));
       }
     }
-    ffarm_conn_recv_file(c, e->in_fd);
+    ffarm_conn_recv_file(c, e->in_fd, NULL);
   }
   json_decref(j);
 }
@@ -627,6 +634,16 @@ static void c_file(ffarm_conn_t *c, const char *id, int status, void *arg) {
 static void c_sent(ffarm_conn_t *c, uint64_t cookie, int status, void *arg) {
   task_t *t = (task_t *)(uintptr_t)cookie;
   if (t && status == 0 && t->state == FFARM_S_ASSIGNED) ffarm_ledger_sent(E.ledger, t->id);
+  /* big chunks: the transfer rate (bench/farm reads this line); the last
+   * few MiB may still sit in the socket buffers */
+  if (t && status == 0 && t->size >= (16u << 20)) {
+    uint64_t ms = now_ms() - t->start_ms;
+    logf_("task %s: chunk sent: %llu bytes in %llu ms (%.1f MB/s)", t->id,
+            (unsigned long long)t->size, (unsigned long long)ms,
+            ms ? (double)t->size / 1e3 / (double)ms : 0.0);
+  }
+  if (t && status < 0)
+    logf_("task %s: chunk not sent whole: %s", t->id, strerror(-status));
 }
 
 static void c_close(ffarm_conn_t *c, int err, void *arg) {
