@@ -28,7 +28,7 @@ verdict() { python3 -c "print('MET' if $1 >= 0.5 else 'NOT MET')"; }
 
 head -c 32 /dev/urandom | base64 > "$T/secret"; chmod 600 "$T/secret"
 mkdir -p "$T/tasks" "$T/par"
-for i in $(seq -w 1 "$N"); do echo "{\"i\": $i}" > "$T/tasks/t$i.json"; done
+[ "$PART" = transfer ] || for i in $(seq -w 1 "$N"); do echo "{\"i\": $i}" > "$T/tasks/t$i.json"; done
 printf '#!/bin/sh\necho "$(cat "$1")" > "$2"\n' > "$T/echo.sh"; chmod +x "$T/echo.sh"
 
 start_employee() {
