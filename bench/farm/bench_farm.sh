@@ -31,14 +31,19 @@ mkdir -p "$T/tasks" "$T/par"
 [ "$PART" = transfer ] || for i in $(seq -w 1 "$N"); do echo "{\"i\": $i}" > "$T/tasks/t$i.json"; done
 printf '#!/bin/sh\necho "$(cat "$1")" > "$2"\n' > "$T/echo.sh"; chmod +x "$T/echo.sh"
 
+# not in a $(...) subshell: PIDS must reach the EXIT trap (the employees
+# of earlier versions of this script outlived it)
 start_employee() {
   "$BUILD/employee" --id "$1" --port 0 --bind 127.0.0.1 --broadcast none --workdir "$T/w_$1" \
     --secret-file "$T/secret" > "$T/$1.log" 2> "$T/$1.err" &
   PIDS+=($!)
+}
+employee_port() {
   for _ in $(seq 100); do grep -q ' port ' "$T/$1.log" 2>/dev/null && break; sleep 0.1; done
   awk '{print $4}' "$T/$1.log"
 }
-P1=$(start_employee e1); P2=$(start_employee e2)
+start_employee e1; start_employee e2
+P1=$(employee_port e1); P2=$(employee_port e2)
 
 if [ "$PART" != transfer ]; then
 echo "== $N tiny tasks ($(uptime | sed 's/.*load/load/')) =="
