@@ -62,12 +62,18 @@ static int claim_push(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *inten
                 return 0;
             }
         } else if (dif < 0) {
-            /* The consumer of the previous lap has not handed the cell back:
-             * full, unless enq moved meanwhile (then our pos was stale). */
+            /* The consumer of the previous lap has not handed the cell back
+             * (unless enq moved meanwhile: then our pos was stale). That is
+             * "full" only when every cell really holds a value; otherwise
+             * that consumer claimed its position and has not finished (it
+             * was preempted between its CAS and its hand-back, or died
+             * there): -EBUSY, try again later. Taking it for "full" made
+             * the server compact a ring it could not refill. */
             uint64_t now = atomic_load_explicit(&sh->enq, memory_order_relaxed);
             if (now == pos) {
                 intent_clear(intent);
-                return -EAGAIN;
+                uint64_t deq = atomic_load_explicit(&sh->deq, memory_order_acquire);
+                return deq <= pos && pos - deq > r->mask ? -EAGAIN : -EBUSY;
             }
             pos = now;
         } else {

@@ -52,7 +52,11 @@ void fshm__ring_init(fshm_ring_t *r, void *mem, uint32_t cap);
 void fshm__ring_attach(fshm_ring_t *r, void *mem, uint32_t cap);
 
 /* Appends val. intent (may be NULL) holds pos + 1 while the cell is being
- * filled. Returns 0, or -EAGAIN when the ring is full. */
+ * filled. Returns 0, -EAGAIN when the ring is full (every cell holds a
+ * value), or -EBUSY when it is not full but the cell of the next position
+ * is still being emptied by the consumer of the previous lap (preempted
+ * between its claim and its hand-back, or dead there): nothing was
+ * written; try again later (the caller must keep the value meanwhile). */
 int fshm__ring_push(fshm_ring_t *r, uint64_t val, _Atomic uint64_t *intent);
 
 /* Removes the oldest value into *val. intent (may be NULL) holds pos + 1

@@ -117,9 +117,11 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     srv->tasks = calloc(n, sizeof(*srv->tasks));
     srv->free_stack = calloc(n, sizeof(*srv->free_stack));
     srv->deferred = calloc(n, sizeof(*srv->deferred));
-    srv->scratch = calloc(n, sizeof(*srv->scratch));
+    srv->scratch = calloc(srv->seg.lay.req_cells, sizeof(*srv->scratch));
+    srv->backlog = calloc(srv->seg.lay.req_cells, sizeof(*srv->backlog));
     srv->repairs = calloc(srv->max_repairs, sizeof(*srv->repairs));
-    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->scratch || !srv->repairs) {
+    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->scratch || !srv->backlog ||
+        !srv->repairs) {
         rc = -ENOMEM;
         goto fail_alloc;
     }
@@ -157,6 +159,7 @@ fail_alloc:
     free(srv->free_stack);
     free(srv->deferred);
     free(srv->scratch);
+    free(srv->backlog);
     free(srv->repairs);
     fshm__seg_destroy(&srv->seg, true);
 fail_seg:
@@ -187,6 +190,7 @@ void fshm_server_close(fshm_server_t *srv)
     free(srv->free_stack);
     free(srv->deferred);
     free(srv->scratch);
+    free(srv->backlog);
     free(srv->repairs);
     free(srv);
 }
@@ -203,11 +207,6 @@ int fshm_server_event_fd(const fshm_server_t *srv)
 
 /* ---- submit / cancel ---- */
 
-static void notify_workers(fshm_server_t *srv)
-{
-    fshm__evc_notify(&srv->seg.hdr->work, 1);
-}
-
 /* A ticket that still stands for a queued dispatch of a live task. */
 static bool ticket_live(fshm_server_t *srv, uint64_t ticket)
 {
@@ -219,39 +218,106 @@ static bool ticket_live(fshm_server_t *srv, uint64_t ticket)
            atomic_load(&srv->seg.slots[idx].word) == fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0);
 }
 
-/* A cancelled task's ticket stays in the request ring until a worker pops
- * and drops it; with no worker running, such stale tickets pile up. The
- * ring has twice as many cells as there are slots and a slot has at most
- * one live ticket, so when the ring is full at least half of it is stale:
- * take everything out and put the live tickets back, in order. Rare (only
- * with no worker taking tickets), O(ring). */
+/* ---- the request ring and the backlog ----
+ * A push can find the next cell still being emptied by a worker that was
+ * preempted (or died) between claiming it and handing it back, one lap
+ * earlier: the ring is not full, but that ticket cannot go in yet. It then
+ * waits in a private FIFO, the backlog, behind which every later ticket
+ * queues (order is kept), and is pushed by the next submit, poll, wait or
+ * worker check. Nothing is ever dropped: a slot is QUEUED exactly while its
+ * live ticket is in the ring, in the backlog, or held by a worker. */
+
+static uint32_t bl_cap(const fshm_server_t *srv)
+{
+    return srv->seg.lay.req_cells;
+}
+
+/* Keeps only the live tickets of the backlog (stale ones are tickets of
+ * tasks cancelled while waiting there). */
+static void backlog_prune(fshm_server_t *srv)
+{
+    uint32_t cap = bl_cap(srv), n = 0;
+    for (uint32_t i = 0; i < srv->bl_count; i++) {
+        uint64_t t = srv->backlog[(srv->bl_head + i) % cap];
+        if (ticket_live(srv, t))
+            srv->scratch[n++] = t;
+    }
+    memcpy(srv->backlog, srv->scratch, n * sizeof(*srv->backlog));
+    srv->bl_head = 0;
+    srv->bl_count = n;
+}
+
+static void backlog_add(fshm_server_t *srv, uint64_t ticket)
+{
+    uint32_t cap = bl_cap(srv);
+    /* A slot has at most one live ticket, so after pruning there is room
+     * (cap = 2 x ring_slots). */
+    if (srv->bl_count == cap)
+        backlog_prune(srv);
+    if (srv->bl_count == cap)
+        return; /* cannot happen: more live tickets than slots */
+    srv->backlog[(srv->bl_head + srv->bl_count) % cap] = ticket;
+    srv->bl_count++;
+}
+
+/* The ring is really full: with no worker taking tickets, tickets of
+ * cancelled tasks pile up. The ring has twice as many cells as there are
+ * slots and a slot has at most one live ticket, so at least half of it is
+ * stale: take everything out and queue the live tickets again, in order,
+ * ahead of the backlog. Rare (only with no worker taking tickets), O(ring). */
 static void compact_requests(fshm_server_t *srv)
 {
-    uint32_t n = 0;
+    uint32_t cap = bl_cap(srv), n = 0;
     uint64_t v;
     for (uint32_t i = 0; i < srv->seg.lay.req_cells; i++) {
         if (fshm__ring_pop(&srv->seg.req, &v, NULL, NULL) < 0)
             break;
-        if (!ticket_live(srv, v))
-            continue;
-        if (n < srv->seg.cfg.ring_slots)
+        if (ticket_live(srv, v) && n < cap)
             srv->scratch[n++] = v;
-        else
-            fshm__ring_push(&srv->seg.req, v, NULL); /* cannot happen: one per slot */
     }
-    for (uint32_t i = 0; i < n; i++)
-        fshm__ring_push(&srv->seg.req, srv->scratch[i], NULL);
-    /* A worker that looked while we held them went back to sleep. */
-    if (n)
-        fshm__evc_notify(&srv->seg.hdr->work, (int)n);
+    for (uint32_t i = 0; i < srv->bl_count && n < cap; i++) {
+        uint64_t t = srv->backlog[(srv->bl_head + i) % cap];
+        if (ticket_live(srv, t))
+            srv->scratch[n++] = t;
+    }
+    memcpy(srv->backlog, srv->scratch, n * sizeof(*srv->backlog));
+    srv->bl_head = 0;
+    srv->bl_count = n;
 }
 
-static int push_request(fshm_server_t *srv, uint64_t ticket)
+void fshm__srv_flush(fshm_server_t *srv)
 {
-    if (fshm__ring_push(&srv->seg.req, ticket, NULL) == 0)
-        return 0;
-    compact_requests(srv);
-    return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    uint32_t cap = bl_cap(srv);
+    int pushed = 0;
+    bool compacted = false;
+    while (srv->bl_count) {
+        int rc = fshm__ring_push(&srv->seg.req, srv->backlog[srv->bl_head], NULL);
+        if (rc == 0) {
+            srv->bl_head = (srv->bl_head + 1) % cap;
+            srv->bl_count--;
+            pushed++;
+        } else if (rc == -EAGAIN && !compacted) {
+            compact_requests(srv);
+            compacted = true;
+        } else {
+            break; /* -EBUSY: a worker still empties that cell; next time */
+        }
+    }
+    /* Wake as many workers as tickets went in (a worker that looked while
+     * the ring was being compacted went back to sleep). */
+    if (pushed)
+        fshm__evc_notify(&srv->seg.hdr->work, pushed);
+}
+
+/* Queues a ticket: into the ring at once if nothing waits before it. */
+static void push_request(fshm_server_t *srv, uint64_t ticket)
+{
+    if (srv->bl_count == 0 && fshm__ring_push(&srv->seg.req, ticket, NULL) == 0) {
+        fshm__evc_notify(&srv->seg.hdr->work, 1);
+        return;
+    }
+    backlog_add(srv, ticket);
+    fshm__srv_flush(srv);
 }
 
 int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t *task_id_out)
@@ -278,12 +344,6 @@ int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t
     s->attempt = 1;
     atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0),
                           memory_order_release);
-    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
-        /* Only possible with a corrupted ring; change nothing. */
-        atomic_store_explicit(&s->word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
-                              memory_order_release);
-        return -EAGAIN;
-    }
     srv->nfree--;
     srv->serial++;
     t->seq = seq;
@@ -293,7 +353,8 @@ int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t
     t->busy = 1;
     t->cancelled = 0;
     srv->stats.submitted++;
-    notify_workers(srv);
+    /* After the task record: the push may compact, which asks ticket_live(). */
+    push_request(srv, fshm__ticket(idx, seq));
     *task_id_out = id;
     return 0;
 }
@@ -390,12 +451,7 @@ void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word)
         srv->stats.requeued++;
     }
     s->attempt = t->attempts;
-    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
-        /* Cannot happen with a sane ring (a slot is in it at most once). */
-        hold_and_fail(srv, idx, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0), -EIO);
-        return;
-    }
-    notify_workers(srv);
+    push_request(srv, fshm__ticket(idx, seq));
 }
 
 /* ---- delivery ---- */
@@ -497,6 +553,8 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
         fshm__futex_wake(&srv->signaled, 1, false);
     }
     maybe_check_workers(srv);
+    if (srv->bl_count)
+        fshm__srv_flush(srv);
 
     int n = 0;
     /* Bounded so one poll cannot starve the loop under a flood. */
@@ -535,6 +593,8 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
 {
     if (!srv)
         return -EINVAL;
+    if (srv->bl_count)
+        fshm__srv_flush(srv);
     if (loop_ready(srv))
         return 1;
     /* Stand the helper down while we spin: a worker then publishes without
@@ -564,15 +624,20 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
     struct timespec ts;
     const struct timespec *dl = fshm__deadline(&ts, timeout_ms);
     for (;;) {
+        if (srv->bl_count)
+            fshm__srv_flush(srv);
         if (loop_ready(srv))
             return 1;
-        int ms = -1;
+        /* Tickets still wait for a cell a worker is emptying: look again
+         * soon (nothing else would push them while we sleep). */
+        int ms = srv->bl_count ? 1 : -1;
         if (dl) {
             uint64_t now = fshm__now_ns();
             uint64_t end = (uint64_t)dl->tv_sec * 1000000000ull + (uint64_t)dl->tv_nsec;
             if (now >= end)
                 return 0;
-            ms = (int)((end - now + 999999) / 1000000);
+            int left = (int)((end - now + 999999) / 1000000);
+            ms = ms < 0 || left < ms ? left : ms;
         }
         struct pollfd pfd = {.fd = srv->efd, .events = POLLIN};
         int rc = poll(&pfd, 1, ms);

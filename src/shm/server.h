@@ -36,7 +36,10 @@ struct fshm_server {
     uint32_t *deferred;     /* FIFO of slots to deliver without a ticket (reaped) */
     uint32_t def_head;      /* next to deliver */
     uint32_t def_count;     /* entries queued */
-    uint64_t *scratch;      /* ring_slots tickets: room for compact_requests() */
+    uint64_t *scratch;      /* req_cells tickets: room for compact_requests() */
+    uint64_t *backlog;      /* FIFO of tickets not yet in the request ring (req_cells) */
+    uint32_t bl_head;       /* oldest backlog entry */
+    uint32_t bl_count;      /* backlog entries */
     uint32_t ncancelled;    /* cancelled tasks whose worker still holds the slot */
     fshm_repair_t *repairs; /* pending ring repairs */
     uint32_t nrepairs;      /* entries in repairs */
@@ -58,6 +61,8 @@ struct fshm_server {
 
 /* Queues idx on the deferred list (once) and marks the event fd. */
 void fshm__srv_defer(fshm_server_t *srv, uint32_t idx);
+/* Pushes backlogged tickets into the request ring (as many as it takes). */
+void fshm__srv_flush(fshm_server_t *srv);
 /* Puts a slot the server holds back into the request ring, or fails it. */
 void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word);
 

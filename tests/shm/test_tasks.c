@@ -1,6 +1,7 @@
 /* Tasks end to end inside one process (workers are threads): round trips,
  * worker errors, size limits, back-pressure, cancellation, the event fd,
  * the worker table view, and a multi-worker stress run. */
+#include "segment.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -463,6 +464,67 @@ Test(tasks, cancelled_queued_tasks_free_their_slots_at_once, .timeout = 20)
     cr_expect_eq(st.cancelled, 200);
     cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight,
                  "the counters reconcile");
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+/* Regression (the TSan hang of stress_three_workers_every_task_once): a
+ * worker preempted between claiming a request-ring position and handing
+ * the cell back leaves that cell busy for a lap. The server's push at the
+ * same cell one lap later found it "full", compacted the ring (popped every
+ * ticket) and could not push the live tickets back: they were lost, their
+ * slots stayed QUEUED forever and the workers slept. Made deterministic
+ * here: a position claimed and not handed back, a lap of tickets (some
+ * live, some of cancelled tasks), one more submit, then the cell comes
+ * back: every live task must still reach a worker. */
+Test(tasks, slow_hand_back_of_a_request_cell_loses_no_ticket, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "handback", 4);
+    fshm_seg_t seg; /* our own view, to act as the preempted worker */
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0, "%s", fshm_last_error());
+    uint32_t cells = seg.lay.req_cells; /* 8 for 4 slots */
+    uint64_t t0, a, b, x, c;
+    cr_assert_eq(fshm_server_submit(srv, "t0", 2, &t0), 0);
+    /* A worker claims position 0 and is preempted before the hand-back. */
+    cr_assert_eq(fshm__ring_pop_claim_only(&seg.req, NULL), 0);
+    cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
+    cr_assert_eq(fshm_server_submit(srv, "b", 1, &b), 0);
+    /* Fill the rest of the lap with stale tickets of cancelled tasks. */
+    for (uint32_t i = 3; i < cells; i++) {
+        cr_assert_eq(fshm_server_submit(srv, "x", 1, &x), 0, "position %u", i);
+        cr_assert_eq(fshm_server_cancel(srv, x), 0);
+    }
+    /* Position 8 is cell 0 again, still not handed back: the ring is not
+     * full (7 tickets in 8 cells), so this task must be taken. */
+    cr_expect_eq(fshm_server_submit(srv, "c", 1, &c), 0,
+                 "submit with a free slot and a ring that is not full");
+    /* The preempted worker resumes and hands the cell back. */
+    uint64_t v;
+    cr_assert_eq(fshm__ring_repair_pop(&seg.req, 0, &v), 1);
+    cr_expect_eq((uint32_t)(v >> 32), (uint32_t)(t0 & 0xffff), "position 0 held t0's ticket");
+    fshm_server_poll(srv, shm_sink_cb, &(shm_sink_t){0});
+    fshm__seg_destroy(&seg, false);
+
+    /* A worker must now get a, b and c (t0's ticket is with the fake worker). */
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "%s", fshm_last_error());
+    const char *want[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, 2000);
+        cr_assert_eq(rc, 0, "task %s never reached a worker (rc %d): its ticket was lost", want[i],
+                     rc);
+        cr_expect_eq(len, 1);
+        cr_expect_eq(memcmp(req, want[i], 1), 0, "task %d is %.*s", i, (int)len,
+                     (const char *)req);
+        cr_assert_eq(fshm_worker_reply(w, id, 0, "ok", 2), 0);
+    }
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 3);
+    cr_expect_eq(sink.count, 3);
     fshm_worker_detach(w);
     fshm_server_close(srv);
 }
