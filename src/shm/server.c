@@ -232,6 +232,22 @@ static uint32_t bl_cap(const fshm_server_t *srv)
     return srv->seg.lay.req_cells;
 }
 
+/* One push of a ticket into the request ring, carrying the request inline
+ * when it is small (the server's own copy stays in the slot's buffer, for
+ * a re-queue and for large requests; a worker never reads that line for a
+ * small request, so it costs no cache-line move). */
+static int ring_put(fshm_server_t *srv, uint64_t ticket)
+{
+    uint32_t idx = (uint32_t)(ticket >> 32);
+    if (ticket == FSHM_RING_HOLE || idx >= srv->seg.cfg.ring_slots)
+        return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    uint32_t len = srv->tasks[idx].req_len;
+    if (len > FSHM_INLINE_MAX)
+        return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    return fshm__ring_push_msg(&srv->seg.req, ticket, 0, fshm__slot_req(&srv->seg, idx), len,
+                               NULL);
+}
+
 /* Keeps only the live tickets of the backlog (stale ones are tickets of
  * tasks cancelled while waiting there). */
 static void backlog_prune(fshm_server_t *srv)
@@ -291,7 +307,7 @@ void fshm__srv_flush(fshm_server_t *srv)
     int pushed = 0;
     bool compacted = false;
     while (srv->bl_count) {
-        int rc = fshm__ring_push(&srv->seg.req, srv->backlog[srv->bl_head], NULL);
+        int rc = ring_put(srv, srv->backlog[srv->bl_head]);
         if (rc == 0) {
             srv->bl_head = (srv->bl_head + 1) % cap;
             srv->bl_count--;
@@ -312,7 +328,7 @@ void fshm__srv_flush(fshm_server_t *srv)
 /* Queues a ticket: into the ring at once if nothing waits before it. */
 static void push_request(fshm_server_t *srv, uint64_t ticket)
 {
-    if (srv->bl_count == 0 && fshm__ring_push(&srv->seg.req, ticket, NULL) == 0) {
+    if (srv->bl_count == 0 && ring_put(srv, ticket) == 0) {
         fshm__evc_notify(&srv->seg.hdr->work, 1);
         return;
     }
@@ -350,6 +366,7 @@ int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t
     t->id = id;
     t->attempts = 1;
     t->fail_status = 0;
+    t->req_len = (uint32_t)len;
     t->busy = 1;
     t->cancelled = 0;
     srv->stats.submitted++;
@@ -470,10 +487,16 @@ static void release_slot(fshm_server_t *srv, uint32_t idx)
     srv->free_stack[srv->nfree++] = idx;
 }
 
+/* An answer that came inside its completion cell (copied to srv->inbuf). */
+typedef struct fshm_inline {
+    int32_t status; /* the worker's status */
+    uint32_t len;   /* bytes in srv->inbuf */
+} fshm_inline_t;
+
 /* Delivers slot idx if it really is finished with dispatch seq. Everything
  * the worker wrote is checked before use. Returns 1 if cb was called. */
 static int deliver(fshm_server_t *srv, uint32_t idx, uint32_t seq, bool from_deferred,
-                   fshm_done_cb cb, void *arg)
+                   const fshm_inline_t *in, fshm_done_cb cb, void *arg)
 {
     fshm_task_t *t = &srv->tasks[idx];
     fshm_slot_t *s = &srv->seg.slots[idx];
@@ -483,15 +506,36 @@ static int deliver(fshm_server_t *srv, uint32_t idx, uint32_t seq, bool from_def
     }
     if (!t->busy || t->seq != seq)
         return 0; /* stale ticket */
-    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
-    if (fshm__sw_seq(w) != seq)
-        return 0;
 
     int status;
     const void *resp;
     size_t len;
-    uint32_t st = fshm__sw_state(w);
-    if (st == FSHM_SLOT_DONE) {
+    uint32_t st;
+    if (in && !t->deferred) {
+        /* The answer came inline: no need to read the slot line. A
+         * completion ticket with the current seq can only come from the
+         * worker that moved this dispatch to DONE (every other path that
+         * changes a claimed slot bumps seq or holds it, and a worker
+         * pushes only after its CAS to WRITING succeeded). */
+        st = FSHM_SLOT_DONE;
+    } else {
+        uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+        if (fshm__sw_seq(w) != seq)
+            return 0;
+        st = fshm__sw_state(w);
+        in = NULL;
+    }
+    if (st == FSHM_SLOT_DONE && in) {
+        status = in->status;
+        len = in->len;
+        resp = srv->inbuf;
+        if (status > 0 || status < -4095 || len > srv->seg.cfg.payload_max) {
+            status = -EPROTO;
+            len = (size_t)snprintf(srv->errtext, sizeof(srv->errtext),
+                                   "worker returned an invalid answer");
+            resp = srv->errtext;
+        }
+    } else if (st == FSHM_SLOT_DONE) {
         status = s->status;
         len = s->resp_len;
         resp = fshm__slot_resp(&srv->seg, idx);
@@ -564,21 +608,24 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
             uint32_t idx = srv->deferred[srv->def_head];
             srv->def_head = (srv->def_head + 1) % srv->seg.cfg.ring_slots;
             srv->def_count--;
-            n += deliver(srv, idx, 0, true, cb, arg);
+            n += deliver(srv, idx, 0, true, NULL, cb, arg);
         }
         if (budget-- == 0) {
             efd_signal(srv); /* come back for the rest */
             break;
         }
         uint64_t ticket;
-        if (fshm__ring_pop(&srv->seg.cmp, &ticket, NULL, NULL) < 0)
+        fshm_inline_t in;
+        if (fshm__ring_pop_msg(&srv->seg.cmp, &ticket, &in.status, srv->inbuf, &in.len, NULL,
+                               NULL) < 0)
             break;
         if (ticket == FSHM_RING_HOLE)
             continue; /* left by the repair of a dead worker's push */
         uint32_t idx = (uint32_t)(ticket >> 32);
         if (idx >= srv->seg.cfg.ring_slots)
             continue; /* garbage from a worker: ignore */
-        n += deliver(srv, idx, (uint32_t)ticket, false, cb, arg);
+        n += deliver(srv, idx, (uint32_t)ticket, false,
+                     in.len == FSHM_NOT_INLINE ? NULL : &in, cb, arg);
     }
     return n;
 }
@@ -690,13 +737,18 @@ int fshm_server_workers(fshm_server_t *srv, fshm_worker_info_t *out, size_t max)
             continue;
         uint64_t hbw = atomic_load(&e->heartbeat);
         uint64_t hb = fshm__hb_gen(hbw) == fshm__ww_gen(w) ? fshm__hb_ms(hbw) : 0;
+        uint64_t cur = atomic_load(&e->current_task);
+        /* A worker leaves its state word IDLE while it runs a task (no
+         * extra CAS per task): running is current_task != 0. */
+        if (st == FSHM_W_IDLE && cur)
+            st = FSHM_W_BUSY;
         out[n] = (fshm_worker_info_t){
             .pid = fshm__ww_pid(w),
             .index = i,
             .state = st < 4 ? names[st] : "dead",
             .tasks_done = atomic_load(&e->tasks_done),
             .tasks_failed = atomic_load(&e->tasks_failed),
-            .current_task = atomic_load(&e->current_task),
+            .current_task = cur,
             .heartbeat_age_ms = hb && now > hb ? now - hb : 0,
         };
         n++;

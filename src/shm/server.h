@@ -15,6 +15,7 @@ typedef struct fshm_task {
     uint32_t seq;        /* current dispatch seq (the slot word must match) */
     uint32_t attempts;   /* dispatches so far */
     int32_t fail_status; /* for HELD slots: the status to deliver */
+    uint32_t req_len;    /* request bytes (in the slot's buffer; inline in the ticket's cell if small) */
     uint8_t busy;        /* allocated (not on the free stack) */
     uint8_t cancelled;   /* the caller gave up: no callback */
     uint8_t deferred;    /* on the deferred list */
@@ -49,6 +50,7 @@ struct fshm_server {
     uint32_t seen_events;   /* worker_events value at the last check */
     fshm_stats_t stats;     /* counters (queue_depth etc. computed on demand) */
     char errtext[128];      /* error text for server-made failures */
+    _Alignas(16) uint8_t inbuf[FSHM_INLINE_MAX]; /* an inline answer copied out of its cell */
     int efd;                /* eventfd handed to the loop */
     bool efd_dirty;         /* the loop thread itself wrote efd since the last poll */
     pthread_t helper;       /* turns futex wakes into eventfd writes */

@@ -11,7 +11,7 @@
 
 static void *ring_mem(uint32_t cap)
 {
-    void *m = aligned_alloc(64, (fshm__ring_bytes(cap) + 63) / 64 * 64);
+    void *m = aligned_alloc(128, (fshm__ring_bytes(cap) + 127) / 128 * 128);
     cr_assert_not_null(m);
     return m;
 }
