@@ -241,3 +241,37 @@ Test(ring, mpmc_stress_every_item_exactly_once, .timeout = 60)
     free(m);
     free(st);
 }
+
+/* Inline messages: bytes, status and length come out as they went in;
+ * FSHM_NOT_INLINE carries none; a length too large is refused on push and
+ * read as "not inline" from a corrupted cell. */
+Test(ring, inline_messages, .timeout = 10)
+{
+    fshm_ring_t r;
+    void *m = ring_mem(4);
+    fshm__ring_init(&r, m, 4);
+    uint8_t in[FSHM_INLINE_MAX], out[FSHM_INLINE_MAX];
+    for (unsigned i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i * 5 + 1);
+    cr_assert_eq(fshm__ring_push_msg(&r, 1, -5, in, FSHM_INLINE_MAX, NULL), 0);
+    cr_assert_eq(fshm__ring_push_msg(&r, 2, 0, NULL, FSHM_NOT_INLINE, NULL), 0);
+    cr_expect_eq(fshm__ring_push_msg(&r, 3, 0, in, FSHM_INLINE_MAX + 1, NULL), -EMSGSIZE);
+    uint64_t v;
+    int32_t st;
+    uint32_t len;
+    cr_assert_eq(fshm__ring_pop_msg(&r, &v, &st, out, &len, NULL, NULL), 0);
+    cr_expect_eq(v, 1);
+    cr_expect_eq(st, -5);
+    cr_expect_eq(len, FSHM_INLINE_MAX);
+    cr_expect_eq(memcmp(in, out, FSHM_INLINE_MAX), 0);
+    cr_assert_eq(fshm__ring_pop_msg(&r, &v, &st, out, &len, NULL, NULL), 0);
+    cr_expect_eq(v, 2);
+    cr_expect_eq(len, FSHM_NOT_INLINE);
+    /* A cell whose length was corrupted in the segment. */
+    cr_assert_eq(fshm__ring_push_msg(&r, 4, 0, in, 8, NULL), 0);
+    r.sh->cells[2].len = 5000;
+    cr_assert_eq(fshm__ring_pop_msg(&r, &v, &st, out, &len, NULL, NULL), 0);
+    cr_expect_eq(v, 4);
+    cr_expect_eq(len, FSHM_NOT_INLINE, "an impossible length is not trusted");
+    free(m);
+}

@@ -528,3 +528,60 @@ Test(tasks, slow_hand_back_of_a_request_cell_loses_no_ticket, .timeout = 20)
     fshm_worker_detach(w);
     fshm_server_close(srv);
 }
+
+/* Issue 6 item 23: small messages travel inside the ring cells, large ones
+ * through the slot's buffers. Both directions, on both sides of the
+ * boundary (FSHM_INLINE_MAX), with contents that differ per size so a
+ * message read from the wrong place (a stale cell, the other buffer) shows. */
+Test(tasks, inline_and_out_of_line_messages_round_trip, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "inl", 4);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    const size_t sizes[] = {0, 1, 40, 41, FSHM_INLINE_MAX, FSHM_INLINE_MAX + 1, 1000, 1024, 3};
+    char req[1024], ans[1024];
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t n = sizes[k];
+        for (size_t i = 0; i < n; i++)
+            req[i] = (char)('a' + (i * 7 + k) % 26);
+        uint64_t id, got;
+        cr_assert_eq(fshm_server_submit(srv, req, n, &id), 0);
+        const void *r;
+        size_t len;
+        cr_assert_eq(fshm_worker_next(w, &got, &r, &len, 2000), 0);
+        cr_assert_eq(len, n, "request of %zu bytes", n);
+        cr_expect_eq(memcmp(r, req, n), 0, "request of %zu bytes arrives intact", n);
+        /* The answer is 1024 - n bytes: small answers to large requests and
+         * the other way round. */
+        size_t m = 1024 - n;
+        for (size_t i = 0; i < m; i++)
+            ans[i] = (char)('A' + (i * 3 + k) % 26);
+        cr_assert_eq(fshm_worker_reply(w, got, k % 2 ? -EIO : 0, ans, m), 0);
+        shm_sink_t sink = {0};
+        shm_sink_wait(srv, &sink, 1);
+        cr_expect_eq(sink.items[0].task_id, id);
+        cr_expect_eq(sink.items[0].status, k % 2 ? -EIO : 0, "status of answer %zu", k);
+        cr_expect_eq(sink.items[0].len, m, "answer of %zu bytes", m);
+        size_t cmp = m < sizeof(sink.items[0].resp) - 1 ? m : sizeof(sink.items[0].resp) - 1;
+        cr_expect_eq(memcmp(sink.items[0].resp, ans, cmp), 0, "answer of %zu bytes intact", m);
+    }
+    /* And the small sizes in the other direction too. */
+    for (size_t n = 0; n <= FSHM_INLINE_MAX + 1; n += 13) {
+        uint64_t id, got;
+        memset(req, (int)('0' + n % 10), n);
+        cr_assert_eq(fshm_server_submit(srv, req, n, &id), 0);
+        const void *r;
+        size_t len;
+        cr_assert_eq(fshm_worker_next(w, &got, &r, &len, 2000), 0);
+        cr_assert_eq(len, n);
+        cr_expect_eq(memcmp(r, req, n), 0);
+        cr_assert_eq(fshm_worker_reply(w, got, 0, r, len), 0);
+        shm_sink_t sink = {0};
+        shm_sink_wait(srv, &sink, 1);
+        cr_expect_eq(sink.items[0].len, n);
+        cr_expect_eq(memcmp(sink.items[0].resp, req, n < 255 ? n : 255), 0, "echo of %zu", n);
+    }
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
