@@ -203,7 +203,10 @@ static void switch_to_coro(struct kc_worker *w, struct kc_coro *c)
 {
     w->cur = c;
     t_cur = c;
-    atomic_fetch_add_explicit(&w->switches, 1, memory_order_relaxed);
+    /* Written by this worker only: no locked add on the switch path. */
+    atomic_store_explicit(&w->switches,
+                          atomic_load_explicit(&w->switches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 #ifdef KC_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, c->stack, c->stack_size);
@@ -1120,6 +1123,19 @@ uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
 bool kc_coro_is_parked(const kc_coro_t *c)
 {
     return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+}
+
+bool kc__coro_yield_if_busy(void)
+{
+    struct kc_coro *c = kc__coro_current();
+    if (!c)
+        return false;
+    struct kc_worker *w = cur_worker();
+    if (!w->runnext && !w->yq_head && deque_empty(w))
+        return false;
+    w->post = POST_YIELD;
+    switch_to_sched(c, false);
+    return true;
 }
 
 void kc_yield(void)
