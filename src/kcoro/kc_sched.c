@@ -14,9 +14,14 @@
  *            bottom (LIFO: a spawning tree grows depth-first, what was made
  *            runnable last is warm in the cache) with plain loads and stores
  *            and one fence; thieves take the oldest entry at the top by CAS;
- *   yieldq   coroutines that called kc_yield, FIFO, owner only: they run
- *            when the deque is empty (or every KC_FAIR_EVERY picks), so a
- *            yield lets everything else run first;
+ *            A coroutine that yields swaps places with the newest entry:
+ *            that one runs next (runnext), the yielder goes to the bottom
+ *            (a parent yielding to its children keeps the tree depth-first;
+ *            taking the oldest entry instead made skynet grow breadth-first,
+ *            150 s). Every runnable coroutine but runnext sits where thieves
+ *            can take it: a worker stuck in one long-running coroutine holds
+ *            no others (an owner-only yield queue could hang a test whose
+ *            coroutine busy-waits for a yielded one);
  *   timers   a binary heap of park deadlines (sleeps and timeouts).
  * and globally the injection queue (a locked list) for coroutines made
  * runnable by threads that are not workers, and for deque overflow.
@@ -84,7 +89,6 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define KC_STACKS_GLOBAL 16384 /* ... the global cache keeps: munmap costs TLB
                                 * shootdowns (slow on VMs), keep them       */
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
-#define KC_FAIR_EVERY 31       /* ... and at its yield queue first every N picks */
 #define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
 #define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
 
@@ -117,7 +121,6 @@ struct kc_worker {
     _Alignas(64) _Atomic int64_t bottom;  /* deque: next slot to fill (owner)  */
     _Atomic(struct kc_coro *) ring[KC_RUNQ]; /* deque slots                   */
     _Alignas(64) struct kc_coro *runnext; /* owner only: runs next           */
-    struct kc_coro *yq_head, *yq_tail; /* owner only: FIFO of yielders       */
     void *sched_sp;              /* the scheduler context while a coroutine runs */
     struct kc_coro *cur;         /* the running coroutine or NULL             */
     int post;                    /* POST_* asked by the coroutine switching out */
@@ -419,41 +422,6 @@ static void runq_put(struct kc_worker *w, struct kc_coro *c)
     notify();
 }
 
-static void yq_put(struct kc_worker *w, struct kc_coro *c)
-{
-    c->next = NULL;
-    if (w->yq_tail)
-        w->yq_tail->next = c;
-    else
-        w->yq_head = c;
-    w->yq_tail = c;
-}
-
-static struct kc_coro *yq_get(struct kc_worker *w)
-{
-    struct kc_coro *c = w->yq_head;
-    if (c) {
-        w->yq_head = c->next;
-        if (!w->yq_head)
-            w->yq_tail = NULL;
-        c->next = NULL;
-        /* The others may wait long behind this one: let idle workers
-         * steal them (they go to the deque, where thieves look). */
-        if (w->yq_head && atomic_load_explicit(&g.nidle, memory_order_relaxed) > 0) {
-            struct kc_coro *r;
-            while ((r = w->yq_head)) {
-                w->yq_head = r->next;
-                r->next = NULL;
-                if (!deque_push(w, r))
-                    inject(r);
-            }
-            w->yq_tail = NULL;
-            notify();
-        }
-    }
-    return c;
-}
-
 /* Thief: one entry of another worker, starting at a random victim. */
 static struct kc_coro *steal(struct kc_worker *w)
 {
@@ -567,7 +535,9 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
         }
         if (deadline_ns && kc_now_ns() >= deadline_ns)
             return -ETIME;
-        uint64_t seq = atomic_fetch_add_explicit(&p->park_seq, 1, memory_order_acq_rel) + 1;
+        /* Written by this coroutine only (read by its worker's timers). */
+        uint64_t seq = atomic_load_explicit(&p->park_seq, memory_order_relaxed) + 1;
+        atomic_store_explicit(&p->park_seq, seq, memory_order_release);
         struct kc_worker *w = cur_worker();
         if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
             /* No memory for a timer: poll the deadline by yielding. */
@@ -680,13 +650,11 @@ static struct kc_coro *find_work(struct kc_worker *w)
     ++w->ticks;
     if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
         return c;
-    if (w->ticks % KC_FAIR_EVERY == 0 && (c = yq_get(w)))
-        return c;
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
     }
-    if ((c = deque_pop(w)) || (c = yq_get(w)) || (c = inject_pop()))
+    if ((c = deque_pop(w)) || (c = inject_pop()))
         return c;
     return steal(w);
 }
@@ -783,9 +751,15 @@ static void run(struct kc_worker *w, struct kc_coro *c)
     w->post = POST_NONE;
     switch_to_coro(w, c);
     switch (w->post) {
-    case POST_YIELD:
-        yq_put(w, c);
+    case POST_YIELD: {
+        /* runnext, if any, runs first anyway; else the newest entry does,
+         * and the yielder takes its place at the bottom. */
+        struct kc_coro *n = w->runnext ? NULL : deque_pop(w);
+        runq_put(w, c);
+        if (n)
+            w->runnext = n;
         break;
+    }
     case POST_PARK: {
         uint32_t s = KC_PARK_EMPTY;
         /* Now that its registers are saved, it may be woken; a notification
@@ -1131,7 +1105,7 @@ bool kc__coro_yield_if_busy(void)
     if (!c)
         return false;
     struct kc_worker *w = cur_worker();
-    if (!w->runnext && !w->yq_head && deque_empty(w))
+    if (!w->runnext && deque_empty(w))
         return false;
     w->post = POST_YIELD;
     switch_to_sched(c, false);
