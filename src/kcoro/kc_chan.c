@@ -27,6 +27,11 @@
 #include <sys/mman.h>
 
 #include "kc_internal.h"
+#include "kc_sched.h"
+
+/* Yields a coroutine makes to its worker's other coroutines before it
+ * parks on a buffered channel (see buf_op). */
+#define KC_CORO_RETRIES 4
 
 /* The hand-off line (see struct kc_chan): everything a locked-kind hand-off
  * touches in the channel fits the first cache line. */
@@ -556,6 +561,15 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
                kc__spin_next(&sp))
             ;
         kc__spin_end(&sp, done);
+        if (done)
+            goto out;
+    }
+    /* A coroutine does not spin (it would hold its worker), but the peer
+     * it waits for often sits in the same worker's queue: let it run
+     * first, a few times, before registering as a waiter (which would make
+     * every operation of the other side take the lock to wake us). */
+    for (int i = 0; i < KC_CORO_RETRIES && kc__coro_yield_if_busy(); i++) {
+        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
         if (done)
             goto out;
     }
