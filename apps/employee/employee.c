@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,7 +248,7 @@ static void send_result(task_t *t) {
                         t->reason, "runtime_ms", (json_int_t)t->runtime_ms, "employee", E.id);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
-  if (s && ffarm_conn_send_file(E.cur, FFARM_T_RESULT, t->id, s, fd, 0) == 0) {
+  if (s && ffarm_conn_send_file(E.cur, FFARM_T_RESULT, t->id, s, fd, 0, NULL) == 0) {
     t->sending = true;
   } else {
     close(fd);
@@ -484,7 +485,7 @@ static void on_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js
     char path[600];
     snprintf(path, sizeof(path), "%s/script_%s", E.workdir, hash);
     if (access(path, F_OK) == 0) {
-      ffarm_conn_recv_file(c, -1);
+      ffarm_conn_recv_file(c, -1, NULL);
       break;
     }
     snprintf(E.script_tmp, sizeof(E.script_tmp), "%s/script.tmp.%llu", E.workdir,
@@ -492,7 +493,9 @@ static void on_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js
     snprintf(E.script_hash, sizeof(E.script_hash), "%s", hash);
     E.script_fd = open(E.script_tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0700);
     E.script_in = true;
-    ffarm_conn_recv_file(c, E.script_fd);
+    uint8_t h[FFARM_HASH_LEN];
+    sodium_hex2bin(h, sizeof(h), hash, strlen(hash), NULL, NULL, NULL);
+    ffarm_conn_recv_file(c, E.script_fd, h);  /* END must state the hash it is named by */
     break;
   }
   case FFARM_T_TASK: {
@@ -503,7 +506,7 @@ static void on_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js
     }
     task_t *t = find(id, hash);
     if (t) {  /* already here (an employer restarted or retried): do not run it twice */
-      ffarm_conn_recv_file(c, -1);
+      ffarm_conn_recv_file(c, -1, NULL);
       if (t->state == T_HELD) {
         t->sending = false;
         send_result(t);
@@ -513,7 +516,7 @@ static void on_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js
     t = calloc(1, sizeof(*t));
     if (t) t->in_fd = -1;
     if (!t) {
-      ffarm_conn_recv_file(c, -1);
+      ffarm_conn_recv_file(c, -1, NULL);
       break;
     }
     snprintf(t->id, sizeof(t->id), "%s", id);
@@ -533,7 +536,9 @@ static void on_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js
     t->next = E.tasks;
     E.tasks = t;
     E.receiving = t;
-    ffarm_conn_recv_file(c, fd);  /* closed in on_file */
+    uint8_t h[FFARM_HASH_LEN];
+    sodium_hex2bin(h, sizeof(h), hash, strlen(hash), NULL, NULL, NULL);
+    ffarm_conn_recv_file(c, fd, h);  /* closed in on_file; END must state the task's hash */
     if (fd < 0) logf_("cannot create %s: %s", t->in_path, strerror(errno));
     break;
   }
@@ -582,8 +587,16 @@ static void on_file(ffarm_conn_t *c, const char *id, int status, void *arg) {
     t->in_fd = -1;
   }
   if (status != 0) {
+    /* tell the employer at once (it retries elsewhere) instead of leaving
+     * it to wait for the task timeout */
     logf_("task %s: chunk rejected (%s)", t->id, strerror(-status));
-    unlink_task(t);
+    unlink(t->in_path);
+    t->state = T_HELD;
+    t->ok = false;
+    t->exit_status = -1;
+    snprintf(t->reason, sizeof(t->reason), "chunk transfer failed: %s",
+             status == -EBADMSG ? "size or checksum mismatch" : strerror(-status));
+    send_result(t);
     return;
   }
   t->state = T_QUEUED;

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -47,7 +48,14 @@ typedef struct task {
   emp_t *spec;                     /* employee running a speculative copy */
   uint64_t start_ms;               /* main copy start */
   uint64_t spec_start_ms;          /* speculative copy start */
+  uint32_t retry_count_local;      /* failed adopted runs (they bypass the dispatcher) */
   char last_error[200];            /* last failure */
+  bool await_adopt;                /* was out when the last employer died: not offered
+                                      until its employee says whether it still has it */
+  char adopt_from[64];             /* the employee the ledger says it went to */
+  bool adopted;                    /* running (or its result held) on t->emp from before
+                                      a restart: no dispatcher job, the slot counts as
+                                      the worker's external load */
 } task_t;
 
 struct emp {
@@ -73,6 +81,7 @@ struct emp {
   int64_t in_exit;                 /* exit status */
   uint64_t in_runtime;             /* run time */
   uint64_t done, failed;           /* counters */
+  uint32_t adopted;                /* tasks adopted from before a restart, still out */
 };
 
 static struct {
@@ -105,6 +114,10 @@ static struct {
   bool scanned;
   int exit_code;
   uint64_t results_in, spec_started, spec_won;
+  uint64_t adopt_until;            /* loop ms: tasks not claimed by then are offered */
+  uint64_t adopt_wait_ms;          /* --adopt-wait */
+  uint32_t n_await;                /* tasks still awaiting adoption */
+  uint64_t adopted_total;          /* tasks adopted in this life */
 } E;
 
 static void logf_(const char *fmt, ...) {
@@ -243,7 +256,9 @@ static int send_task(emp_t *e, task_t *t) {
     if (sfd < 0) return -errno;
     char js[160];
     snprintf(js, sizeof(js), "{\"hash\":\"%s\"}", E.script_hash);
-    int rc = ffarm_conn_send_file(e->conn, FFARM_T_SCRIPT, "script", js, sfd, 0);
+    uint8_t h[FFARM_HASH_LEN];
+    sodium_hex2bin(h, sizeof(h), E.script_hash, strlen(E.script_hash), NULL, NULL, NULL);
+    int rc = ffarm_conn_send_file(e->conn, FFARM_T_SCRIPT, "script", js, sfd, 0, h);
     if (rc < 0) {
       close(sfd);
       return rc;
@@ -259,8 +274,12 @@ static int send_task(emp_t *e, task_t *t) {
            t->hash, E.script_hash, E.script_py ? "true" : "false",
            (unsigned long long)E.task_timeout_ms, (unsigned long long)E.mem_bytes,
            (unsigned long long)E.out_bytes, (unsigned long long)t->size);
-  /* the cookie names the task for on_sent (ledger is_sent) */
-  int rc = ffarm_conn_send_file(e->conn, FFARM_T_TASK, t->id, js, fd, (uint64_t)(uintptr_t)t);
+  /* the cookie names the task for on_sent (ledger is_sent); the chunk was
+   * hashed when scanned, so it is not hashed again on the way out (if it
+   * changed since, the employee sees the mismatch and rejects it) */
+  uint8_t h[FFARM_HASH_LEN];
+  sodium_hex2bin(h, sizeof(h), t->hash, strlen(t->hash), NULL, NULL, NULL);
+  int rc = ffarm_conn_send_file(e->conn, FFARM_T_TASK, t->id, js, fd, (uint64_t)(uintptr_t)t, h);
   if (rc < 0) close(fd);
   return rc;
 }
@@ -301,7 +320,7 @@ static void d_gave_up(fdisp_t *d, fdisp_job_id_t job, void *jdata, fdisp_worker_
 }
 
 static void submit(task_t *t) {
-  if (t->job) return;
+  if (t->job || t->await_adopt || t->adopted) return;
   /* the per-run timeout is enforced by the employee and by our tick; the
    * dispatcher's deadline only bounds the whole life of a job */
   int rc = fdisp_submit(E.disp, t, UINT32_MAX, &t->job);
@@ -391,6 +410,94 @@ static void scan(void) {
   E.scanned = true;
 }
 
+/* ---- adoption after a restart ------------------------------------------------------------
+ * Tasks that were out when the previous employer died may still be running
+ * on their employees (which keep running tasks and results across the
+ * employer's death). They are not offered again at once: an employee's
+ * HELLO lists what it holds, and those tasks are adopted (their result will
+ * come as usual); the rest are offered when their employee reports without
+ * them, or after --adopt-wait. */
+
+static void emp_set_external(emp_t *e) {
+  if (e->w) fdisp_worker_set_external(E.disp, e->w, e->adopted);
+}
+
+static void await_end(task_t *t) {
+  if (!t->await_adopt) return;
+  t->await_adopt = false;
+  E.n_await--;
+}
+
+/* An adopted task is over on e (result stored or failed, or e lost). */
+static void adopt_end(task_t *t) {
+  if (!t->adopted) return;
+  t->adopted = false;
+  if (t->emp && t->emp->adopted > 0) {
+    t->emp->adopted--;
+    emp_set_external(t->emp);
+  }
+  t->emp = NULL;
+}
+
+/* An adopted run failed or its employee is gone: a normal retry. */
+static void adopt_failed(task_t *t, const char *why) {
+  adopt_end(t);
+  snprintf(t->last_error, sizeof(t->last_error), "%s", why);
+  if (t->retry_count_local + 1 > E.retries) {
+    ffarm_ledger_fail(E.ledger, t->id, t->last_error);
+    set_state(t, FFARM_S_FAILED);
+    logf_("task %s failed: retries: %s", t->id, t->last_error);
+    return;
+  }
+  t->retry_count_local++;
+  ffarm_ledger_retry(E.ledger, t->id, t->last_error);
+  set_state(t, FFARM_S_PENDING);
+  submit(t);
+}
+
+static void adopt_offer_rest(emp_t *from) {
+  if (E.n_await == 0) return;
+  for (size_t b = 0; b < E.ht_cap; b++) {
+    for (task_t *t = E.ht[b]; t; t = t->hnext) {
+      if (!t->await_adopt) continue;
+      if (from && strcmp(t->adopt_from, from->id) != 0) continue;
+      await_end(t);
+      if (t->counted && t->state == FFARM_S_PENDING) submit(t);  /* counted: still in DIR */
+    }
+  }
+}
+
+/* HELLO from e: adopt what it holds, offer what it was given and lost. */
+static void adopt_from_hello(emp_t *e, json_t *hello) {
+  const char *lists[2] = {"running", "held"};
+  for (int k = 0; k < 2; k++) {
+    json_t *a = json_object_get(hello, lists[k]);
+    size_t i;
+    json_t *it;
+    json_array_foreach(a, i, it) {
+      const char *id = json_string_value(json_object_get(it, "task"));
+      const char *hash = json_string_value(json_object_get(it, "hash"));
+      task_t *t = id ? tfind(id) : NULL;
+      if (!t || !t->counted || !hash || strcmp(hash, t->hash) != 0 || !t->await_adopt ||
+          t->state != FFARM_S_PENDING)
+        continue;
+      await_end(t);
+      t->adopted = true;
+      t->emp = e;
+      t->start_ms = now_ms();
+      e->adopted++;
+      E.adopted_total++;
+      set_state(t, FFARM_S_ASSIGNED);
+      ffarm_ledger_assign(E.ledger, t->id, e->id, e->host, wall_ms());
+      ffarm_ledger_sent(E.ledger, t->id);
+      logf_("task %s: still %s on %s: adopted, not offered again", t->id,
+            k == 0 ? "running" : "held", e->id);
+    }
+  }
+  emp_set_external(e);
+  adopt_offer_rest(e);  /* given to e before the restart, and e no longer has them */
+}
+
 /* ---- results ------------------------------------------------------------------------ */
 
 static void median_add(uint64_t ms) {
@@ -442,6 +549,7 @@ static void result_ok(emp_t *e, task_t *t) {
   median_add(e->in_runtime);
   bool from_spec = (t->spec == e);
   if (from_spec) E.spec_won++;
+  adopt_end(t);
   /* first result wins: stop the other copy */
   if (t->job) {
     fdisp_job_id_t j = t->job;
@@ -461,6 +569,13 @@ static void result_ok(emp_t *e, task_t *t) {
 static void result_failed(emp_t *e, task_t *t, const char *reason) {
   snprintf(t->last_error, sizeof(t->last_error), "%s on %s", reason, e->id);
   e->failed++;
+  if (t->adopted && t->emp == e) {
+    char why[200];
+    snprintf(why, sizeof(why), "%s", t->last_error);
+    adopt_failed(t, why);
+    check_finished();
+    return;
+  }
   if (t->spec == e) {  /* the speculative copy failed: the main one goes on */
     t->spec = NULL;
     if (!t->job && t->state != FFARM_S_DONE) {
@@ -512,6 +627,17 @@ static void emp_lost(emp_t *e, const char *why) {
     }
     fdisp_worker_remove(E.disp, e->w);
     e->w = 0;
+    /* adopted tasks fail over too, once e takes no job any more */
+    for (size_t b = 0; b < E.ht_cap; b++) {
+      for (task_t *t = E.ht[b]; t; t = t->hnext) {
+        if (!t->adopted || t->emp != e) continue;
+        joblog(t, e, t->start_ms, now_ms() - t->start_ms, -1, 0, "lost");
+        char why2[200];
+        snprintf(why2, sizeof(why2), "%s: %s", e->id, why);
+        adopt_failed(t, why2);
+      }
+    }
+    e->adopted = 0;
     disp_rearm();
   }
   if (e->in_fd >= 0) {
@@ -553,6 +679,7 @@ static void c_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js,
     e->ready = true;
     if (!e->w) fdisp_worker_add(E.disp, cap, e, &e->w);
     logf_("employee %s at %s:%d ready (%u slots)", e->id, e->host, e->port, cap);
+    adopt_from_hello(e, j);
     disp_rearm();
   } else if (type == FFARM_T_RESULT && e->ready) {
     task_t *t = tfind(id);
@@ -576,7 +703,7 @@ static void c_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js,
                                 strerror(errno));
       }
     }
-    ffarm_conn_recv_file(c, e->in_fd);
+    ffarm_conn_recv_file(c, e->in_fd, NULL);
   }
   json_decref(j);
 }
@@ -627,6 +754,16 @@ static void c_file(ffarm_conn_t *c, const char *id, int status, void *arg) {
 static void c_sent(ffarm_conn_t *c, uint64_t cookie, int status, void *arg) {
   task_t *t = (task_t *)(uintptr_t)cookie;
   if (t && status == 0 && t->state == FFARM_S_ASSIGNED) ffarm_ledger_sent(E.ledger, t->id);
+  /* big chunks: the transfer rate (bench/farm reads this line); the last
+   * few MiB may still sit in the socket buffers */
+  if (t && status == 0 && t->size >= (16u << 20)) {
+    uint64_t ms = now_ms() - t->start_ms;
+    logf_("task %s: chunk sent: %llu bytes in %llu ms (%.1f MB/s)", t->id,
+            (unsigned long long)t->size, (unsigned long long)ms,
+            ms ? (double)t->size / 1e3 / (double)ms : 0.0);
+  }
+  if (t && status < 0)
+    logf_("task %s: chunk not sent whole: %s", t->id, strerror(-status));
 }
 
 static void c_close(ffarm_conn_t *c, int err, void *arg) {
@@ -765,7 +902,7 @@ static void timeouts(void) {
   uint64_t now = now_ms();
   for (size_t b = 0; b < E.ht_cap; b++) {
     for (task_t *t = E.ht[b]; t; t = t->hnext) {
-      if (t->job && t->emp && now - t->start_ms > grace) {
+      if ((t->job || t->adopted) && t->emp && now - t->start_ms > grace) {
         emp_t *e = t->emp;
         logf_("task %s: no answer from %s in %llus", t->id, e->id,
               (unsigned long long)(grace / 1000));
@@ -785,6 +922,11 @@ static void on_tick(uv_timer_t *tm) {
   }
   for (int i = 0; i < MAX_EMP; i++)
     if (E.emps[i].used && E.emps[i].is_static) emp_connect(&E.emps[i]);
+  if (E.n_await > 0 && now >= E.adopt_until) {
+    logf_("%u tasks that were out were not claimed by their employees in %llus: offered again",
+          E.n_await, (unsigned long long)(E.adopt_wait_ms / 1000));
+    adopt_offer_rest(NULL);
+  }
   stragglers();
   timeouts();
   progress_line();
@@ -969,6 +1111,16 @@ static int cmd_status(const char *ledger_path, int port) {
 
 /* ---- main ---------------------------------------------------------------------------------------- */
 
+static int note_out(const ffarm_task_row_t *r, void *arg) {
+  task_t *t = tfind(r->task_id);
+  if (!t) t = tadd(r->task_id);
+  if (!t) return 0;
+  t->await_adopt = true;
+  snprintf(t->adopt_from, sizeof(t->adopt_from), "%s", r->employee_id);
+  E.n_await++;
+  return 0;
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: employer --tasks DIR --results DIR [options]\n"
@@ -987,6 +1139,9 @@ static void usage(FILE *f) {
           "  --task-timeout S     wall-time limit per run (default 3600)\n"
           "  --mem-limit MB       memory limit (RLIMIT_AS) per run (default 1024)\n"
           "  --out-limit MB       result size limit per run (default 1024)\n"
+          "  --adopt-wait S       after a restart, how long tasks that were out wait for\n"
+          "                       their employee to claim them before they are offered\n"
+          "                       again (default 15)\n"
           "  --straggler-factor K speculative copy of a task running > K x median (default 3,\n"
           "                       0 = off)\n"
           "  --employee HOST:PORT static employee (repeatable; no broadcast needed)\n"
@@ -1022,6 +1177,7 @@ int main(int argc, char **argv) {
   E.mem_bytes = 1024ull << 20;
   E.out_bytes = 1024ull << 20;
   E.straggler_k = 3;
+  E.adopt_wait_ms = 15000;
   E.udp_port = atoi(env_or("FERRY_FARM_UDP_PORT", "9876"));
   E.progress = isatty(2);
   const char *statics[64];
@@ -1030,7 +1186,7 @@ int main(int argc, char **argv) {
       {"tasks", 1, 0, 't'}, {"results", 1, 0, 'r'}, {"script", 1, 0, 's'},
       {"ledger", 1, 0, 'l'}, {"joblog", 1, 0, 'j'}, {"max-active", 1, 0, 'm'},
       {"policy", 1, 0, 'P'}, {"retries", 1, 0, 'R'}, {"task-timeout", 1, 0, 'T'},
-      {"mem-limit", 1, 0, 'M'}, {"out-limit", 1, 0, 'O'}, {"straggler-factor", 1, 0, 'k'},
+      {"mem-limit", 1, 0, 'M'}, {"out-limit", 1, 0, 'O'}, {"straggler-factor", 1, 0, 'k'}, {"adopt-wait", 1, 0, 'W'},
       {"employee", 1, 0, 'e'}, {"udp-port", 1, 0, 'u'}, {"status-port", 1, 0, 'p'},
       {"watch", 0, 0, 'w'}, {"progress", 0, 0, 'g'}, {"no-progress", 0, 0, 'G'},
       {"quiet", 0, 0, 'q'}, {"secret-file", 1, 0, 'S'}, {"insecure", 0, 0, 'I'},
@@ -1054,6 +1210,7 @@ int main(int argc, char **argv) {
     case 'M': E.mem_bytes = strtoull(optarg, NULL, 10) << 20; break;
     case 'O': E.out_bytes = strtoull(optarg, NULL, 10) << 20; break;
     case 'k': E.straggler_k = atof(optarg); break;
+    case 'W': E.adopt_wait_ms = strtoull(optarg, NULL, 10) * 1000; break;
     case 'e':
       if (nstatic < 64) statics[nstatic++] = optarg;
       break;
@@ -1135,8 +1292,16 @@ int main(int argc, char **argv) {
     closedir(rd);
   }
   if (ffarm_ledger_open(&E.ledger, E.ledger_path) < 0) return 1;
+  /* tasks that were out: remembered (with their employee) before resume
+   * puts them back to pending, to be adopted if their employee still has them */
+  E.loop = uv_default_loop();
+  ffarm_ledger_each(E.ledger, FFARM_S_ASSIGNED, note_out, NULL);
   int resumed = ffarm_ledger_resume(E.ledger);
-  if (resumed > 0) logf_("resuming: %d tasks that were out are offered again", resumed);
+  E.adopt_until = uv_now(E.loop) + E.adopt_wait_ms;
+  if (resumed > 0)
+    logf_("resuming: %d tasks were out: adopted from their employees if they still have them, "
+          "else offered again (at the latest in %llus)",
+          resumed, (unsigned long long)(E.adopt_wait_ms / 1000));
   if (E.joblog_path[0]) {
     E.joblog = fopen(E.joblog_path, "a");
     if (!E.joblog) {
@@ -1147,7 +1312,6 @@ int main(int argc, char **argv) {
     if (ftell(E.joblog) == 0)
       fprintf(E.joblog, "Task\tEmployee\tStarttime\tJobRuntime\tExitval\tSend\tReceive\tStatus\n");
   }
-  E.loop = uv_default_loop();
   fdisp_config_t dc;
   fdisp_config_default(&dc);
   dc.queue_size = 1u << 24;

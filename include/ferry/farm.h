@@ -3,7 +3,8 @@
  *   frame codec   length-prefixed binary frames, every length bounded before
  *                 use; an incremental decoder that takes bytes as they come
  *   auth          shared-secret challenge-response (fresh nonces both ways),
- *                 then every frame sealed with XChaCha20-Poly1305 under
+ *                 then every frame sealed with an AEAD (AES-256-GCM where
+ *                 both CPUs have it, else ChaCha20-Poly1305) under
  *                 per-direction session keys; authenticated UDP announces
  *   ledger        the employer's durable task table in SQLite (WAL)
  *   conn          one peer connection on libuv: handshake, sealed frames,
@@ -29,11 +30,14 @@ extern "C" {
 
 /* ---- limits --------------------------------------------------------------- */
 
-#define FFARM_VERSION 1
+#define FFARM_VERSION 2            /* 2: 1 MiB DATA frames, negotiated AEAD */
 #define FFARM_HDR_LEN 16            /* fixed header bytes */
 #define FFARM_ID_MAX 128            /* task id bytes at most */
 #define FFARM_TAG_LEN 16            /* AEAD tag appended to sealed payloads */
-#define FFARM_CHUNK 65536           /* file bytes per DATA frame at most */
+/* File bytes per DATA frame at most: large enough that the per-frame costs
+ * (header, tag, syscalls, callbacks) vanish next to the bytes, small enough
+ * that both sides' buffers stay a few MiB. */
+#define FFARM_CHUNK (1u << 20)
 #define FFARM_META_MAX 16384        /* JSON metadata bytes at most */
 /* Largest payload on the wire (plaintext at most FFARM_CHUNK, plus the tag). */
 #define FFARM_PAYLOAD_MAX (FFARM_CHUNK + FFARM_TAG_LEN)
@@ -41,6 +45,16 @@ extern "C" {
 #define FFARM_KEY_LEN 32
 #define FFARM_NONCE_LEN 32          /* handshake nonces */
 #define FFARM_HASH_LEN 32           /* BLAKE2b-256 file checksums */
+#define FFARM_AEAD_NONCE_LEN 12     /* frame nonces (the per-direction counter) */
+
+/* Frame AEADs (a bit mask in the handshake). */
+#define FFARM_CIPHER_CHACHA 1u      /* ChaCha20-Poly1305 (IETF), always available */
+#define FFARM_CIPHER_AES 2u         /* AES-256-GCM, where the CPU has AES-NI + CLMUL */
+/* The AEADs this process offers: AES-256-GCM when
+ * crypto_aead_aes256gcm_is_available(), ChaCha20-Poly1305 always. The
+ * environment variable FERRY_FARM_CIPHER=chacha20 withholds AES (tests). */
+unsigned ffarm_ciphers_local(void);
+const char *ffarm_cipher_name(unsigned cipher);
 #define FFARM_DEFAULT_TCP_PORT 12345
 #define FFARM_DEFAULT_UDP_PORT 9876
 
@@ -117,6 +131,13 @@ void ffarm_dec_destroy(ffarm_dec_t *d);
  * errno from ffarm_hdr_get() (and every later call fails the same way). */
 int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used,
                    ffarm_frame_t *f);
+/* Zero-copy reading: once a frame's header is known, the rest of its body may
+ * be read straight into the decoder. Sets *p and returns how many bytes the
+ * frame still needs there (0: none, use ffarm_dec_feed()). */
+size_t ffarm_dec_space(ffarm_dec_t *d, uint8_t **p);
+/* n (<= what ffarm_dec_space() returned) bytes were written at *p: returns 1
+ * with *f filled when the frame is complete, else 0. */
+int ffarm_dec_commit(ffarm_dec_t *d, size_t n, ffarm_frame_t *f);
 
 /* ---- keys, handshake, sealing ------------------------------------------------- */
 
@@ -140,6 +161,7 @@ typedef struct ffarm_dir {
 typedef struct ffarm_sess {
   ffarm_dir_t tx;            /* frames we send */
   ffarm_dir_t rx;            /* frames we receive */
+  unsigned cipher;           /* FFARM_CIPHER_* agreed in the handshake */
 } ffarm_sess_t;
 
 typedef enum ffarm_hs_state {
@@ -157,10 +179,15 @@ typedef struct ffarm_hs {
   ffarm_key_t key;                     /* shared secret */
   uint8_t mine[FFARM_NONCE_LEN];       /* our fresh nonce */
   uint8_t peer[FFARM_NONCE_LEN];       /* the peer's nonce */
+  uint8_t offer;                       /* AEADs the client offered (FFARM_CIPHER_* mask) */
+  uint8_t cipher;                      /* the one the server chose */
 } ffarm_hs_t;
 
 /* Handshake steps. Each writes the frame to send (if any) into out (at least
- * FFARM_HDR_LEN + 2*FFARM_NONCE_LEN + 32 bytes) and sets *out_len (0: none).
+ * FFARM_HDR_LEN + 2*FFARM_NONCE_LEN + 33 bytes) and sets *out_len (0: none).
+ * AUTH1 carries the client's AEAD offer, AUTH2 the server's choice (the
+ * strongest both have); both proofs cover offer and choice, so nobody in
+ * between can change them.
  *   client: ffarm_hs_client(hs) -> AUTH1; ffarm_hs_step(AUTH2) -> AUTH3, DONE
  *   server: ffarm_hs_server(hs); ffarm_hs_step(AUTH1) -> AUTH2;
  *           ffarm_hs_step(AUTH3) -> DONE
@@ -180,6 +207,12 @@ size_t ffarm_frame_size(size_t id_len, size_t plain_len);
  * bad id or type. */
 ssize_t ffarm_frame_encode(ffarm_sess_t *s, uint8_t type, const char *id, size_t id_len,
                            const void *payload, size_t len, uint8_t *out, size_t cap);
+/* Seals in place: the plaintext (len bytes) already sits at
+ * out + FFARM_HDR_LEN + id_len; header and id are written before it and the
+ * tag after it (out must hold ffarm_frame_size(id_len, len) bytes). Saves the
+ * copy of ffarm_frame_encode() for file data. Same errors. */
+ssize_t ffarm_frame_seal_inplace(ffarm_sess_t *s, uint8_t type, const char *id, size_t id_len,
+                                 size_t len, uint8_t *out);
 /* Opens a sealed frame in place (f->len shrinks by the tag, s->rx.seq
  * advances). ERRORS: -EBADMSG forged, replayed, reordered or corrupted;
  * -EPROTO a handshake type after the handshake. */
@@ -272,12 +305,14 @@ const char *ffarm_state_name(ffarm_state_t s);
 /* ---- connection ----------------------------------------------------------------
  * One peer on a libuv TCP handle: the handshake (10 s to complete), then
  * sealed frames. Files go out one at a time as meta frame, DATA frames of at
- * most FFARM_CHUNK bytes and an END frame with size and BLAKE2b-256; at most
+ * most FFARM_CHUNK bytes and an END frame with size and BLAKE2b-256 (every
+ * frame's AEAD tag checks its chunk; the receiver compares the END's hash
+ * with the one it expects rather than hashing again); at most
  * FFARM_CONN_WBUF bytes are queued in the kernel's direction at once, so
  * memory stays bounded whatever the file size. Small messages may pass
  * between the frames of a file. */
 
-#define FFARM_CONN_WBUF (1u << 20)
+#define FFARM_CONN_WBUF (4u << 20)
 
 typedef struct ffarm_conn ffarm_conn_t;
 
@@ -317,11 +352,18 @@ const char *ffarm_conn_peer(const ffarm_conn_t *c);
  * or closing; -EMSGSIZE; -ENOMEM. */
 int ffarm_conn_send(ffarm_conn_t *c, uint8_t type, const char *id, const char *json, size_t len);
 /* Queues a file: meta frame (type, id, json) then its bytes from fd (owned
- * by the conn from now on, closed when done). on_sent(cookie) follows. */
+ * by the conn from now on, closed when done). on_sent(cookie) follows.
+ * hash: the file's BLAKE2b-256 when the caller knows it already (the
+ * employer hashed each chunk when it scanned it), so each byte is hashed
+ * once in all; the conn then checks that the file's size and mtime did not
+ * change while it was read, else the receiver rejects it. NULL: hashed while
+ * streaming. */
 int ffarm_conn_send_file(ffarm_conn_t *c, uint8_t type, const char *id, const char *json,
-                         int fd, uint64_t cookie);
-/* From on_msg: the file that follows goes to fd (not owned; -1 discards it). */
-int ffarm_conn_recv_file(ffarm_conn_t *c, int fd);
+                         int fd, uint64_t cookie, const uint8_t *hash);
+/* From on_msg: the file that follows goes to fd (not owned; -1 discards it).
+ * hash: the BLAKE2b-256 the sender must state in END (copied; NULL: any);
+ * on_file gets -EBADMSG when it differs or the size is wrong. */
+int ffarm_conn_recv_file(ffarm_conn_t *c, int fd, const uint8_t *hash);
 /* Bytes sent / received on the wire so far. */
 uint64_t ffarm_conn_bytes_out(const ffarm_conn_t *c);
 uint64_t ffarm_conn_bytes_in(const ffarm_conn_t *c);

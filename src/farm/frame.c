@@ -97,15 +97,49 @@ void ffarm_dec_destroy(ffarm_dec_t *d) {
   d->buf = NULL;
 }
 
+/* The previous frame was handed out: start the next one. */
+static void next_frame(ffarm_dec_t *d) {
+  if (d->have == d->need && d->need > FFARM_HDR_LEN) {
+    d->have = 0;
+    d->need = FFARM_HDR_LEN;
+  }
+}
+
+static void hand_out(ffarm_dec_t *d, ffarm_frame_t *f) {
+  f->type = d->hdr.type;
+  f->id_len = d->hdr.id_len;
+  f->id = (const char *)d->buf + FFARM_HDR_LEN;
+  f->payload = d->buf + FFARM_HDR_LEN + d->hdr.id_len;
+  f->len = (size_t)d->hdr.payload_len;
+  f->hdr = d->buf;
+}
+
+size_t ffarm_dec_space(ffarm_dec_t *d, uint8_t **p) {
+  if (d->failed) return 0;
+  next_frame(d);
+  /* only once the header is known (and checked): need is then bounded */
+  if (d->need <= FFARM_HDR_LEN || d->have < FFARM_HDR_LEN || d->have >= d->need) return 0;
+  *p = d->buf + d->have;
+  return d->need - d->have;
+}
+
+int ffarm_dec_commit(ffarm_dec_t *d, size_t n, ffarm_frame_t *f) {
+  if (d->failed) return -EPROTO;
+  if (n > d->need - d->have) {  /* caller bug: more than ffarm_dec_space() allowed */
+    d->failed = true;
+    return -EPROTO;
+  }
+  d->have += n;
+  if (d->have < d->need) return 0;
+  hand_out(d, f);
+  return 1;
+}
+
 int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used,
                    ffarm_frame_t *f) {
   *used = 0;
   if (d->failed) return -EPROTO;
-  if (d->have == d->need && d->need > FFARM_HDR_LEN) {
-    /* the previous frame was handed out: start the next one */
-    d->have = 0;
-    d->need = FFARM_HDR_LEN;
-  }
+  next_frame(d);
   while (*used < len) {
     size_t take = d->need - d->have;
     if (take > len - *used) take = len - *used;
@@ -124,12 +158,7 @@ int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used
       /* an empty frame (no id, no payload) is complete with its header; it
        * is marked done by need == HDR_LEN + 0 below */
     }
-    f->type = d->hdr.type;
-    f->id_len = d->hdr.id_len;
-    f->id = (const char *)d->buf + FFARM_HDR_LEN;
-    f->payload = d->buf + FFARM_HDR_LEN + d->hdr.id_len;
-    f->len = (size_t)d->hdr.payload_len;
-    f->hdr = d->buf;
+    hand_out(d, f);
     if (d->need == FFARM_HDR_LEN) {
       d->have = 0;  /* header-only frame: the buffer is free again at once */
     }

@@ -15,8 +15,8 @@ $CC -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
   -I"$SRC/include" "$SRC/tests/farm/fuzz_frame.c" "$SRC/src/farm/frame.c" "$SRC/src/farm/auth.c" \
   $(pkg-config --cflags --libs libsodium libuv) -o "$OUT"
 # Seeds: a valid clear handshake frame and a sealed-type header.
-printf 'FM\001\001\000\000\000\000\000\000\000\000\000\000\000\040%032d' 0 > "$BUILD/tests/fuzz_frame_corpus/seed_auth1"
-printf 'FM\001\022\000\001\000\000\000\000\000\000\000\000\000\021x%017d' 0 > "$BUILD/tests/fuzz_frame_corpus/seed_task"
+printf 'FM\002\001\000\000\000\000\000\000\000\000\000\000\000\041%033d' 0 > "$BUILD/tests/fuzz_frame_corpus/seed_auth1"
+printf 'FM\002\022\000\001\000\000\000\000\000\000\000\000\000\021x%017d' 0 > "$BUILD/tests/fuzz_frame_corpus/seed_task"
 cd "$BUILD/tests"
 "$OUT" -max_total_time="$SECS" -rss_limit_mb=512 -timeout=10 -print_final_stats=1 \
   fuzz_frame_corpus 2>&1 | tail -n 15

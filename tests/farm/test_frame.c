@@ -30,7 +30,7 @@ Test(frame, header_bytes_exact) {
   ffarm_hdr_t h = {.type = FFARM_T_TASK, .id_len = 5, .payload_len = 0x0102030405ULL & 0xffff};
   uint8_t b[16];
   ffarm_hdr_put(b, &h);
-  uint8_t want[16] = {'F', 'M', 1, 0x12, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0x05};
+  uint8_t want[16] = {'F', 'M', FFARM_VERSION, 0x12, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0x04, 0x05};
   cr_assert_arr_eq(b, want, 16);
   ffarm_hdr_t g;
   cr_assert_eq(ffarm_hdr_get(b, &g), 0);
@@ -46,7 +46,9 @@ Test(frame, header_rejects_bad_fields) {
   ffarm_hdr_t g;
   memcpy(c, b, 16); c[0] = 'X';
   cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
-  memcpy(c, b, 16); c[2] = 2;
+  memcpy(c, b, 16); c[2] = FFARM_VERSION - 1;  /* an older peer */
+  cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
+  memcpy(c, b, 16); c[2] = FFARM_VERSION + 1;
   cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
   memcpy(c, b, 16); c[3] = 0x7f;
   cr_assert_eq(ffarm_hdr_get(c, &g), -EPROTO);
@@ -295,4 +297,132 @@ Test(announce, sealed_and_checked) {
   memset(big, 'a', sizeof(big) - 1);
   big[sizeof(big) - 1] = 0;
   cr_assert_eq(ffarm_announce_seal(&a, big, pkt, sizeof(pkt)), -EMSGSIZE);
+}
+
+/* Both AEADs: the handshake agrees on AES-256-GCM when both offer it and on
+ * ChaCha20-Poly1305 when one side withholds AES; frames open only with the
+ * agreed one. */
+static void seal_open_roundtrip(ffarm_sess_t *c, ffarm_sess_t *s) {
+  uint8_t *buf = malloc(FFARM_FRAME_MAX);
+  cr_assert_not_null(buf);
+  ffarm_dec_t d;
+  cr_assert_eq(ffarm_dec_init(&d), 0);
+  for (int round = 0; round < 3; round++) {
+    /* a full-size DATA frame sealed in place, read zero-copy into the decoder */
+    uint8_t *body = buf + FFARM_HDR_LEN + 5;
+    for (size_t i = 0; i < FFARM_CHUNK; i++) body[i] = (uint8_t)(i * 7 + round);
+    ssize_t n = ffarm_frame_seal_inplace(c, FFARM_T_DATA, "big.x", 5, FFARM_CHUNK, buf);
+    cr_assert_eq(n, (ssize_t)ffarm_frame_size(5, FFARM_CHUNK));
+    cr_assert_eq(body[1] == (uint8_t)(7 + round) && body[2] == (uint8_t)(14 + round), false,
+                 "payload still in clear");
+    ffarm_frame_t f;
+    size_t used;
+    uint8_t *p;
+    cr_assert_eq(ffarm_dec_space(&d, &p), 0);  /* no header yet: no direct room */
+    cr_assert_eq(ffarm_dec_feed(&d, buf, 20, &used, &f), 0);
+    cr_assert_eq(used, 20);
+    size_t room = ffarm_dec_space(&d, &p);
+    cr_assert_eq(room, (size_t)n - 20);
+    memcpy(p, buf + 20, 1000);
+    cr_assert_eq(ffarm_dec_commit(&d, 1000, &f), 0);
+    room = ffarm_dec_space(&d, &p);
+    cr_assert_eq(room, (size_t)n - 1020);
+    memcpy(p, buf + 1020, room);
+    cr_assert_eq(ffarm_dec_commit(&d, room, &f), 1);
+    cr_assert_eq(ffarm_frame_open(s, &f), 0);
+    cr_assert_eq(f.len, FFARM_CHUNK);
+    for (size_t i = 0; i < FFARM_CHUNK; i += 4099) cr_assert_eq(f.payload[i], (uint8_t)(i * 7 + round));
+  }
+  /* a flipped bit in a big frame: refused */
+  uint8_t *body = buf + FFARM_HDR_LEN;
+  memset(body, 1, 4096);
+  ssize_t n = ffarm_frame_seal_inplace(c, FFARM_T_DATA, NULL, 0, 4096, buf);
+  cr_assert_gt(n, 0);
+  buf[FFARM_HDR_LEN + 100] ^= 4;
+  ffarm_frame_t f;
+  size_t used;
+  cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)n, &used, &f), 1);
+  cr_assert_eq(ffarm_frame_open(s, &f), -EBADMSG);
+  /* committing more than the room is a caller bug: the stream dies */
+  ffarm_dec_t d2;
+  ffarm_dec_init(&d2);
+  cr_assert_eq(ffarm_dec_feed(&d2, buf, FFARM_HDR_LEN, &used, &f), 0);
+  cr_assert_eq(ffarm_dec_commit(&d2, (size_t)n, &f), -EPROTO);
+  ffarm_dec_destroy(&d2);
+  ffarm_dec_destroy(&d);
+  free(buf);
+}
+
+Test(auth, aes_gcm_when_both_have_it) {
+  unsetenv("FERRY_FARM_CIPHER");
+  ffarm_key_t k = key_of("aes");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  pair(&k, &k, &c, &s, &rc1, &rc2);
+  cr_assert_eq(rc1, 0);
+  cr_assert_eq(rc2, 0);
+  unsigned want = (ffarm_ciphers_local() & FFARM_CIPHER_AES) ? FFARM_CIPHER_AES
+                                                             : FFARM_CIPHER_CHACHA;
+  cr_assert_eq(c.cipher, want);
+  cr_assert_eq(s.cipher, want);
+  seal_open_roundtrip(&c, &s);
+  seal_open_roundtrip(&s, &c);
+}
+
+Test(auth, chacha_when_one_side_lacks_aes) {
+  setenv("FERRY_FARM_CIPHER", "chacha20", 1);
+  cr_assert_eq(ffarm_ciphers_local(), FFARM_CIPHER_CHACHA);
+  ffarm_key_t k = key_of("chacha");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  pair(&k, &k, &c, &s, &rc1, &rc2);
+  unsetenv("FERRY_FARM_CIPHER");
+  cr_assert_eq(rc1, 0);
+  cr_assert_eq(rc2, 0);
+  cr_assert_eq(c.cipher, FFARM_CIPHER_CHACHA);
+  cr_assert_eq(s.cipher, FFARM_CIPHER_CHACHA);
+  seal_open_roundtrip(&c, &s);
+  /* a frame sealed with the other AEAD does not open */
+  if (ffarm_ciphers_local() & FFARM_CIPHER_AES) {
+    ffarm_sess_t other = c;
+    other.cipher = FFARM_CIPHER_AES;
+    uint8_t buf[256];
+    ssize_t n = ffarm_frame_encode(&other, FFARM_T_HELLO, NULL, 0, "{}", 2, buf, sizeof(buf));
+    ffarm_dec_t d;
+    ffarm_dec_init(&d);
+    ffarm_frame_t f;
+    size_t used;
+    cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)n, &used, &f), 1);
+    cr_assert_eq(ffarm_frame_open(&s, &f), -EBADMSG);
+    ffarm_dec_destroy(&d);
+  }
+}
+
+/* Someone in the middle who rewrites the offer or the choice (a downgrade)
+ * breaks the proofs: the handshake fails. */
+Test(auth, cipher_choice_cannot_be_changed_in_between) {
+  unsetenv("FERRY_FARM_CIPHER");
+  ffarm_key_t k = key_of("mitm");
+  for (int which = 0; which < 2; which++) {
+    ffarm_hs_t hc, hsv;
+    uint8_t out[256];
+    size_t n;
+    ffarm_dec_t d;
+    ffarm_dec_init(&d);
+    ffarm_frame_t f;
+    size_t used;
+    cr_assert_eq(ffarm_hs_client(&hc, &k, out, &n), 0);
+    cr_assert_eq(n, FFARM_HDR_LEN + FFARM_NONCE_LEN + 1);
+    if (which == 0) out[n - 1] = FFARM_CIPHER_CHACHA;  /* offer rewritten */
+    ffarm_hs_server(&hsv, &k);
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);
+    cr_assert_eq(n, FFARM_HDR_LEN + FFARM_NONCE_LEN + 32 + 1);
+    if (which == 1) out[n - 1] = FFARM_CIPHER_CHACHA;  /* choice rewritten */
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    int rc = ffarm_hs_step(&hc, &f, out, &n);
+    /* without AES on this CPU both sides pick ChaCha anyway: nothing changed */
+    if (ffarm_ciphers_local() & FFARM_CIPHER_AES) cr_assert_eq(rc, -EACCES, "case %d", which);
+    ffarm_dec_destroy(&d);
+  }
 }
