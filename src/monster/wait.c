@@ -213,6 +213,8 @@ int fmon_wait_ready(fmon_seg_t *seg, uint32_t shard, uint32_t n, int timeout_ms)
             return rc;
         }
         uint32_t ready = count_ready(seg, shard);
+        if (ready >= n && fmon_reclaim_locked(seg) > 0)
+            ready = count_ready(seg, shard); /* a ready app that died does not count */
         fmon_unlock(&seg->hdr->lock);
         if (ready >= n) {
             fshm__evc_cancel(e);
