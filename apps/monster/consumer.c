@@ -71,51 +71,40 @@ static void usage(FILE *f)
             "  --top N           processes listed after the summary (default 5, 0 none)\n" TOOL_COMMON_HELP);
 }
 
+typedef struct args {
+    long ring; /* --ring */
+    long top;  /* --top  */
+} args_t;
+
+static int own_option(void *arg, int opt, const char *val)
+{
+    args_t *a = arg;
+    if (opt == 'R')
+        return tool_parse_long("consumer", "--ring", val, 0, ZKPROLOGML_PIPES - 1, &a->ring) ? 1 : -1;
+    if (opt == 'T')
+        return tool_parse_long("consumer", "--top", val, 0, MAX_PROCS, &a->top) ? 1 : -1;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     tool_t t;
     tool_init(&t, "consumer");
-    long ring = -1, top = 5;
+    args_t a = {.ring = -1, .top = 5};
     static const struct option opts[] = {{"ring", required_argument, NULL, 'R'},
                                          {"top", required_argument, NULL, 'T'},
                                          TOOL_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-        if (c == 'R') {
-            if (!tool_parse_long("consumer", "--ring", optarg, 0, ZKPROLOGML_PIPES - 1, &ring))
-                return 2;
-            continue;
-        }
-        if (c == 'T') {
-            if (!tool_parse_long("consumer", "--top", optarg, 0, MAX_PROCS, &top))
-                return 2;
-            continue;
-        }
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        int rc = tool_option(&t, c, optarg);
-        if (rc < 0)
-            return 2;
-        if (rc == 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (ring < 0 || optind != argc) {
-        fprintf(stderr, "consumer: --ring R is required\n");
-        usage(stderr);
-        return 2;
-    }
+    int prc = tool_parse(&t, argc, argv, opts, own_option, &a, usage);
+    if (prc >= 0)
+        return prc;
+    if (a.ring < 0)
+        return tool_usage_error(&t, usage, "--ring R is required");
+    long ring = a.ring, top = a.top;
     if (tool_start(&t))
-        return 1;
-    zkprologml_pipe_t *in = zkprologml_pipe_open(t.ctx, (int)ring, false);
-    if (!in) {
-        fprintf(stderr, "consumer: cannot open pipe %ld: %s\n", ring, strerror(errno));
-        tool_finish(&t);
-        return 1;
-    }
+        return tool_end(&t, 1);
+    zkprologml_pipe_t *in = tool_pipe(&t, ring, false);
+    if (!in)
+        return tool_end(&t, 1);
     uint64_t nread = 0, processed = 0;
     int status = 0;
     while (!tool_stop(&t) && (t.count == 0 || nread < t.count)) {
@@ -151,7 +140,5 @@ int main(int argc, char **argv)
                    table[i].pid, table[i].comm, table[i].cpu_ns / 1e6, table[i].samples,
                    table[i].rss_kb);
     }
-    fflush(stdout);
-    tool_finish(&t);
-    return status;
+    return tool_end(&t, status);
 }

@@ -36,56 +36,51 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL); /* a signal cuts it short: the loop checks */
 }
 
+typedef struct args {
+    long shard;      /* --shard           */
+    long interval;   /* --interval ms     */
+    long apps;       /* --apps            */
+    long barrier_ms; /* --barrier-timeout */
+} args_t;
+
+static int own_option(void *arg, int opt, const char *val)
+{
+    args_t *a = arg;
+    switch (opt) {
+    case 'S':
+        return tool_parse_long("coordinator", "--shard", val, 0, ZKPROLOGML_SHARDS - 1, &a->shard) ? 1 : -1;
+    case 'i':
+        return tool_parse_long("coordinator", "--interval", val, 0, 86400000, &a->interval) ? 1 : -1;
+    case 'a':
+        return tool_parse_long("coordinator", "--apps", val, 0, ZKPROLOGML_WAIT_STATES, &a->apps) ? 1 : -1;
+    case 'B':
+        return tool_parse_long("coordinator", "--barrier-timeout", val, 1, 86400000, &a->barrier_ms) ? 1
+                                                                                                   : -1;
+    default:
+        return 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
     tool_t t;
     tool_init(&t, "coordinator");
-    long shard = -1, interval = 1000, apps = 0, barrier_ms = 60000;
+    args_t a = {.shard = -1, .interval = 1000, .apps = 0, .barrier_ms = 60000};
     static const struct option opts[] = {
         {"shard", required_argument, NULL, 'S'},   {"interval", required_argument, NULL, 'i'},
         {"apps", required_argument, NULL, 'a'},    {"barrier-timeout", required_argument, NULL, 'B'},
         {"name", required_argument, NULL, 'N'},    {"count", required_argument, NULL, 'n'},
         {"duration", required_argument, NULL, 'd'}, {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'S':
-            if (!tool_parse_long("coordinator", "--shard", optarg, 0, ZKPROLOGML_SHARDS - 1, &shard))
-                return 2;
-            continue;
-        case 'i':
-            if (!tool_parse_long("coordinator", "--interval", optarg, 0, 86400000, &interval))
-                return 2;
-            continue;
-        case 'a':
-            if (!tool_parse_long("coordinator", "--apps", optarg, 0, ZKPROLOGML_WAIT_STATES, &apps))
-                return 2;
-            continue;
-        case 'B':
-            if (!tool_parse_long("coordinator", "--barrier-timeout", optarg, 1, 86400000, &barrier_ms))
-                return 2;
-            continue;
-        case 'h':
-            usage(stdout);
-            return 0;
-        }
-        int rc = tool_option(&t, c, optarg);
-        if (rc < 0)
-            return 2;
-        if (rc == 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (shard < 0 || optind != argc) {
-        fprintf(stderr, "coordinator: --shard S is required\n");
-        usage(stderr);
-        return 2;
-    }
+    int prc = tool_parse(&t, argc, argv, opts, own_option, &a, usage);
+    if (prc >= 0)
+        return prc;
+    if (a.shard < 0)
+        return tool_usage_error(&t, usage, "--shard S is required");
+    long shard = a.shard, interval = a.interval, apps = a.apps, barrier_ms = a.barrier_ms;
     t.shard = -1; /* the coordinator itself takes no wait state */
     if (tool_start(&t))
-        return 1;
+        return tool_end(&t, 1);
     int status = 0;
     if (apps > 0) {
         int rc;
@@ -120,7 +115,5 @@ int main(int argc, char **argv)
             fprintf(stderr, "Coordinated %d apps on shard %ld\n", n, shard);
     }
     printf("Coordinator: Coordinated %d apps on shard %ld\n", most, shard);
-    fflush(stdout);
-    tool_finish(&t);
-    return status;
+    return tool_end(&t, status);
 }

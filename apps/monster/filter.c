@@ -49,69 +49,62 @@ static bool keep(const rule_t *r, const zkprologml_sample_t *s)
     return true;
 }
 
+typedef struct args {
+    long in, out; /* --in-ring, --out-ring */
+    rule_t rule;  /* what passes           */
+} args_t;
+
+static int own_option(void *arg, int opt, const char *val)
+{
+    args_t *a = arg;
+    long v;
+    switch (opt) {
+    case 'I':
+        return tool_parse_long("filter", "--in-ring", val, 0, ZKPROLOGML_PIPES - 1, &a->in) ? 1 : -1;
+    case 'O':
+        return tool_parse_long("filter", "--out-ring", val, 0, ZKPROLOGML_PIPES - 1, &a->out) ? 1 : -1;
+    case 'M':
+        if (!tool_parse_long("filter", "--min-cpu-us", val, 0, 1000000000L, &v))
+            return -1;
+        a->rule.min_cpu_ns = (uint64_t)v * 1000;
+        return 1;
+    case 'K':
+        a->rule.min_cpu_ns = 0;
+        return 1;
+    case 'P':
+        return tool_parse_long("filter", "--pid", val, 1, 0x7fffffff, &a->rule.pid) ? 1 : -1;
+    case 'c':
+        a->rule.comm = val;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int main(int argc, char **argv)
 {
     tool_t t;
     tool_init(&t, "filter");
-    long in = -1, outr = -1, v;
-    rule_t rule = {.min_cpu_ns = 1000};
+    args_t a = {.in = -1, .out = -1, .rule = {.min_cpu_ns = 1000}};
     static const struct option opts[] = {
         {"in-ring", required_argument, NULL, 'I'}, {"out-ring", required_argument, NULL, 'O'},
         {"min-cpu-us", required_argument, NULL, 'M'}, {"keep-idle", no_argument, NULL, 'K'},
         {"pid", required_argument, NULL, 'P'}, {"comm", required_argument, NULL, 'c'},
         TOOL_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'I':
-            if (!tool_parse_long("filter", "--in-ring", optarg, 0, ZKPROLOGML_PIPES - 1, &in))
-                return 2;
-            continue;
-        case 'O':
-            if (!tool_parse_long("filter", "--out-ring", optarg, 0, ZKPROLOGML_PIPES - 1, &outr))
-                return 2;
-            continue;
-        case 'M':
-            if (!tool_parse_long("filter", "--min-cpu-us", optarg, 0, 1000000000L, &v))
-                return 2;
-            rule.min_cpu_ns = (uint64_t)v * 1000;
-            continue;
-        case 'K':
-            rule.min_cpu_ns = 0;
-            continue;
-        case 'P':
-            if (!tool_parse_long("filter", "--pid", optarg, 1, 0x7fffffff, &rule.pid))
-                return 2;
-            continue;
-        case 'c':
-            rule.comm = optarg;
-            continue;
-        case 'h':
-            usage(stdout);
-            return 0;
-        }
-        int rc = tool_option(&t, c, optarg);
-        if (rc < 0)
-            return 2;
-        if (rc == 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (in < 0 || outr < 0 || in == outr || optind != argc) {
-        fprintf(stderr, "filter: --in-ring and --out-ring are required and must differ\n");
-        usage(stderr);
-        return 2;
-    }
+    int prc = tool_parse(&t, argc, argv, opts, own_option, &a, usage);
+    if (prc >= 0)
+        return prc;
+    if (a.in < 0 || a.out < 0 || a.in == a.out)
+        return tool_usage_error(&t, usage, "--in-ring and --out-ring are required and must differ");
+    long in = a.in, outr = a.out;
+    const rule_t rule = a.rule;
     if (tool_start(&t))
-        return 1;
-    zkprologml_pipe_t *src = zkprologml_pipe_open(t.ctx, (int)in, false);
-    zkprologml_pipe_t *dst = src ? zkprologml_pipe_open(t.ctx, (int)outr, true) : NULL;
+        return tool_end(&t, 1);
+    zkprologml_pipe_t *src = tool_pipe(&t, in, false);
+    zkprologml_pipe_t *dst = src ? tool_pipe(&t, outr, true) : NULL;
     if (!src || !dst) {
-        fprintf(stderr, "filter: cannot open pipes %ld -> %ld: %s\n", in, outr, strerror(errno));
         zkprologml_pipe_close(src);
-        tool_finish(&t);
-        return 1;
+        return tool_end(&t, 1);
     }
     uint64_t nread = 0, nwritten = 0;
     int status = 0;
@@ -158,7 +151,5 @@ int main(int argc, char **argv)
     zkprologml_pipe_close(src);
     zkprologml_pipe_close(dst);
     printf("Filter: Read %" PRIu64 " samples, wrote %" PRIu64 " to ring %ld\n", nread, nwritten, outr);
-    fflush(stdout);
-    tool_finish(&t);
-    return status;
+    return tool_end(&t, status);
 }

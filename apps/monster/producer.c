@@ -20,6 +20,13 @@ static void usage(FILE *f)
             "  --ring R          pipe to write (required)\n" TOOL_COMMON_HELP);
 }
 
+static int own_option(void *arg, int opt, const char *val)
+{
+    if (opt != 'R')
+        return 0;
+    return tool_parse_long("producer", "--ring", val, 0, ZKPROLOGML_PIPES - 1, arg) ? 1 : -1;
+}
+
 int main(int argc, char **argv)
 {
     tool_t t;
@@ -27,38 +34,16 @@ int main(int argc, char **argv)
     long ring = -1;
     static const struct option opts[] = {{"ring", required_argument, NULL, 'R'}, TOOL_COMMON_OPTIONS,
                                          {NULL, 0, NULL, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
-        if (c == 'R') {
-            if (!tool_parse_long("producer", "--ring", optarg, 0, ZKPROLOGML_PIPES - 1, &ring))
-                return 2;
-            continue;
-        }
-        if (c == 'h') {
-            usage(stdout);
-            return 0;
-        }
-        int rc = tool_option(&t, c, optarg);
-        if (rc < 0)
-            return 2;
-        if (rc == 0) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (ring < 0 || optind != argc) {
-        fprintf(stderr, "producer: --ring R is required\n");
-        usage(stderr);
-        return 2;
-    }
+    int prc = tool_parse(&t, argc, argv, opts, own_option, &ring, usage);
+    if (prc >= 0)
+        return prc;
+    if (ring < 0)
+        return tool_usage_error(&t, usage, "--ring R is required");
     if (tool_start(&t))
-        return 1;
-    zkprologml_pipe_t *out = zkprologml_pipe_open(t.ctx, (int)ring, true);
-    if (!out) {
-        fprintf(stderr, "producer: cannot open pipe %ld: %s\n", ring, strerror(errno));
-        tool_finish(&t);
-        return 1;
-    }
+        return tool_end(&t, 1);
+    zkprologml_pipe_t *out = tool_pipe(&t, ring, true);
+    if (!out)
+        return tool_end(&t, 1);
     uint64_t written = 0;
     zkprologml_sample_t batch[64];
     size_t have = 0, next = 0;
@@ -93,7 +78,5 @@ int main(int argc, char **argv)
     }
     zkprologml_pipe_close(out);
     printf("Producer: Wrote %" PRIu64 " samples to ring %ld\n", written, ring);
-    fflush(stdout);
-    tool_finish(&t);
-    return status;
+    return tool_end(&t, status);
 }

@@ -95,6 +95,49 @@ int tool_option(tool_t *t, int opt, const char *arg)
     }
 }
 
+int tool_parse(tool_t *t, int argc, char **argv, const struct option *opts, tool_own_fn own,
+               void *arg, void (*usage)(FILE *))
+{
+    int c;
+    while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            return 0;
+        }
+        int rc = own ? own(arg, c, optarg) : 0;
+        if (rc == 0)
+            rc = tool_option(t, c, optarg);
+        if (rc < 0)
+            return 2;
+        if (rc == 0) { /* getopt said which flag */
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", t->prog, argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return -1;
+}
+
+int tool_usage_error(const tool_t *t, void (*usage)(FILE *), const char *why)
+{
+    fprintf(stderr, "%s: %s\n", t->prog, why);
+    usage(stderr);
+    return 2;
+}
+
+zkprologml_pipe_t *tool_pipe(tool_t *t, long ring, bool producer)
+{
+    zkprologml_pipe_t *p = zkprologml_pipe_open(t->ctx, (int)ring, producer);
+    if (!p)
+        fprintf(stderr, "%s: cannot open pipe %ld as %s: %s (%s)\n", t->prog, ring,
+                producer ? "producer" : "consumer", strerror(errno), zkprologml_last_error());
+    return p;
+}
+
 int tool_start(tool_t *t)
 {
     struct sigaction sa;
@@ -169,4 +212,11 @@ void tool_finish(tool_t *t)
     t->wait = NULL;
     zkprologml_close(t->ctx);
     t->ctx = NULL;
+}
+
+int tool_end(tool_t *t, int status)
+{
+    fflush(stdout);
+    tool_finish(t);
+    return status;
 }

@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -52,11 +53,26 @@ typedef struct tool {
 
 extern volatile sig_atomic_t tool_interrupted;
 
+/* A tool's own option: 1 handled, 0 not its own, -1 bad value (the message
+ * is printed). `arg` is the tool's pointer given to tool_parse(). */
+typedef int (*tool_own_fn)(void *arg, int opt, const char *val);
+
 void tool_init(tool_t *t, const char *prog);
 /* Handles a common option; 1 if it was one, 0 if not, -1 on a bad value. */
 int tool_option(tool_t *t, int opt, const char *arg);
 /* Parses a bounded integer option value; false (with a message) if bad. */
 bool tool_parse_long(const char *prog, const char *flag, const char *arg, long lo, long hi, long *out);
+/* Parses argv with getopt_long over `opts` (the tool's own options, then
+ * TOOL_COMMON_OPTIONS or the subset it takes): each option goes to own()
+ * first, then to tool_option(); --help prints usage(stdout). Returns -1 to
+ * go on, else the exit code: 0 after --help, 2 after a bad or unknown flag
+ * or a stray argument (the message and usage(stderr) printed). */
+int tool_parse(tool_t *t, int argc, char **argv, const struct option *opts, tool_own_fn own,
+               void *arg, void (*usage)(FILE *));
+/* "prog: <why>" and usage(stderr); returns 2 (the exit code of a usage error). */
+int tool_usage_error(const tool_t *t, void (*usage)(FILE *), const char *why);
+/* Opens pipe `ring` as producer or consumer; NULL after printing why. */
+zkprologml_pipe_t *tool_pipe(tool_t *t, long ring, bool producer);
 /* Signals, context, wait state (+ ready, + optional wait for coordination). 0 or exit code. */
 int tool_start(tool_t *t);
 /* True when the run should end (signal, --duration). */
@@ -64,5 +80,7 @@ bool tool_stop(const tool_t *t);
 /* Between units of work: consumes coordinations (signalling ready again). */
 void tool_poll_coord(tool_t *t);
 void tool_finish(tool_t *t);
+/* The end of every tool: flushes the summary, tool_finish(), returns status. */
+int tool_end(tool_t *t, int status);
 
 #endif

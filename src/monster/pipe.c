@@ -129,13 +129,38 @@ static int sleep_on(fmon_seg_t *seg, fshm_evc_t *e, uint32_t seq, const struct t
     return rc == -EINTR ? -EINTR : 0;
 }
 
+/* A blocked read or write's deadline, computed at its first sleep. */
+typedef struct pipe_wait {
+    struct timespec ts;              /* storage for deadline                 */
+    const struct timespec *deadline; /* NULL: none yet (or forever, if set)  */
+    bool have_deadline;              /* deadline computed                    */
+} pipe_wait_t;
+
+/* The blocking step shared by read and write, called with the pipe lock
+ * held after the caller found it cannot proceed: unlocks and sleeps on e
+ * (p->data for readers, p->space for writers). Returns 0 to look again,
+ * -EAGAIN for a try (timeout 0), -ETIME at the deadline, -EINTR. */
+static int pipe_wait(fmon_seg_t *seg, fmon_pipe_t *p, fshm_evc_t *e, int timeout_ms,
+                     pipe_wait_t *w)
+{
+    if (timeout_ms == 0) {
+        fmon_punlock(&p->lock);
+        return -EAGAIN;
+    }
+    if (!w->have_deadline) {
+        w->deadline = fshm__deadline(&w->ts, timeout_ms);
+        w->have_deadline = true;
+    }
+    uint32_t seq = fshm__evc_prepare(e); /* registered under the lock the waker holds */
+    fmon_punlock(&p->lock);
+    return sleep_on(seg, e, seq, w->deadline);
+}
+
 int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample *s, int timeout_ms)
 {
     fmon_pipe_t *p = &seg->pipes[ring];
     uint32_t cap = seg->capacity[ring];
-    struct timespec ts;
-    const struct timespec *deadline = NULL;
-    bool have_deadline = false; /* the clock is read only once we must sleep */
+    pipe_wait_t wait = {.deadline = NULL}; /* the clock is read only once we must sleep */
     for (;;) {
         fmon_plock(&p->lock);
         uint64_t head, tail;
@@ -154,17 +179,7 @@ int fmon_pipe_write(fmon_seg_t *seg, uint32_t ring, const struct process_sample 
                 fmon_evc_wake(&p->data, 1);
             return 0;
         }
-        if (timeout_ms == 0) {
-            fmon_punlock(&p->lock);
-            return -EAGAIN;
-        }
-        if (!have_deadline) {
-            deadline = fshm__deadline(&ts, timeout_ms);
-            have_deadline = true;
-        }
-        uint32_t seq = fshm__evc_prepare(&p->space);
-        fmon_punlock(&p->lock);
-        rc = sleep_on(seg, &p->space, seq, deadline);
+        rc = pipe_wait(seg, p, &p->space, timeout_ms, &wait);
         if (rc < 0)
             return rc;
     }
@@ -174,9 +189,7 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
 {
     fmon_pipe_t *p = &seg->pipes[ring];
     uint32_t cap = seg->capacity[ring];
-    struct timespec ts;
-    const struct timespec *deadline = NULL;
-    bool have_deadline = false; /* the clock is read only once we must sleep */
+    pipe_wait_t wait = {.deadline = NULL}; /* the clock is read only once we must sleep */
     for (;;) {
         fmon_plock(&p->lock);
         uint64_t head, tail;
@@ -199,17 +212,7 @@ int fmon_pipe_read(fmon_seg_t *seg, uint32_t ring, struct process_sample *s, int
             fmon_punlock(&p->lock);
             return -EPIPE;
         }
-        if (timeout_ms == 0) {
-            fmon_punlock(&p->lock);
-            return -EAGAIN;
-        }
-        if (!have_deadline) {
-            deadline = fshm__deadline(&ts, timeout_ms);
-            have_deadline = true;
-        }
-        uint32_t seq = fshm__evc_prepare(&p->data);
-        fmon_punlock(&p->lock);
-        rc = sleep_on(seg, &p->data, seq, deadline);
+        rc = pipe_wait(seg, p, &p->data, timeout_ms, &wait);
         if (rc < 0)
             return rc;
     }

@@ -26,31 +26,37 @@
 #include <sys/types.h>
 
 #define FMON_MAGIC 0x524554534e4f4d46ull /* "FMONSTER"; stored last, after the header is complete */
-#define FMON_LAYOUT_VERSION 1u
+#define FMON_LAYOUT_VERSION 2u /* 2: pipe fast-path fields in one cache line */
 #define FMON_MAX_REGS 1024u             /* pipe ends registered at once   */
 #define FMON_NAME_MAX 32
 
 /* Registration kinds. */
 enum { FMON_REG_FREE = 0, FMON_REG_PRODUCER = 1, FMON_REG_CONSUMER = 2 };
 
-/* One pipe's control block; the samples live in the ring section. */
+/* One pipe's control block; the samples live in the ring section. The
+ * first 64 bytes hold every field a write or read touches (lock, positions,
+ * counters, sleeper counts), so an operation touches two cache lines: this
+ * one and the sample's. The rest is for open, close and the status view. */
 typedef struct fmon_pipe {
+    /* line 0: the write/read fast path */
     fmon_plock_t lock;      /* owner-tid lock (plock.h): guards every field below but the evcs */
+    uint32_t readers;       /* registered consumers                             */
     uint64_t head;          /* next position to read (monotonic)                */
     uint64_t tail;          /* next position to write; tail - head <= capacity  */
-    uint32_t readers;       /* registered consumers                             */
-    uint32_t writers;       /* registered producers                             */
-    int32_t producer_pid;   /* most recent producer, for the status view        */
-    int32_t consumer_pid;   /* most recent consumer                             */
-    uint32_t had_reader;    /* a consumer registered this session               */
-    uint32_t had_writer;    /* a producer registered this session               */
-    uint32_t closed;        /* a side had registered and is all gone            */
-    uint32_t pad;           /* zero                                             */
     uint64_t written;       /* samples written this session                    */
     uint64_t read;          /* samples read this session                       */
     fshm_evc_t data;        /* readers sleep here: data, a producer, close      */
     fshm_evc_t space;       /* writers sleep here: space, a consumer, close     */
+    uint32_t writers;       /* registered producers                             */
+    uint32_t closed;        /* a side had registered and is all gone            */
+    /* line 1: registration bookkeeping */
+    int32_t producer_pid;   /* most recent producer, for the status view        */
+    int32_t consumer_pid;   /* most recent consumer                             */
+    uint32_t had_reader;    /* a consumer registered this session               */
+    uint32_t had_writer;    /* a producer registered this session               */
 } __attribute__((aligned(64))) fmon_pipe_t;
+_Static_assert(__builtin_offsetof(fmon_pipe_t, producer_pid) == 64,
+               "the write/read fields fill exactly the first cache line");
 
 /* One registered pipe end. Guarded by the header lock. */
 typedef struct fmon_reg {

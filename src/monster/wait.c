@@ -64,6 +64,21 @@ static int lookup(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint32_t *s
     return 0;
 }
 
+/* Spinning budget of a wait for coordination before it sleeps (fshm__spin
+ * learns a shorter one per thread when spins keep failing). */
+#define FMON_COORD_SPIN_NS 20000u
+
+typedef struct coord_poll {
+    fmon_wait_t *w; /* our wait state       */
+    uint32_t seen;  /* coordinations seen   */
+} coord_poll_t;
+
+static bool coord_arrived(void *arg)
+{
+    coord_poll_t *p = arg;
+    return atomic_load_explicit(&p->w->coord, memory_order_acquire) != p->seen;
+}
+
 int fmon_wait_for_coord(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint32_t *seen,
                         int timeout_ms)
 {
@@ -75,6 +90,7 @@ int fmon_wait_for_coord(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint3
     fshm_evc_t *e = &seg->hdr->coord[shard];
     struct timespec ts;
     const struct timespec *deadline = fshm__deadline(&ts, timeout_ms);
+    int spun = 0; /* spins done: once per call */
     for (;;) {
         uint32_t c = atomic_load_explicit(&w->coord, memory_order_acquire);
         if (c != *seen) {
@@ -83,6 +99,14 @@ int fmon_wait_for_coord(fmon_seg_t *seg, uint32_t slot, uint64_t sequence, uint3
         }
         if (timeout_ms == 0)
             return -EAGAIN;
+        /* A coordination often follows soon after the barrier: poll the
+         * counter briefly before paying a futex sleep and a wake-up. */
+        if (spun < 1) {
+            spun++;
+            coord_poll_t poll = {.w = w, .seen = *seen};
+            if (fshm__spin(coord_arrived, &poll, FMON_COORD_SPIN_NS))
+                continue;
+        }
         uint32_t s = fshm__evc_prepare(e);
         c = atomic_load_explicit(&w->coord, memory_order_acquire);
         if (c != *seen) {
@@ -189,6 +213,8 @@ int fmon_wait_ready(fmon_seg_t *seg, uint32_t shard, uint32_t n, int timeout_ms)
             return rc;
         }
         uint32_t ready = count_ready(seg, shard);
+        if (ready >= n && fmon_reclaim_locked(seg) > 0)
+            ready = count_ready(seg, shard); /* a ready app that died does not count */
         fmon_unlock(&seg->hdr->lock);
         if (ready >= n) {
             fshm__evc_cancel(e);

@@ -128,6 +128,16 @@ static void child_holds_lock(void)
         pause();
 }
 
+static void child_holds_segment_lock(void)
+{
+    zkprologml_ctx_t *ctx = child_ctx();
+    if (fmon_lock(&mt_seg(ctx)->hdr->lock) < 0)
+        _exit(11);
+    report('L');
+    for (;;)
+        pause();
+}
+
 static void child_streams(void)
 {
     zkprologml_ctx_t *ctx = child_ctx();
@@ -254,6 +264,43 @@ Test(death, killed_while_holding_the_pipe_lock, .fini = mt_cleanup)
     cr_assert_eq(zkprologml_pipe_write(w, &s, 1000), 0, "robust lock recovered");
     cr_assert_eq(zkprologml_pipe_read(r, &got, 1000), 0);
     cr_assert(mt_sample_ok(&got));
+    zkprologml_close(ctx);
+}
+
+Test(death, killed_while_holding_the_segment_lock, .fini = mt_cleanup)
+{
+    zkprologml_ctx_t *ctx = mt_open(4);
+    child_t c = spawn(child_holds_segment_lock);
+    expect_report(&c);
+    kill_child(&c);
+    /* Every call that takes the segment lock still works (robust mutex). */
+    zkprologml_wait_t *w = zkprologml_wait_create(ctx, 8);
+    cr_assert_not_null(w, "wait_create after the holder died: %s", zkprologml_last_error());
+    cr_assert_eq(zkprologml_signal_ready(w), 0);
+    cr_assert_eq(zkprologml_wait_ready(ctx, 8, 1, 1000), 1);
+    cr_assert_eq(zkprologml_coordinate_shard(ctx, 8), 1);
+    cr_assert_eq(zkprologml_wait_for_coord(w, 0), 0);
+    zkprologml_pipe_t *p = zkprologml_pipe_open(ctx, 5, true);
+    cr_assert_not_null(p);
+    zkprologml_pipe_status_t st[ZKPROLOGML_PIPES];
+    cr_assert_eq(zkprologml_pipe_status(ctx, st), 0);
+    cr_assert_eq(st[5].writers, 1u);
+    zkprologml_close(ctx);
+}
+
+Test(death, killed_ready_app_does_not_count_in_the_barrier, .fini = mt_cleanup)
+{
+    zkprologml_ctx_t *ctx = mt_open(4);
+    child_t c = spawn(child_wait_ready); /* ready on shard 7, then blocked */
+    expect_report(&c);
+    zkprologml_wait_t *w = zkprologml_wait_create(ctx, 7);
+    cr_assert_not_null(w);
+    cr_assert_eq(zkprologml_signal_ready(w), 0);
+    cr_assert_eq(zkprologml_wait_ready(ctx, 7, 2, -1), 2, "both ready");
+    kill_child(&c);
+    cr_assert_eq(zkprologml_wait_ready(ctx, 7, 2, 0), -EAGAIN, "the dead app no longer counts");
+    cr_assert_eq(zkprologml_wait_ready(ctx, 7, 2, 300), -ETIME);
+    cr_assert_eq(zkprologml_wait_ready(ctx, 7, 1, 0), 1, "the live one still does");
     zkprologml_close(ctx);
 }
 

@@ -74,14 +74,19 @@ static void *wait_forever(void *p)
 
 Test(wait, one_coordination_wakes_every_blocked_waiter, .fini = mt_cleanup)
 {
-    enum { N = 16 };
+    enum { N = ZKPROLOGML_WAIT_STATES }; /* all 256 on one shard */
     zkprologml_ctx_t *ctx = mt_open(8);
-    waiter_t a[N];
-    pthread_t t[N];
+    static waiter_t a[N];
+    static pthread_t t[N];
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
     for (int i = 0; i < N; i++) {
         a[i] = (waiter_t){.w = zkprologml_wait_create(ctx, 3), .rc = 1};
-        pthread_create(&t[i], NULL, wait_forever, &a[i]);
+        cr_assert_not_null(a[i].w, "wait state %d", i);
+        cr_assert_eq(pthread_create(&t[i], &attr, wait_forever, &a[i]), 0);
     }
+    pthread_attr_destroy(&attr);
     mt_wait_sleepers(&mt_seg(ctx)->hdr->coord[3], N);
     cr_assert_eq(zkprologml_coordinate_shard(ctx, 3), N);
     for (int i = 0; i < N; i++) {
