@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -371,6 +373,46 @@ void kc_sched_stats(kc_sched_stats_t *out);
 uint64_t kc_now_ns(void);
 /* Static description of a kcoro error code (negative errno). */
 const char *kc_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking I/O on non-blocking fds (netpoller, kc_netpoll.c)                */
+/* ------------------------------------------------------------------------ */
+
+/* Each call first tries the system call; if the fd is not ready it parks the
+ * caller (a coroutine switches away, a thread sleeps) until the fd becomes
+ * ready, the timeout expires or `cancel` (may be NULL) is triggered. The fd
+ * must be non-blocking (O_NONBLOCK / SOCK_NONBLOCK): on a blocking fd the
+ * call blocks the whole thread. An fd may be closed with close(2) as usual
+ * once no call is blocked on it.
+ * Timeouts as everywhere in kcoro (0 = try once, < 0 = forever), but since
+ * these are socket operations a timeout is reported as sockets report it:
+ *   -EAGAIN     timeout 0 and the fd was not ready
+ *   -ETIMEDOUT  the timeout expired
+ *   -ECANCELED  `cancel` was triggered
+ *   other       the negative errno of the system call (-EBADF, -ECONNRESET...) */
+
+/* Reads up to n bytes: the count (> 0), 0 at end of file (peer closed). */
+ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel);
+/* Writes all n bytes, waiting for room as needed: returns n. On sockets a
+ * closed peer is -EPIPE (never SIGPIPE). If a failure or the timeout comes
+ * after part of the buffer went out, the part's length is returned (short
+ * count, like write(2)); the next call reports the error. */
+ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel);
+/* Accepts a connection: the new fd, already non-blocking and close-on-exec. */
+int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
+              const kc_cancel_t *cancel);
+/* Connects: 0 once connected, or the connection's error (-ECONNREFUSED...).
+ * Timeout 0 returns -EINPROGRESS when the connection is still being made. */
+int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
+               const kc_cancel_t *cancel);
+
+typedef struct kc_netpoll_stats {
+    uint64_t waits;    /* operations that had to park for readiness       */
+    uint64_t wakeups;  /* parked operations woken by the poller           */
+    uint64_t events;   /* epoll events the poller handled                 */
+} kc_netpoll_stats_t;
+/* Counters since the process started (monotonic). */
+void kc_netpoll_stats(kc_netpoll_stats_t *out);
 
 #ifdef __cplusplus
 }
