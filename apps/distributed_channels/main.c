@@ -54,6 +54,7 @@ static int run_server(const char *path)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread starts: all inherit it */
+    signal(SIGPIPE, SIG_IGN); /* a reader of our stdout that went away is no reason to die */
     kc_chan_t *ch;
     int r = kc_chan_make(&ch, KC_BUFFERED, sizeof(struct dc_msg), 4);
     if (r < 0) {
