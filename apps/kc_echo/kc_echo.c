@@ -218,7 +218,12 @@ int main(int argc, char **argv)
     kc_sched_stop(); /* every connection coroutine sees the token and ends */
     close(g.lfd);
     kc_cancel_destroy(g.stop);
-    fprintf(stderr, "kc_echo: stopped by signal %d: %llu connections served, %ld at most at once\n",
-            sig, (unsigned long long)atomic_load(&g.total), atomic_load(&g.peak));
+    kc_netpoll_stats_t ns;
+    kc_netpoll_stats(&ns);
+    fprintf(stderr, "kc_echo: stopped by signal %d: %llu connections served, %ld at most at once; "
+            "netpoller: %llu waits, %llu events in %llu polls\n",
+            sig, (unsigned long long)atomic_load(&g.total), atomic_load(&g.peak),
+            (unsigned long long)ns.waits, (unsigned long long)ns.events,
+            (unsigned long long)ns.polls);
     return 0;
 }

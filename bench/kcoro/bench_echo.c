@@ -38,6 +38,22 @@
 #define IO_MS 30000            /* bound on any single client operation      */
 #define WARMUP_MS 1000         /* load runs this long before counting        */
 
+/* The server running now, killed by every exit path (no orphans). */
+static pid_t g_server;
+
+static void kill_server(void)
+{
+    if (g_server > 0)
+        kill(g_server, SIGKILL);
+}
+
+static void on_signal(int sig)
+{
+    kill_server();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static void die(const char *msg)
 {
     fprintf(stderr, "bench_echo: %s\n", msg);
@@ -72,6 +88,7 @@ static struct server server_start(char *const argv[], const char *env_kv)
         _exit(127);
     }
     close(pfd[1]);
+    g_server = pid;
     char line[256];
     size_t got = 0;
     line[0] = '\0';
@@ -102,6 +119,7 @@ static void server_stop(struct server *s)
     kill(s->pid, SIGTERM);
     int st;
     waitpid(s->pid, &st, 0);
+    g_server = 0;
 }
 
 /* ---- the load ---------------------------------------------------------------- */
@@ -295,6 +313,9 @@ int main(int argc, char **argv)
             die("setrlimit(RLIMIT_NOFILE) failed");
     }
     signal(SIGPIPE, SIG_IGN);
+    atexit(kill_server);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
 
     char kc_path[PATH_MAX], go_path[PATH_MAX];
     if (bench_find_go("kc_echo", kc_path, sizeof kc_path) < 0) {

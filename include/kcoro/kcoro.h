@@ -410,6 +410,7 @@ typedef struct kc_netpoll_stats {
     uint64_t waits;    /* operations that had to park for readiness       */
     uint64_t wakeups;  /* parked operations woken by the poller           */
     uint64_t events;   /* epoll events the poller handled                 */
+    uint64_t polls;    /* epoll_wait calls that returned events           */
 } kc_netpoll_stats_t;
 /* Counters since the process started (monotonic). */
 void kc_netpoll_stats(kc_netpoll_stats_t *out);

@@ -81,6 +81,7 @@ static struct {
     _Atomic uint64_t waits;     /* parks for readiness                      */
     _Atomic uint64_t wakeups;   /* waiters woken by the poller              */
     _Atomic uint64_t events;    /* epoll events handled                     */
+    _Atomic uint64_t polls;     /* epoll_wait calls that returned events    */
 } np = {.once = PTHREAD_ONCE_INIT, .epfd = -1};
 
 static kc_pd_t *pd_get(int fd)
@@ -134,6 +135,7 @@ static void *poller_main(void *arg)
             abort();
         }
         atomic_fetch_add_explicit(&np.events, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&np.polls, 1, memory_order_relaxed);
         for (int i = 0; i < n; i++) {
             kc_pd_t *pd = pd_get((int)ev[i].data.u32);
             if (!pd)
@@ -419,4 +421,5 @@ void kc_netpoll_stats(kc_netpoll_stats_t *out)
     out->waits = atomic_load_explicit(&np.waits, memory_order_relaxed);
     out->wakeups = atomic_load_explicit(&np.wakeups, memory_order_relaxed);
     out->events = atomic_load_explicit(&np.events, memory_order_relaxed);
+    out->polls = atomic_load_explicit(&np.polls, memory_order_relaxed);
 }
