@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <pthread.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -380,6 +382,100 @@ void kc_sched_stats(kc_sched_stats_t *out);
 uint64_t kc_now_ns(void);
 /* Static description of a kcoro error code (negative errno). */
 const char *kc_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Blocking I/O on non-blocking fds (netpoller, kc_netpoll.c)                */
+/* ------------------------------------------------------------------------ */
+
+/* Each call first tries the system call; if the fd is not ready it parks the
+ * caller (a coroutine switches away, a thread sleeps) until the fd becomes
+ * ready, the timeout expires or `cancel` (may be NULL) is triggered. The fd
+ * must be non-blocking (O_NONBLOCK / SOCK_NONBLOCK): on a blocking fd the
+ * call blocks the whole thread. An fd may be closed with close(2) as usual
+ * once no call is blocked on it.
+ * Timeouts as everywhere in kcoro (0 = try once, < 0 = forever), but since
+ * these are socket operations a timeout is reported as sockets report it:
+ *   -EAGAIN     timeout 0 and the fd was not ready
+ *   -ETIMEDOUT  the timeout expired
+ *   -ECANCELED  `cancel` was triggered
+ *   other       the negative errno of the system call (-EBADF, -ECONNRESET...) */
+
+/* Reads up to n bytes: the count (> 0), 0 at end of file (peer closed). */
+ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel);
+/* Writes all n bytes, waiting for room as needed: returns n. On sockets a
+ * closed peer is -EPIPE (never SIGPIPE). If a failure or the timeout comes
+ * after part of the buffer went out, the part's length is returned (short
+ * count, like write(2)); the next call reports the error. */
+ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel);
+/* Accepts a connection: the new fd, already non-blocking and close-on-exec. */
+int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
+              const kc_cancel_t *cancel);
+/* Connects: 0 once connected, or the connection's error (-ECONNREFUSED...).
+ * Timeout 0 returns -EINPROGRESS when the connection is still being made. */
+int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
+               const kc_cancel_t *cancel);
+
+typedef struct kc_netpoll_stats {
+    uint64_t waits;    /* operations that had to park for readiness       */
+    uint64_t wakeups;  /* parked operations woken by the poller           */
+    uint64_t events;   /* epoll events the poller handled                 */
+    uint64_t polls;    /* epoll_wait calls that returned events           */
+} kc_netpoll_stats_t;
+/* Counters since the process started (monotonic). */
+void kc_netpoll_stats(kc_netpoll_stats_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* Distributed channels (kc_ipc.c)                                           */
+/* ------------------------------------------------------------------------ */
+
+/* A channel of one process served over a Unix socket and opened by id from
+ * other processes, with the local channel's send/recv/close semantics and
+ * error codes (-EAGAIN, -ETIME, -EPIPE...). Protocol: length-checked TLV
+ * frames, one reply per request (docs/kcoro.md). Only peers with the
+ * server's uid are served; the socket file is mode 0600.
+ * Errors of every call below also include:
+ *   -ENAMETOOLONG  the socket path does not fit in sockaddr_un.sun_path
+ *   -ECONNRESET    the connection was lost (server died or closed it); the
+ *                  handle stays broken, every later call fails the same way
+ *   -ETIMEDOUT     no reply within the request's timeout plus a grace
+ *                  period (a hung server); the handle is then broken too
+ *   -EPROTO        the peer broke the protocol                              */
+#define KC_IPC_ELEM_MAX   (64u * 1024u)          /* largest element served  */
+#define KC_IPC_FRAME_MAX  (KC_IPC_ELEM_MAX + 256u) /* largest frame body     */
+#define KC_IPC_CHANS_MAX  64                      /* channels per server     */
+
+typedef struct kc_ipc_server kc_ipc_server_t;
+typedef struct kc_ipc_chan kc_ipc_chan_t;
+
+/* Listens on `path` (a stale socket file there is replaced; anything else
+ * there: -EEXIST; a live server: -EADDRINUSE). Connections are served by
+ * coroutines on the kcoro scheduler (started if needed).
+ * ERRORS: -EINVAL, -ENAMETOOLONG, -EEXIST, -EADDRINUSE, -ENOMEM, socket errors. */
+int kc_ipc_serve(kc_ipc_server_t **out, const char *path);
+/* Makes ch reachable under id. ch is not owned and must outlive the server.
+ * ERRORS: -EINVAL, -EEXIST (id taken), -ENOSPC (KC_IPC_CHANS_MAX),
+ * -EMSGSIZE (elements larger than KC_IPC_ELEM_MAX). */
+int kc_ipc_export(kc_ipc_server_t *s, uint32_t id, kc_chan_t *ch);
+/* Stops serving: operations waiting on a channel for a client end with
+ * -ESHUTDOWN, connections are closed (clients then get -ECONNRESET), the
+ * socket file is removed. Waits for every connection coroutine. */
+void kc_ipc_server_destroy(kc_ipc_server_t *s);
+
+/* Connects to the server at path and opens channel `id`.
+ * ERRORS: -ENOENT (no such id), -ECONNREFUSED / -ENOENT (nobody serves path),
+ * -ENAMETOOLONG, -ETIMEDOUT, -EPROTONOSUPPORT (protocol version). */
+int kc_ipc_chan_open(kc_ipc_chan_t **out, const char *path, uint32_t id, long timeout_ms);
+/* As kc_chan_send / kc_chan_recv / kc_chan_close on the served channel
+ * (msg / out: kc_ipc_elem_size bytes). A handle carries one call at a time
+ * (a concurrent call fails with -EBUSY); open one handle per thread or
+ * coroutine. In a coroutine they park it, in a thread they block it. */
+int kc_ipc_send(kc_ipc_chan_t *c, const void *msg, long timeout_ms);
+int kc_ipc_recv(kc_ipc_chan_t *c, void *out, long timeout_ms);
+int kc_ipc_close(kc_ipc_chan_t *c);
+size_t kc_ipc_elem_size(const kc_ipc_chan_t *c);
+int kc_ipc_kind(const kc_ipc_chan_t *c);
+/* Disconnects and frees the handle (the served channel stays open). */
+void kc_ipc_chan_release(kc_ipc_chan_t *c);
 
 #ifdef __cplusplus
 }

@@ -111,6 +111,10 @@ const char *kc_strerror(int err)
     case -EPIPE: return "channel closed";
     case -EINVAL: return "invalid argument";
     case -ENOMEM: return "out of memory";
-    default: return "unknown error";
+    case -ETIMEDOUT: return "timed out (socket operation)";
+    case -ENAMETOOLONG: return "socket path too long";
+    /* The I/O and IPC calls pass system errors through: glibc's strerror
+     * returns static strings for known codes. */
+    default: return err < 0 ? strerror(-err) : "unknown error";
     }
 }

@@ -1,0 +1,425 @@
+/* kcoro netpoller: blocking-style I/O on non-blocking fds that parks the
+ * caller (a coroutine switches away, a thread sleeps) until the fd is ready.
+ *
+ * Workload: many sockets (thousands), each with one reader and maybe one
+ * writer, where most operations complete at once (data is there, the send
+ * buffer has room). So every operation first simply tries the system call;
+ * only EAGAIN takes the slow path:
+ *
+ *   1. read the fd's readiness sequence for that direction (before the try);
+ *   2. try the call; EAGAIN:
+ *   3. make sure the fd is in the epoll set (edge-triggered, both
+ *      directions; EPOLL_CTL_ADD answers EEXIST when it already is);
+ *   4. under the fd's lock: if the sequence moved since step 1, an edge came
+ *      in between, retry; else queue a waiter and park.
+ *
+ * One poller thread (started on first use) sits in epoll_wait; for each
+ * event it bumps the sequence of the ready directions and unparks their
+ * waiters. The sequence check in step 4 and the bump under the same lock
+ * make a lost wake-up impossible: an edge either happens before the waiter
+ * looks (the sequence moved) or finds the waiter queued.
+ *
+ * Why a thread of its own and not a hook in the scheduler's idle path: it
+ * keeps the scheduler unaware of I/O, it serves plain threads (which have no
+ * scheduler) the same way, and a busy scheduler never delays I/O wake-ups.
+ * The cost is a cross-thread wake-up per ready fd, amortized when many are
+ * ready at once (one epoll_wait returns them all).
+ *
+ * Step 3 runs on every park rather than once per fd because we cannot see
+ * close(2): after a close the kernel drops the registration, the number is
+ * reused by a new file, and a "registered" flag of ours would be stale.
+ * EPOLL_CTL_ADD on a registered fd is a cheap lookup.
+ *
+ * Per-fd state lives in a two-level table indexed by fd number, allocated
+ * a chunk at a time and never freed (a late wake-up for a closed fd then
+ * touches valid memory and costs one spurious retry at most).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kc_internal.h"
+#include "kc_sched.h"
+#include "kcoro/kcoro.h"
+
+#define KC_PD_CHUNK 1024           /* fds per table chunk                      */
+#define KC_PD_CHUNKS 4096          /* chunks: fds up to 4M (beyond: -EBADF)    */
+#define KC_POLL_EVENTS 256         /* events taken per epoll_wait              */
+
+enum { DIR_READ = 0, DIR_WRITE = 1 };
+
+/* A blocked operation, on its caller's stack, queued on its fd's direction. */
+typedef struct kc_fdw {
+    struct kc_fdw *next;  /* queue link                                    */
+    struct kc_fdw *prev;  /* queue link                                    */
+    kc_parker_t *parker;  /* whom to wake                                  */
+    bool queued;          /* still linked (guarded by the fd's lock)        */
+} kc_fdw_t;
+
+/* Poll state of one fd number. */
+typedef struct kc_pd {
+    kc_lock_t lock;             /* guards the queues, orders seq bumps      */
+    _Atomic uint32_t seq[2];    /* readiness edges seen, per direction      */
+    kc_fdw_t *head[2];          /* waiters per direction (oldest first)     */
+    kc_fdw_t *tail[2];          /* newest waiter per direction              */
+} kc_pd_t;
+
+static struct {
+    pthread_once_t once;        /* starts the poller                        */
+    int epfd;                   /* the epoll set (-errno if it failed)      */
+    int start_err;              /* 0 or why the poller could not start      */
+    _Atomic(kc_pd_t *) chunks[KC_PD_CHUNKS]; /* the fd table               */
+    _Atomic uint64_t waits;     /* parks for readiness                      */
+    _Atomic uint64_t wakeups;   /* waiters woken by the poller              */
+    _Atomic uint64_t events;    /* epoll events handled                     */
+    _Atomic uint64_t polls;     /* epoll_wait calls that returned events    */
+} np = {.once = PTHREAD_ONCE_INIT, .epfd = -1};
+
+static kc_pd_t *pd_get(int fd)
+{
+    if (fd < 0 || (size_t)fd / KC_PD_CHUNK >= KC_PD_CHUNKS)
+        return NULL;
+    _Atomic(kc_pd_t *) *slot = &np.chunks[(size_t)fd / KC_PD_CHUNK];
+    kc_pd_t *c = atomic_load_explicit(slot, memory_order_acquire);
+    if (!c) {
+        kc_pd_t *fresh = calloc(KC_PD_CHUNK, sizeof *fresh);
+        if (!fresh)
+            return NULL;
+        kc_pd_t *none = NULL;
+        if (atomic_compare_exchange_strong_explicit(slot, &none, fresh, memory_order_acq_rel,
+                                                    memory_order_acquire)) {
+            c = fresh;
+        } else {
+            free(fresh);
+            c = none;
+        }
+    }
+    return &c[(size_t)fd % KC_PD_CHUNK];
+}
+
+/* Wakes every waiter of one direction (fd lock held). */
+static void wake_dir(kc_pd_t *pd, int dir)
+{
+    atomic_fetch_add_explicit(&pd->seq[dir], 1, memory_order_release);
+    for (kc_fdw_t *w = pd->head[dir], *next; w; w = next) {
+        next = w->next;
+        w->queued = false;
+        /* The waiter's frame may vanish once we unlock; its parker never
+         * does (kc_sync.h), and unparking does not block. */
+        kc__unpark(w->parker);
+        atomic_fetch_add_explicit(&np.wakeups, 1, memory_order_relaxed);
+    }
+    pd->head[dir] = pd->tail[dir] = NULL;
+}
+
+static void *poller_main(void *arg)
+{
+    (void)arg;
+    struct epoll_event ev[KC_POLL_EVENTS];
+    for (;;) {
+        int n = epoll_wait(np.epfd, ev, KC_POLL_EVENTS, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* Cannot happen with a valid epfd; say so rather than spin. */
+            perror("kcoro netpoller: epoll_wait");
+            abort();
+        }
+        atomic_fetch_add_explicit(&np.events, (uint64_t)n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&np.polls, 1, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            kc_pd_t *pd = pd_get((int)ev[i].data.u32);
+            if (!pd)
+                continue;
+            uint32_t e = ev[i].events;
+            /* Errors and hang-ups end waits of both directions: the retried
+             * call then reports what happened (0, -EPIPE, -ECONNRESET...). */
+            bool bad = e & (EPOLLERR | EPOLLHUP);
+            kc__lock(&pd->lock);
+            if (bad || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+                wake_dir(pd, DIR_READ);
+            if (bad || (e & EPOLLOUT))
+                wake_dir(pd, DIR_WRITE);
+            kc__unlock(&pd->lock);
+        }
+    }
+    return NULL;
+}
+
+static void poller_start(void)
+{
+    np.epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (np.epfd < 0) {
+        np.start_err = -errno;
+        return;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t th;
+    int r = pthread_create(&th, &attr, poller_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (r != 0) {
+        close(np.epfd);
+        np.epfd = -1;
+        np.start_err = -r;
+        return;
+    }
+    kc__dbg("netpoller started (epoll fd %d)", np.epfd);
+}
+
+/* Ensures fd is in the epoll set. */
+static int fd_register(int fd)
+{
+    pthread_once(&np.once, poller_start);
+    if (np.start_err)
+        return np.start_err;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                             .data.u32 = (uint32_t)fd};
+    if (epoll_ctl(np.epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST)
+        return 0;
+    return -errno; /* EPERM: a regular file (always ready), EBADF, ENOMEM */
+}
+
+static void q_remove(kc_pd_t *pd, int dir, kc_fdw_t *w)
+{
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        pd->head[dir] = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        pd->tail[dir] = w->prev;
+    w->queued = false;
+}
+
+/* Waits until direction dir of fd saw an edge after `seen` (its sequence
+ * read before the failed try). Returns 0 (retry the call), -ETIMEDOUT,
+ * -ECANCELED, or the error of the registration. */
+static int fd_wait(int fd, kc_pd_t *pd, int dir, uint32_t seen, uint64_t deadline,
+                   const kc_cancel_t *cancel)
+{
+    int r = fd_register(fd);
+    if (r < 0)
+        return r;
+    if (deadline && kc_now_ns() >= deadline)
+        return -ETIMEDOUT;
+    kc_parker_t *self = kc__parker_self();
+    kc_cancel_hook_t hook = {.parker = self};
+    if (cancel && kc__cancel_hook(cancel, &hook) < 0)
+        return -ECANCELED;
+    kc_fdw_t w = {.parker = self};
+    kc__lock(&pd->lock);
+    if (atomic_load_explicit(&pd->seq[dir], memory_order_acquire) != seen) {
+        kc__unlock(&pd->lock);
+        r = 0; /* an edge came in since the try: retry at once */
+        goto out;
+    }
+    w.prev = pd->tail[dir];
+    if (pd->tail[dir])
+        pd->tail[dir]->next = &w;
+    else
+        pd->head[dir] = &w;
+    pd->tail[dir] = &w;
+    w.queued = true;
+    kc__unlock(&pd->lock);
+    atomic_fetch_add_explicit(&np.waits, 1, memory_order_relaxed);
+    for (;;) {
+        int pr = kc__park(self, deadline);
+        kc__lock(&pd->lock);
+        bool fired = !w.queued;
+        if (fired) {
+            kc__unlock(&pd->lock);
+            r = 0;
+            break;
+        }
+        bool canceled = cancel && kc_cancel_is_set(cancel);
+        bool expired = pr == -ETIME || (deadline && kc_now_ns() >= deadline);
+        if (canceled || expired) {
+            q_remove(pd, dir, &w);
+            kc__unlock(&pd->lock);
+            r = canceled ? -ECANCELED : -ETIMEDOUT;
+            break;
+        }
+        kc__unlock(&pd->lock); /* a stale notification: park again */
+    }
+out:
+    if (cancel)
+        kc__cancel_unhook(cancel, &hook);
+    return r;
+}
+
+static int check_cancel(const kc_cancel_t *cancel)
+{
+    return cancel && kc_cancel_is_set(cancel) ? -ECANCELED : 0;
+}
+
+ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (!pd)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    uint64_t deadline = kc__deadline(timeout_ms);
+    for (;;) {
+        int r = check_cancel(cancel);
+        if (r < 0)
+            return r;
+        uint32_t seen = atomic_load_explicit(&pd->seq[DIR_READ], memory_order_acquire);
+        ssize_t got = read(fd, buf, n);
+        if (got >= 0)
+            return got;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (timeout_ms == 0)
+            return -EAGAIN;
+        r = fd_wait(fd, pd, DIR_READ, seen, deadline, cancel);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* send(MSG_NOSIGNAL) on sockets, so a closed peer is -EPIPE, not SIGPIPE. */
+static ssize_t write_once(int fd, const void *buf, size_t n, bool *not_sock)
+{
+    if (!*not_sock) {
+        ssize_t w = send(fd, buf, n, MSG_NOSIGNAL);
+        if (w >= 0 || errno != ENOTSOCK)
+            return w;
+        *not_sock = true;
+    }
+    return write(fd, buf, n);
+}
+
+ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (!pd)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    uint64_t deadline = kc__deadline(timeout_ms);
+    const unsigned char *p = buf;
+    size_t done = 0;
+    bool not_sock = false;
+    for (;;) {
+        int r = check_cancel(cancel);
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+        uint32_t seen = atomic_load_explicit(&pd->seq[DIR_WRITE], memory_order_acquire);
+        ssize_t w = write_once(fd, p + done, n - done, &not_sock);
+        if (w >= 0) {
+            done += (size_t)w;
+            if (done == n)
+                return (ssize_t)n;
+            continue; /* a short write: the rest may fit now or after a wait */
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return done ? (ssize_t)done : -errno;
+        if (timeout_ms == 0)
+            return done ? (ssize_t)done : -EAGAIN;
+        r = fd_wait(fd, pd, DIR_WRITE, seen, deadline, cancel);
+        if (r < 0)
+            return done ? (ssize_t)done : r;
+    }
+}
+
+int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
+              const kc_cancel_t *cancel)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (!pd)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    uint64_t deadline = kc__deadline(timeout_ms);
+    for (;;) {
+        int r = check_cancel(cancel);
+        if (r < 0)
+            return r;
+        uint32_t seen = atomic_load_explicit(&pd->seq[DIR_READ], memory_order_acquire);
+        int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (c >= 0)
+            return c;
+        /* A connection that died in the backlog is not our error. */
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -errno;
+        if (timeout_ms == 0)
+            return -EAGAIN;
+        r = fd_wait(fd, pd, DIR_READ, seen, deadline, cancel);
+        if (r < 0)
+            return r;
+    }
+}
+
+int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
+               const kc_cancel_t *cancel)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (!pd)
+        return fd < 0 ? -EBADF : -ENOMEM;
+    int r = check_cancel(cancel);
+    if (r < 0)
+        return r;
+    uint64_t deadline = kc__deadline(timeout_ms);
+    long backoff_ms = 1;
+    uint32_t seen;
+    for (;;) {
+        seen = atomic_load_explicit(&pd->seq[DIR_WRITE], memory_order_acquire);
+        if (connect(fd, addr, addrlen) == 0)
+            return 0;
+        if (errno == EINPROGRESS || errno == EINTR)
+            break;
+        if (errno != EAGAIN)
+            return -errno;
+        /* A Unix socket whose listener's backlog is full: the kernel gives
+         * the connecting side no event to wait for, so try again after a
+         * short, growing pause (bounded by the deadline; rare). */
+        if (timeout_ms == 0)
+            return -EAGAIN;
+        if (deadline && kc_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        r = kc_sleep_ms_c(backoff_ms, cancel);
+        if (r < 0)
+            return r;
+        if (backoff_ms < 64)
+            backoff_ms *= 2;
+    }
+    if (timeout_ms == 0)
+        return -EINPROGRESS;
+    for (;;) {
+        r = fd_wait(fd, pd, DIR_WRITE, seen, deadline, cancel);
+        if (r < 0)
+            return r;
+        seen = atomic_load_explicit(&pd->seq[DIR_WRITE], memory_order_acquire);
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            return -errno;
+        if (err)
+            return -err;
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLOUT))
+            return 0; /* writable without an error: connected */
+    }
+}
+
+void kc_netpoll_stats(kc_netpoll_stats_t *out)
+{
+    out->waits = atomic_load_explicit(&np.waits, memory_order_relaxed);
+    out->wakeups = atomic_load_explicit(&np.wakeups, memory_order_relaxed);
+    out->events = atomic_load_explicit(&np.events, memory_order_relaxed);
+    out->polls = atomic_load_explicit(&np.polls, memory_order_relaxed);
+}
