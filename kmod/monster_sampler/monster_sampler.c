@@ -206,71 +206,73 @@ static bool pipe_writable(struct monster_pipe *p)
 		READ_ONCE(p->tail) - READ_ONCE(p->head) < capacity);
 }
 
-static int pipe_write(int id, const struct process_sample *s, s64 timeout_ms)
+/* One attempt at writing, under p->lock: 0 done, -EPIPE, or -EAGAIN
+ * (full, or no consumer yet: wait for space). */
+static int pipe_try_write(struct monster_pipe *p, struct process_sample *s)
 {
-	struct monster_pipe *p = &pipes[id];
-	long left = ms_to_timeout(timeout_ms);
-
-	for (;;) {
-		long w;
-
-		mutex_lock(&p->lock);
-		if (p->closed) {
-			mutex_unlock(&p->lock);
-			return -EPIPE;
-		}
-		if (atomic_read(&p->readers) > 0 && p->tail - p->head < capacity) {
-			p->ring[p->tail % capacity] = *s;
-			p->tail++;
-			p->written++;
-			mutex_unlock(&p->lock);
-			wake_up_interruptible(&p->read_wait);
-			return 0;
-		}
-		mutex_unlock(&p->lock);
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		w = wait_event_interruptible_timeout(p->write_wait, pipe_writable(p), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !pipe_writable(p))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
-	}
+	if (p->closed)
+		return -EPIPE;
+	if (atomic_read(&p->readers) == 0 || p->tail - p->head >= capacity)
+		return -EAGAIN;
+	p->ring[p->tail % capacity] = *s;
+	p->tail++;
+	p->written++;
+	return 0;
 }
 
-static int pipe_read(int id, struct process_sample *s, s64 timeout_ms)
+/* One attempt at reading, under p->lock: 0 done, -EPIPE (closed and
+ * drained), or -EAGAIN (empty: wait for data). */
+static int pipe_try_read(struct monster_pipe *p, struct process_sample *s)
+{
+	if (p->tail != p->head) {
+		*s = p->ring[p->head % capacity];
+		p->head++;
+		p->nread++;
+		return 0;
+	}
+	return p->closed ? -EPIPE : -EAGAIN;
+}
+
+/* What a wait_event_interruptible_timeout() result means for a loop that
+ * waits until cond: 0 go on (*left is what remains), -EINTR or -ETIME. */
+static int wait_step(long w, bool cond, long *left)
+{
+	if (w < 0)
+		return -EINTR;
+	if (w == 0 && !cond)
+		return -ETIME;
+	if (*left != MAX_SCHEDULE_TIMEOUT)
+		*left = w ? w : 1;
+	return 0;
+}
+
+/* Writes (write) or reads one sample, waiting up to timeout_ms (0 try,
+ * < 0 forever). Both directions are one loop: try under the pipe's mutex,
+ * wake the other side on success, else sleep on this side's queue until
+ * the condition may have changed. */
+static int pipe_xfer(int id, struct process_sample *s, s64 timeout_ms, bool write)
 {
 	struct monster_pipe *p = &pipes[id];
+	wait_queue_head_t *mine = write ? &p->write_wait : &p->read_wait;
+	wait_queue_head_t *peer = write ? &p->read_wait : &p->write_wait;
 	long left = ms_to_timeout(timeout_ms);
 
 	for (;;) {
 		long w;
+		int rc;
 
 		mutex_lock(&p->lock);
-		if (p->tail != p->head) {
-			*s = p->ring[p->head % capacity];
-			p->head++;
-			p->nread++;
-			mutex_unlock(&p->lock);
-			wake_up_interruptible(&p->write_wait);
-			return 0;
-		}
-		if (p->closed) {
-			mutex_unlock(&p->lock);
-			return -EPIPE;
-		}
+		rc = write ? pipe_try_write(p, s) : pipe_try_read(p, s);
 		mutex_unlock(&p->lock);
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		w = wait_event_interruptible_timeout(p->read_wait, pipe_readable(p), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !pipe_readable(p))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		if (rc == 0)
+			wake_up_interruptible(peer);
+		if (rc != -EAGAIN || timeout_ms == 0)
+			return rc;
+		w = wait_event_interruptible_timeout(*mine,
+						     write ? pipe_writable(p) : pipe_readable(p), left);
+		rc = wait_step(w, write ? pipe_writable(p) : pipe_readable(p), &left);
+		if (rc < 0)
+			return rc;
 	}
 }
 
@@ -381,12 +383,9 @@ static int wait_for_coord(struct monster_file *mf, s64 timeout_ms)
 		if (timeout_ms == 0)
 			return -EAGAIN;
 		w = wait_event_interruptible_timeout(ws->wait_queue, wait_cond(ws, mf), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !wait_cond(ws, mf))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		rc = wait_step(w, wait_cond(ws, mf), &left);
+		if (rc < 0)
+			return rc;
 	}
 }
 
@@ -449,7 +448,7 @@ static int count_ready(u32 shard)
 static int wait_ready(struct monster_barrier *b)
 {
 	long left = ms_to_timeout(b->timeout_ms);
-	int n;
+	int n, rc;
 
 	for (;;) {
 		long w;
@@ -461,12 +460,9 @@ static int wait_ready(struct monster_barrier *b)
 			return -EAGAIN;
 		w = wait_event_interruptible_timeout(ready_wq, (u32)count_ready(b->shard) >= b->n,
 						     left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && (u32)count_ready(b->shard) < b->n)
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		rc = wait_step(w, (u32)count_ready(b->shard) >= b->n, &left);
+		if (rc < 0)
+			return rc;
 	}
 	b->ready = n;
 	return n;
@@ -570,16 +566,14 @@ static long read_samples(struct monster_buf *b)
 	if (n == 0)
 		return 0;
 	if (!samples_available()) {
-		long w;
+		long left = ms_to_timeout(b->timeout_ms), w;
 
 		if (b->timeout_ms == 0)
 			return -EAGAIN;
-		w = wait_event_interruptible_timeout(sample_wq, samples_available(),
-						     ms_to_timeout(b->timeout_ms));
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !samples_available())
-			return -ETIME;
+		w = wait_event_interruptible_timeout(sample_wq, samples_available(), left);
+		rc = wait_step(w, samples_available(), &left);
+		if (rc < 0)
+			return rc;
 	}
 	buf = kvmalloc_array(n, sizeof(*buf), GFP_KERNEL);
 	if (!buf)
@@ -733,12 +727,12 @@ static long do_xfer(struct monster_file *mf, bool write, void __user *usample, s
 		if (copy_from_user(&s, usample, sizeof(s)))
 			return -EFAULT;
 		s.comm[MONSTER_COMM_LEN - 1] = '\0';
-		return pipe_write(id, &s, timeout_ms);
+		return pipe_xfer(id, &s, timeout_ms, true);
 	}
 	/* Check the buffer before taking a sample out of the pipe. */
 	if (!access_ok(usample, sizeof(s)))
 		return -EFAULT;
-	rc = pipe_read(id, &s, timeout_ms);
+	rc = pipe_xfer(id, &s, timeout_ms, false);
 	if (rc < 0)
 		return rc;
 	if (copy_to_user(usample, &s, sizeof(s)))
