@@ -71,8 +71,10 @@ fi
 if [ ! -f "$vmlinux" ]; then
   # The xz payload of the bzImage, up to the end of its first stream.
   off=$(LC_ALL=C grep -obUaP '\xFD7zXZ\x00' "$vmlinuz" 2>/dev/null | head -1 | cut -d: -f1 || true)
-  if [ -n "$off" ] && tail -c +$((off + 1)) "$vmlinuz" | xz -dcq --single-stream >"$vmlinux.tmp" 2>/dev/null &&
-     readelf -n "$vmlinux.tmp" 2>/dev/null | grep -q 'Xen.*0x00000012'; then
+  # (No pipes here: xz stops reading after the stream, and pipefail would
+  # count tail's SIGPIPE; PVH is the ELF note XEN_ELFNOTE_PHYS32_ENTRY, 18.)
+  if [ -n "$off" ] && xz -dcq --single-stream <(tail -c +$((off + 1)) "$vmlinuz") >"$vmlinux.tmp" &&
+     readelf -n "$vmlinux.tmp" >"$W/notes.txt" 2>/dev/null && grep -q 'Xen.*0x00000012' "$W/notes.txt"; then
     mv "$vmlinux.tmp" "$vmlinux"
   else
     rm -f "$vmlinux.tmp"
