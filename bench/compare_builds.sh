@@ -19,8 +19,8 @@ for r in $(seq 1 "$rounds"); do
   for d in "$a" "$b"; do
     for pin in "" "taskset -c 0"; do
       echo "== round $r, $d, ${pin:-2 CPUs}"
-      $pin "$d/bench_latency" 20000 5 | grep -E 'core-to-core round trip|floor|kcoro:|rendezvous round trip:' || true
-      $pin "$d/bench_throughput" | grep -E 'throughput:' || true
+      $pin "$d/bench_latency" 20000 5 | grep -E 'core-to-core round trip|floor \(|kcoro:|rendezvous round trip|^target' || true
+      $pin "$d/bench_throughput" | grep -E 'throughput( \(one CPU\))?:' || true
       $pin "$d/bench_shm_ring" --seconds 1 | grep -E '^rtt_ns|^throughput|^core' || true
     done
   done

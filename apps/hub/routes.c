@@ -34,12 +34,23 @@ static uint32_t req_timeout(hub_t *h, fnet_req_t *req) {
   return (uint32_t)t;
 }
 
-/* {"endpoint": ..., "body": body} for the spoke's /execute; takes body. */
+/* The body for the spoke's /execute: the llama.cpp request as it goes to
+ * llama.cpp (the endpoint travels in a header, see jobs.c), so the spoke
+ * relays it without parsing or re-encoding it. Takes body. */
 static char *exec_body(json_t *body, size_t *len) {
-  json_t *e = json_pack("{s:s,s:o}", "endpoint", "/v1/chat/completions", "body", body);
-  char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
-  json_decref(e);
+  char *s = json_dumps(body, JSON_COMPACT);
+  json_decref(body);
   *len = s ? strlen(s) : 0;
+  return s;
+}
+
+/* A copy of the client's own body (already parsed and checked as JSON). */
+static char *raw_copy(fnet_req_t *req, size_t *len) {
+  const char *b = fnet_req_body(req, len);
+  char *s = malloc(*len + 1);
+  if (!s) return NULL;
+  memcpy(s, b ? b : "", *len);
+  s[*len] = 0;
   return s;
 }
 
@@ -96,8 +107,9 @@ static void h_completions(fnet_req_t *req, void *arg) {
     return;
   }
   bool stream = json_is_true(st);
+  json_decref(v);
   size_t len;
-  char *exec = exec_body(v, &len);
+  char *exec = raw_copy(req, &len);
   if (!exec) {
     bad(h, req, 503, "out of memory");
     return;

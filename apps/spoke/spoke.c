@@ -1,8 +1,9 @@
 /* GoLlama spoke (build/spoke): sits in front of one llama.cpp server and
  * runs the hub's jobs on it.
  *
- *   POST /execute  {"endpoint": "/v1/chat/completions", "body": {...}}
- *                  proxied to llama.cpp; "stream": true is relayed chunk by
+ *   POST /execute  {"endpoint": "/v1/chat/completions", "body": {...}}, or
+ *                  the body alone with the endpoint in X-Execute-Endpoint
+ *                  (what the hub sends), proxied to llama.cpp; "stream": true is relayed chunk by
  *                  chunk; at most as many at once as llama.cpp has slots
  *                  (beyond that: 503 at once, the hub tries elsewhere).
  *   GET  /health   llama.cpp's own /health, plus slot counts.
@@ -309,9 +310,63 @@ static bool endpoint_ok(const char *e) {
   return false;
 }
 
+/* Starts the llama.cpp request for the hub's /execute (body given). */
+static void execute(spoke_t *s, fnet_req_t *req, const char *ep, const char *b, size_t blen,
+                    bool stream) {
+  uint32_t slots = s->slots_total ? s->slots_total : s->cfg.default_slots;
+  if (!s->llama_ok || (uint64_t)s->inflight + s->busy_other >= slots) {
+    fnet_req_add_header(req, "Retry-After", "1");
+    fnet_req_respond_error(req, 503, s->llama_ok ? "no free slot" : "llama.cpp not ready");
+    return;
+  }
+  char url[300];
+  snprintf(url, sizeof(url), "%s%s", s->cfg.llama_url, ep);
+  sjob_t *j = calloc(1, sizeof(*j));
+  if (!j) {
+    fnet_req_respond_error(req, 503, "out of memory");
+    return;
+  }
+  j->sp = s;
+  j->req = req;
+  j->stream = stream;
+  const char *hdrs[] = {"Content-Type: application/json", NULL};
+  fnet_creq_opts_t o = {.method = "POST", .url = url, .headers = hdrs, .body = b, .body_len = blen,
+                        .timeout_ms = s->cfg.timeout_ms, .connect_timeout_ms = 2000,
+                        .max_body = 16u << 20, .on_head = on_up_head,
+                        .on_data = stream ? on_up_data : NULL, .on_done = on_up_done, .arg = j};
+  if (fnet_client_request(s->client, &o, &j->up) < 0) {
+    free(j);
+    fnet_req_respond_error(req, 502, "cannot reach llama.cpp");
+    return;
+  }
+  s->inflight++;
+  fnet_req_on_abort(req, on_hub_gone, j);
+}
+
+/* POST /execute, two forms:
+ *  - the hub's: headers X-Execute-Endpoint (and X-Execute-Stream: 1 for a
+ *    stream), the body is llama.cpp's request, relayed as it came (llama.cpp
+ *    checks it; nothing is parsed or re-encoded here);
+ *  - the spec's envelope {"endpoint": "...", "body": {...}}. */
 static void h_execute(fnet_req_t *req, void *arg) {
   spoke_t *s = arg;
   if (!hub_authed(s, req)) return;
+  const char *hep = fnet_req_header(req, "X-Execute-Endpoint");
+  if (hep) {
+    if (!endpoint_ok(hep)) {
+      fnet_req_respond_error(req, 400, "X-Execute-Endpoint must be a llama.cpp completion endpoint");
+      return;
+    }
+    const char *st = fnet_req_header(req, "X-Execute-Stream");
+    size_t blen;
+    const char *b = fnet_req_body(req, &blen);
+    if (!b || !blen) {
+      fnet_req_respond_error(req, 400, "empty body");
+      return;
+    }
+    execute(s, req, hep, b, blen, st && !strcmp(st, "1"));
+    return;
+  }
   json_t *v;
   char err[160];
   if (fnet_req_json(req, &v, err, sizeof(err)) < 0) {
@@ -325,42 +380,16 @@ static void h_execute(fnet_req_t *req, void *arg) {
     fnet_req_respond_error(req, 400, "\"endpoint\" must be a llama.cpp completion endpoint and \"body\" an object");
     return;
   }
-  uint32_t slots = s->slots_total ? s->slots_total : s->cfg.default_slots;
-  if (!s->llama_ok || (uint64_t)s->inflight + s->busy_other >= slots) {
-    json_decref(v);
-    fnet_req_add_header(req, "Retry-After", "1");
-    fnet_req_respond_error(req, 503, s->llama_ok ? "no free slot" : "llama.cpp not ready");
-    return;
-  }
   char *b = json_dumps(body, JSON_COMPACT);
   bool stream = json_is_true(json_object_get(body, "stream"));
-  char url[300];
-  snprintf(url, sizeof(url), "%s%s", s->cfg.llama_url, ep);
-  json_decref(v);
-  sjob_t *j = calloc(1, sizeof(*j));
-  if (!b || !j) {
-    free(b);
-    free(j);
+  if (!b) {
+    json_decref(v);
     fnet_req_respond_error(req, 503, "out of memory");
     return;
   }
-  j->sp = s;
-  j->req = req;
-  j->stream = stream;
-  const char *hdrs[] = {"Content-Type: application/json", NULL};
-  fnet_creq_opts_t o = {.method = "POST", .url = url, .headers = hdrs, .body = b, .body_len = strlen(b),
-                        .timeout_ms = s->cfg.timeout_ms, .connect_timeout_ms = 2000,
-                        .max_body = 16u << 20, .on_head = on_up_head,
-                        .on_data = stream ? on_up_data : NULL, .on_done = on_up_done, .arg = j};
-  int rc = fnet_client_request(s->client, &o, &j->up);
+  execute(s, req, ep, b, strlen(b), stream);   /* the client copies the body */
+  json_decref(v);
   free(b);
-  if (rc < 0) {
-    free(j);
-    fnet_req_respond_error(req, 502, "cannot reach llama.cpp");
-    return;
-  }
-  s->inflight++;
-  fnet_req_on_abort(req, on_hub_gone, j);
 }
 
 /* /health: llama.cpp's own /health, asked now. */

@@ -14,9 +14,11 @@
 #   >= 0.95) and time to first token added (target <= 1 ms); BENCH_ROUNDS (5)
 #   rounds alternate direct/hub to cancel drift, and the medians are compared.
 #
-# Usage: bench/hub/bench_hub.sh [-d SECONDS] [-c CONNECTIONS] [-n] [-h]
+# Every figure is the median of -r rounds (each round runs every path once,
+# in turn, so drift hits them alike); each target line ends MET or NOT MET.
+# Usage: bench/hub/bench_hub.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-n] [-h]
 #   -d  wrk duration per run (default 5)   -c  wrk connections (default 50)
-#   -n  skip part 2 (no llama-server)
+#   -r  rounds of part 1 (default 3)       -n  skip part 2 (no llama-server)
 # Environment: FERRY_BUILD_DIR (build/), NGINX_WORKERS (1: one event loop,
 #   like the hub), BENCH_LLAMA_THREADS (llama-server -t, default 1: on a
 #   busy 2-core machine a second spinning thread mostly adds stalls),
@@ -26,10 +28,11 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 dur=5
 conns=50
 with_llama=1
-while getopts "d:c:nh" o; do
+rounds1=3
+while getopts "d:c:r:nh" o; do
   case $o in
-    d) dur=$OPTARG ;; c) conns=$OPTARG ;; n) with_llama=0 ;;
-    *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    d) dur=$OPTARG ;; c) conns=$OPTARG ;; r) rounds1=$OPTARG ;; n) with_llama=0 ;;
+    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 build=${FERRY_BUILD_DIR:-$root/build}
@@ -167,22 +170,39 @@ else
   echo "bench_hub: build/hub or build/spoke not built: hub rows skipped" >&2
 fi
 
-echo "== throughput ==" >&2
-read -r d_rps _ _ < <(run_wrk direct "$fake/v1/chat/completions" "$conns" 2)
-read -r n_rps _ _ < <(run_wrk nginx "http://127.0.0.1:$nport/v1/chat/completions" "$conns" 2)
-read -r n2_rps _ _ < <(run_wrk nginx2 "http://127.0.0.1:$n2front/v1/chat/completions" "$conns" 2)
-h_rps=0
-[ $have_hub = 1 ] && read -r h_rps _ _ < <(run_wrk hub "$hub_url" "$conns" 2)
-echo "== latency, one request at a time ==" >&2
-read -r _ d_p50 d_p99 < <(run_wrk direct "$fake/v1/chat/completions" 1 1)
-read -r _ n_p50 n_p99 < <(run_wrk nginx "http://127.0.0.1:$nport/v1/chat/completions" 1 1)
-read -r _ n2_p50 n2_p99 < <(run_wrk nginx2 "http://127.0.0.1:$n2front/v1/chat/completions" 1 1)
-h_p50=0 h_p99=0
-[ $have_hub = 1 ] && read -r _ h_p50 h_p99 < <(run_wrk hub "$hub_url" 1 1)
-
+# median of the arguments
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 calc() { awk "BEGIN { printf \"%.${2:-1}f\", $1 }"; }
+# verdict VALUE OP TARGET: MET or NOT MET
+verdict() { awk "BEGIN { exit !($1 $2 $3) }" && echo MET || echo "NOT MET"; }
+names=(direct nginx nginx2)
+urls=("$fake/v1/chat/completions" "http://127.0.0.1:$nport/v1/chat/completions"
+      "http://127.0.0.1:$n2front/v1/chat/completions")
+[ $have_hub = 1 ] && { names+=(hub); urls+=("$hub_url"); }
+declare -A RPS P50 P99
+for r in $(seq 1 "$rounds1"); do
+  echo "== round $r/$rounds1: throughput (-c$conns), then latency (-c1) ==" >&2
+  for i in "${!names[@]}"; do
+    read -r x _ _ < <(run_wrk "${names[$i]}" "${urls[$i]}" "$conns" 2)
+    RPS[${names[$i]}]+="$x "
+  done
+  for i in "${!names[@]}"; do
+    read -r _ y z < <(run_wrk "${names[$i]}" "${urls[$i]}" 1 1)
+    P50[${names[$i]}]+="$y "
+    P99[${names[$i]}]+="$z "
+  done
+done
+for n in "${names[@]}"; do
+  # shellcheck disable=SC2086
+  eval "${n}_rps=$(median ${RPS[$n]}) ${n}_p50=$(median ${P50[$n]}) ${n}_p99=$(median ${P99[$n]})"
+done
+d_rps=$direct_rps d_p50=$direct_p50 d_p99=$direct_p99
+n_rps=$nginx_rps n_p50=$nginx_p50 n_p99=$nginx_p99
+n2_rps=$nginx2_rps n2_p50=$nginx2_p50 n2_p99=$nginx2_p99
+
 echo
-echo "bench/hub part 1: fake backend, POST /v1/chat/completions ($(nproc) cpu, wrk -c$conns ${dur}s; latency at -c1)"
+echo "bench/hub part 1: fake backend, POST /v1/chat/completions ($(nproc) cpu, load $(cut -d' ' -f1-3 /proc/loadavg);" \
+     "wrk -c$conns ${dur}s; latency at -c1; medians of $rounds1 rounds)"
 printf '  %-28s %10s %10s %10s\n' path req/s p50_us p99_us
 printf '  %-28s %10s %10s %10s\n' "direct fake_llama" "$d_rps" "$d_p50" "$d_p99"
 printf '  %-28s %10s %10s %10s\n' "nginx proxy_pass (1 hop)" "$n_rps" "$n_p50" "$n_p99"
@@ -190,9 +210,14 @@ printf '  %-28s %10s %10s %10s\n' "nginx -> nginx (2 hops)" "$n2_rps" "$n2_p50" 
 echo "  nginx added per hop: p50 $(calc "$n_p50 - $d_p50") us, p99 $(calc "$n_p99 - $d_p99") us (1 hop);" \
      "p50 $(calc "($n2_p50 - $d_p50) / 2") us (2 hops)"
 if [ $have_hub = 1 ]; then
+  h_rps=$hub_rps h_p50=$hub_p50 h_p99=$hub_p99
   printf '  %-28s %10s %10s %10s\n' "hub -> spoke (2 hops)" "$h_rps" "$h_p50" "$h_p99"
-  echo "  hub added per hop:   p50 $(calc "($h_p50 - $d_p50) / 2") us, p99 $(calc "($h_p99 - $d_p99) / 2") us (target p50 <= 100 us)"
-  echo "  ratio hub/nginx req/s: $(calc "$h_rps / $n_rps" 2) (target >= 0.7); hub vs the same two hops of nginx: $(calc "$h_rps / $n2_rps" 2)"
+  hop50=$(calc "($h_p50 - $d_p50) / 2") hop99=$(calc "($h_p99 - $d_p99) / 2")
+  ratio=$(calc "$h_rps / $n_rps" 2)
+  echo "  hub added latency per hop: p50 $hop50 us, p99 $hop99 us"
+  echo "  TARGET hub added p50 per hop <= 100 us: $hop50 us: $(verdict "$hop50" "<=" 100)"
+  echo "  TARGET ratio hub/nginx req/s >= 0.7: $ratio: $(verdict "$ratio" ">=" 0.7)" \
+       "(hub vs the same two hops of nginx: $(calc "$h_rps / $n2_rps" 2))"
 fi
 
 # ---- part 2: real llama-server ---------------------------------------------
@@ -226,8 +251,6 @@ if [ $have_hub = 1 ]; then
   start_hub_chain "http://127.0.0.1:$lport" llama
   via=http://127.0.0.1:$HUB_PORT/v1/chat/completions
 fi
-# median of the arguments
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 best() { printf '%s\n' "$@" | sort -g | tail -n1; }    # highest value
 least() { printf '%s\n' "$@" | sort -g | head -n1; }  # lowest value
 rounds=${BENCH_ROUNDS:-5}
@@ -244,7 +267,9 @@ for conc in 1 4; do
   if [ $have_hub = 1 ]; then
     ht=$(median "${hts[@]}") hft=$(median "${hfs[@]}") htb=$(best "${hts[@]}") hfb=$(least "${hfs[@]}")
     echo "  concurrency $conc: hub    $ht tok/s, TTFT p50 $hft ms (best $htb tok/s, $hfb ms)"
-    echo "  concurrency $conc: ratio hub/direct tok/s $(calc "$ht / $dt" 3) (target >= 0.95), TTFT added $(calc "$hft - $dft" 3) ms (target <= 1)"
+    tr=$(calc "$ht / $dt" 3) ta=$(calc "$hft - $dft" 3)
+    echo "  TARGET concurrency $conc: ratio hub/direct tok/s >= 0.95: $tr: $(verdict "$tr" ">=" 0.95)"
+    echo "  TARGET concurrency $conc: time to first token added <= 1 ms: $ta ms: $(verdict "$ta" "<=" 1)"
     echo "  concurrency $conc: best rounds: ratio $(calc "$htb / $dtb" 3), TTFT added $(calc "$hfb - $dfb" 3) ms (the least disturbed runs on a busy machine)"
   fi
 done

@@ -10,6 +10,8 @@
  *
  * Each line prints the kcoro figure, Go's, and the ratio Go/kcoro for times
  * (> 1: kcoro faster) or kcoro/Go for memory. The median of --reps runs.
+ * Lines with a target of issue 10 say MET or NOT MET: yield <= 30 ns,
+ * rendezvous go/kcoro >= 2, every buffered PxC and skynet go/kcoro >= 1.
  * Usage: bench_coro [--reps R] [--scale S] [--only NAME] [--help]
  * Workers: KCORO_THREADS or one per CPU; Go gets GOMAXPROCS equal to it. */
 #define _GNU_SOURCE
@@ -273,8 +275,21 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Issue 10's target for a line: kcoro's median at most max_ns (0: none),
+ * the ratio at least min_ratio (0: none). */
+struct target { double max_ns, min_ratio; };
+
+static void report_t(const char *name, const char *unit, double *k, double *g, int ng,
+                     bool lower_is_better_ratio_go_over_k, struct target t);
+
 static void report(const char *name, const char *unit, double *k, double *g, int ng,
                    bool lower_is_better_ratio_go_over_k)
+{
+    report_t(name, unit, k, g, ng, lower_is_better_ratio_go_over_k, (struct target){0, 0});
+}
+
+static void report_t(const char *name, const char *unit, double *k, double *g, int ng,
+                     bool lower_is_better_ratio_go_over_k, struct target t)
 {
     qsort(k, (size_t)g_reps, sizeof *k, cmp_d);
     double km = k[g_reps / 2];
@@ -285,7 +300,12 @@ static void report(const char *name, const char *unit, double *k, double *g, int
         double ratio = lower_is_better_ratio_go_over_k ? gm / km : km / gm;
         printf("   go %10.2f %s (min %.2f max %.2f)   %s %.2f", gm, unit, g[0], g[ng - 1],
                lower_is_better_ratio_go_over_k ? "go/kcoro" : "kcoro/go", ratio);
+        if (t.min_ratio > 0)
+            printf("   target ratio >= %.1f %s", t.min_ratio,
+                   ratio >= t.min_ratio ? "MET" : "NOT MET");
     }
+    if (t.max_ns > 0)
+        printf("   target <= %.0f %s %s", t.max_ns, unit, km <= t.max_ns ? "MET" : "NOT MET");
     printf("\n");
     fflush(stdout);
 }
@@ -352,7 +372,7 @@ int main(int argc, char **argv)
         kc_sched_stop();
         snprintf(args, sizeof args, "yield %ld", n);
         go_runs(args, "ns_per_op", 1, g, &ng);
-        report("yield (1 thr)", "ns", k, g, ng, true);
+        report_t("yield (1 thr)", "ns", k, g, ng, true, (struct target){30, 0});
     }
     if (want(only, "spawn")) {
         n = 200000 / scale;
@@ -378,7 +398,7 @@ int main(int argc, char **argv)
         kc_sched_stop();
         snprintf(args, sizeof args, "pingpong %ld", n);
         go_runs(args, "ns_per_op", g_threads, g, &ng);
-        report("rendezvous rt", "ns", k, g, ng, true);
+        report_t("rendezvous rt", "ns", k, g, ng, true, (struct target){0, 2});
     }
     if (want(only, "pc")) {
         static const int pcs[] = {1, 4, 16};
@@ -393,7 +413,7 @@ int main(int argc, char **argv)
                 go_runs(args, "ns_per_op", g_threads, g, &ng);
                 char name[32];
                 snprintf(name, sizeof name, "buffered %dx%d", p, c);
-                report(name, "ns", k, g, ng, true);
+                report_t(name, "ns", k, g, ng, true, (struct target){0, 1});
             }
     }
     if (want(only, "skynet")) {
@@ -401,7 +421,7 @@ int main(int argc, char **argv)
             k[i] = run_skynet(getenv("SKY") ? atol(getenv("SKY")) : 1000000);
         kc_sched_stop();
         go_runs("skynet", "ms", g_threads, g, &ng);
-        report("skynet 1M", "ms", k, g, ng, true);
+        report_t("skynet 1M", "ms", k, g, ng, true, (struct target){0, 1});
     }
     return 0;
 }

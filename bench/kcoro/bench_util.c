@@ -1,5 +1,9 @@
 /* Shared helpers of the kcoro benchmarks (see bench_util.h). */
+#define _GNU_SOURCE
 #include "bench_util.h"
+
+#include <pthread.h>
+#include <sched.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -76,4 +80,60 @@ int bench_run_go(const char *path, const char *args, int gomaxprocs, const char 
     if (st != 0 || !found)
         return -EIO;
     return 0;
+}
+
+_Static_assert(sizeof(cpu_set_t) <= sizeof(bench_cpumask_t), "bench_cpumask_t too small");
+
+int bench_allowed_cpus(void)
+{
+    cpu_set_t set;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+}
+
+int bench_first_cpu(void)
+{
+    cpu_set_t set;
+    if (pthread_getaffinity_np(pthread_self(), sizeof set, &set) != 0)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            return c;
+    return -1;
+}
+
+int bench_pin_self(int cpu, bench_cpumask_t *saved)
+{
+    if (saved) {
+        memset(saved, 0, sizeof *saved);
+        int rc = pthread_getaffinity_np(pthread_self(), sizeof(cpu_set_t), (cpu_set_t *)saved);
+        if (rc)
+            return -rc;
+    }
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+void bench_restore_mask(const bench_cpumask_t *saved)
+{
+    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), (const cpu_set_t *)saved);
+}
+
+int bench_run_go_on(const char *path, const char *args, int gomaxprocs, const char *key,
+                    double *value, int cpu)
+{
+    bench_cpumask_t saved;
+    if (cpu >= 0) {
+        int rc = bench_pin_self(cpu, &saved);
+        if (rc)
+            return rc;
+    }
+    int rc = bench_run_go(path, args, gomaxprocs, key, value);
+    if (cpu >= 0)
+        bench_restore_mask(&saved);
+    return rc;
 }

@@ -24,4 +24,23 @@ int bench_find_go(const char *name, char *buf, size_t bufsz);
 int bench_run_go(const char *path, const char *args, int gomaxprocs, const char *key,
                  double *value);
 
+/* CPUs the calling thread may run on (at least 1). */
+int bench_allowed_cpus(void);
+
+/* The first CPU the calling thread may run on, or -1. */
+int bench_first_cpu(void);
+
+/* Pins the calling thread to one CPU (0 or a negative errno); with
+ * `saved` non-NULL, stores the previous mask there first. */
+#define _BENCH_CPUSET_BYTES 128
+typedef struct { unsigned char bytes[_BENCH_CPUSET_BYTES]; } bench_cpumask_t;
+int bench_pin_self(int cpu, bench_cpumask_t *saved);
+/* Restores a mask saved by bench_pin_self. */
+void bench_restore_mask(const bench_cpumask_t *saved);
+
+/* bench_run_go with the child confined to `cpu` (it inherits the calling
+ * thread's mask, which is restored afterwards); cpu < 0: no pinning. */
+int bench_run_go_on(const char *path, const char *args, int gomaxprocs, const char *key,
+                    double *value, int cpu);
+
 #endif

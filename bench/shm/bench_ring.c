@@ -16,6 +16,10 @@
  * measured in the same run: the ring round trip is printed as a multiple of
  * it (target: at most 3x).
  *
+ * Last, the ring round trip with server and worker confined to one CPU (as
+ * under `taskset -c N`), against the one-CPU hand-off floor measured in the
+ * same run (bench_c2c_yield_floor).
+ *
  * Usage: bench_shm_ring [--bytes N] [--seconds S]   (defaults 64, 2 per phase)
  * Prints labelled lines: rtt_ns ..., throughput_msgs_per_s ... with ratios. */
 #define _GNU_SOURCE
@@ -27,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -254,13 +259,75 @@ static double unix_throughput(int fd, const char *msg, double seconds)
     return (double)done / (t - t0);
 }
 
-/* ---- main ---- */
-
 static void shm_child(void *arg)
 {
     int *p = arg;
     shm_echo_worker((const char *)(p + 1), p[0]);
 }
+
+/* ---- one CPU ----
+ * The same round trip with the server and its worker confined to one CPU
+ * (what `taskset -c N` does to the whole program), compared with the
+ * one-CPU hand-off floor (two threads passing a token with sched_yield on
+ * one CPU, bench_c2c_yield_floor). Run in a child forked before any
+ * thread exists: it pins itself, and everything it starts inherits that. */
+
+typedef struct one_cpu_arg {
+    int go_rd;     /* parent writes the CPU number here to start */
+    int res_wr;    /* child writes the round trip (double ns, < 0: failed) */
+} one_cpu_arg_t;
+
+static void one_cpu_child(void *arg)
+{
+    one_cpu_arg_t *a = arg;
+    int cpu;
+    double res = -1;
+    if (read(a->go_rd, &cpu, sizeof cpu) != (ssize_t)sizeof cpu)
+        _exit(0); /* not wanted */
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    struct {
+        int go;
+        char name[40];
+    } w;
+    int gp[2];
+    if (sched_setaffinity(0, sizeof set, &set) != 0 || pipe(gp) < 0)
+        goto out;
+    w.go = gp[0];
+    snprintf(w.name, sizeof(w.name), "bench1-%d", (int)getpid());
+    pid_t wpid = spawn(shm_child, &w); /* inherits the one-CPU mask */
+    fshm_config_t cfg;
+    fshm_config_default(&cfg);
+    cfg.name = w.name;
+    cfg.ring_slots = 1024;
+    cfg.payload_max = 4096;
+    fshm_server_t *srv;
+    if (fshm_server_open(&srv, &cfg) < 0 || write(gp[1], "g", 1) != 1) {
+        kill(wpid, SIGKILL);
+        goto out;
+    }
+    fshm_stats_t st;
+    do {
+        fshm_server_wait(srv, 100);
+        fshm_server_stats(srv, &st);
+    } while (st.workers_live == 0);
+    char *msg = malloc(msg_bytes);
+    memset(msg, 'x', msg_bytes);
+    size_t it;
+    ring_rtt(srv, msg, 0.2, &it);
+    res = ring_rtt(srv, msg, phase_s, &it);
+    fshm_server_close(srv);
+    waitpid(wpid, NULL, 0);
+    free(msg);
+out:
+    if (write(a->res_wr, &res, sizeof res) != (ssize_t)sizeof res)
+        _exit(1);
+    _exit(0);
+}
+
+/* ---- main ---- */
+
 
 static void unix_poll_child(void *arg)
 {
@@ -289,7 +356,9 @@ int main(int argc, char **argv)
             printf("usage: bench_shm_ring [--bytes N] [--seconds S]   (defaults 64, 2)\n"
                    "Round trip and throughput of the shm ring (server + one echo worker\n"
                    "process) against Unix-domain sockets, and the ring round trip as a\n"
-                   "multiple of the core-to-core round trip measured in the same run.\n");
+                   "multiple of the core-to-core round trip measured in the same run;\n"
+                   "last, the ring round trip with server and worker on one CPU (as under\n"
+                   "taskset -c N) against the one-CPU hand-off floor of the same run.\n");
             return 0;
         }
         if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc)
@@ -308,6 +377,16 @@ int main(int argc, char **argv)
     char *msg = malloc(msg_bytes);
     memset(msg, 'x', msg_bytes);
 
+    /* Children first, while this process has no thread (fork safety). The
+     * one-CPU child first of all, so it holds none of the others' fds (an
+     * echo child must see EOF when we close our end). */
+    int og[2], orr[2];
+    if (pipe(og) < 0 || pipe(orr) < 0)
+        die("pipe", errno);
+    one_cpu_arg_t oa = {.go_rd = og[0], .res_wr = orr[1]};
+    pid_t opid = spawn(one_cpu_child, &oa);
+    close(og[0]);
+    close(orr[1]);
     /* Children first, while this process has no thread (fork safety). */
     struct {
         int go;
@@ -372,6 +451,18 @@ int main(int argc, char **argv)
     double r_tp = ring_throughput(srv, msg, phase_s);
     double u_tp = unix_throughput(sv[0], msg, phase_s);
 
+    /* One CPU last, with the two-CPU phases done (its processes would
+     * otherwise compete with them). */
+    double floor_ns = 0, one_ns = -1;
+    int floor_cpu = -1;
+    int floor_rc = bench_c2c_yield_floor(&floor_ns, &floor_cpu);
+    if (floor_rc == 0 && write(og[1], &floor_cpu, sizeof floor_cpu) == (ssize_t)sizeof floor_cpu &&
+        read(orr[0], &one_ns, sizeof one_ns) != (ssize_t)sizeof one_ns)
+        one_ns = -1;
+    close(og[1]);
+    close(orr[0]);
+    waitpid(opid, NULL, 0);
+
     printf("msg_bytes=%zu phase_s=%.1f cpus=%ld\n", msg_bytes, phase_s,
            sysconf(_SC_NPROCESSORS_ONLN));
     bench_c2c_print(&c2c, c2c_rc);
@@ -385,6 +476,15 @@ int main(int argc, char **argv)
            r_rtt, p_rtt, p_rtt / r_rtt);
     printf("throughput_msgs_per_s ring=%.0f unix=%.0f ratio=%.1fx (window %d)\n", r_tp, u_tp,
            r_tp / u_tp, WINDOW);
+    if (floor_rc < 0)
+        printf("one_cpu: floor not measured: %s\n", strerror(-floor_rc));
+    else if (one_ns < 0)
+        printf("one_cpu: ring phase failed\n");
+    else
+        printf("one_cpu rtt_ns ring=%.0f handoff_floor=%.0f times=%.1fx (server and worker "
+               "on CPU %d only, as under taskset -c %d; floor: 2 threads, sched_yield "
+               "ping-pong, same CPU)\n",
+               one_ns, floor_ns, one_ns / floor_ns, floor_cpu, floor_cpu);
 
     fshm_server_close(srv); /* the worker sees -ESHUTDOWN and exits */
     close(sv[0]);           /* the echo child sees EOF */

@@ -244,14 +244,23 @@ typedef struct kc_actor_ctx_ex {
     void (*on_exit)(void *user, int reason); /* optional: why the actor stopped */
 } kc_actor_ctx_ex;
 
-/* Starts a thread that receives from inbox and calls process until the inbox
+/* Starts an actor that receives from inbox and calls process until the inbox
  * is closed and drained (reason -EPIPE), the actor is cancelled (-ECANCELED,
  * prompt: a blocked receive is interrupted), or process returns non-zero
- * (reason = that value). ERRORS: -EINVAL, -ENOMEM, -EAGAIN (thread). */
+ * (reason = that value). Called from a coroutine, the actor is a coroutine
+ * on the scheduler (process must then not block its thread); called from a
+ * plain thread, it is a thread. ERRORS: -EINVAL, -ENOMEM, -EAGAIN (thread). */
 int kc_actor_start_ex(kc_actor_t **out, const kc_actor_ctx_ex *ctx);
+/* The same, always as a coroutine (from any thread; the default scheduler
+ * starts on first use). ERRORS: -EINVAL, -ENOMEM, or kc_sched_start's. */
+int kc_actor_go(kc_actor_t **out, const kc_actor_ctx_ex *ctx);
+/* True when a runs as a coroutine. */
+bool kc_actor_is_coro(const kc_actor_t *a);
 /* Asks the actor to stop promptly (triggers its token). */
 void kc_actor_cancel(kc_actor_t *a);
-/* Waits for the actor's thread to end and frees it; returns its exit reason. */
+/* Waits for the actor to end (from a thread or a coroutine) and frees it;
+ * returns its exit reason, or -EDEADLK (nothing freed) if a coroutine actor
+ * joins itself. */
 int kc_actor_join(kc_actor_t *a);
 
 /* ------------------------------------------------------------------------ */

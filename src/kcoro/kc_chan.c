@@ -27,6 +27,16 @@
 #include <sys/mman.h>
 
 #include "kc_internal.h"
+#include "kc_sched.h"
+
+/* Yields a coroutine makes to its worker's other coroutines before it
+ * parks on a buffered channel (see buf_op). */
+#define KC_CORO_RETRIES 4
+
+/* The hand-off line (see struct kc_chan): everything a locked-kind hand-off
+ * touches in the channel fits the first cache line. */
+_Static_assert(offsetof(struct kc_chan, cap) == KC_CACHELINE,
+               "kc_chan's hand-off fields must fit its first cache line");
 
 /* ---- waiter queues ---------------------------------------------------- */
 
@@ -60,8 +70,8 @@ void kc__wq_remove(kc_wqueue_t *q, kc_waiter_t *w)
  * (timeout, cancel) or another clause of its select already won. */
 static bool claim(kc_waiter_t *w)
 {
-    int open = KC_SEL_OPEN;
-    return atomic_compare_exchange_strong_explicit(&w->sel->winner, &open, w->clause,
+    int16_t open = KC_SEL_OPEN;
+    return atomic_compare_exchange_strong_explicit(&w->sel->winner, &open, (int16_t)w->clause,
                                                    memory_order_acq_rel, memory_order_acquire);
 }
 
@@ -74,7 +84,7 @@ static void complete(kc_waiter_t *w, int res)
 {
     kc_sel_t *s = w->sel;
     kc_parker_t *p = s->parker;
-    s->result = res;
+    s->result = (int16_t)res;
     s->waker = kc__parker_self();
     if (atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel) == KC_SEL_SLEEPY)
         kc__unpark(p);
@@ -85,6 +95,10 @@ static kc_waiter_t *take_waiter(kc_wqueue_t *q)
 {
     kc_waiter_t *w;
     while ((w = q->head)) {
+        /* The waiter's line is written next (unlink, claim, element, done):
+         * fetch it for writing at once. Reading it first would move it
+         * twice, shared and then exclusive, while its owner polls it. */
+        kc__prefetchw(w);
         kc__wq_remove(q, w);
         if (claim(w))
             return w;
@@ -296,16 +310,21 @@ void kc__pass_on(kc_chan_t *ch, bool recv_side)
         notify_peer(ch, recv_side, false);
 }
 
+/* Locked kinds count under the lock, on the line the lock already holds:
+ * plain increments, no atomic read-modify-write. Bytes follow from the
+ * counts for fixed-size elements; descriptors count theirs (off line 0). */
 static inline void count_send(kc_chan_t *ch, const void *elem)
 {
-    atomic_fetch_add_explicit(&ch->sends, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ch->bytes_sent, elem_bytes(ch, elem), memory_order_relaxed);
+    ch->sends++;
+    if (ch->is_desc)
+        atomic_fetch_add_explicit(&ch->bytes_sent, elem_bytes(ch, elem), memory_order_relaxed);
 }
 
 static inline void count_recv(kc_chan_t *ch, const void *elem)
 {
-    atomic_fetch_add_explicit(&ch->recvs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ch->bytes_recv, elem_bytes(ch, elem), memory_order_relaxed);
+    ch->recvs++;
+    if (ch->is_desc)
+        atomic_fetch_add_explicit(&ch->bytes_recv, elem_bytes(ch, elem), memory_order_relaxed);
 }
 
 /* Non-blocking buffered operations; `locked` as for notify_peer. */
@@ -379,7 +398,7 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
     kc_waiter_t *w = take_waiter(&ch->recvq);
     if (w) {
         /* A receiver is waiting, so nothing is buffered: hand over directly. */
-        memcpy(w->buf, src, ch->esz);
+        memcpy(kc__wbuf(w), src, ch->esz);
         count_send(ch, src);
         count_recv(ch, src);
         complete(w, 0);
@@ -425,7 +444,7 @@ bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
     }
     kc_waiter_t *w = take_waiter(&ch->sendq);
     if (w) {
-        memcpy(dst, w->buf, ch->esz);
+        memcpy(dst, kc__wbuf(w), ch->esz);
         count_send(ch, dst);
         count_recv(ch, dst);
         complete(w, 0);
@@ -503,7 +522,7 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
         kc__cancel_unhook(cancel, &hook);
     if (!err)
         return sel_completed(sel);
-    int open = KC_SEL_OPEN;
+    int16_t open = KC_SEL_OPEN;
     if (atomic_compare_exchange_strong_explicit(&sel->winner, &open, KC_SEL_ABORTED,
                                                 memory_order_acq_rel, memory_order_acquire))
         return err;
@@ -545,10 +564,21 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         if (done)
             goto out;
     }
+    /* A coroutine does not spin (it would hold its worker), but the peer
+     * it waits for often sits in the same worker's queue: let it run
+     * first, a few times, before registering as a waiter (which would make
+     * every operation of the other side take the lock to wake us). */
+    for (int i = 0; i < KC_CORO_RETRIES && kc__coro_yield_if_busy(); i++) {
+        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+        if (done)
+            goto out;
+    }
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
     for (;;) {
-        kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self};
-        kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
+        /* Only woken to retry: the waiter carries no element. */
+        kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self}};
+        kc_waiter_t *w = &wt.w;
+        w->sel = &wt.sel;
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
         done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
@@ -557,14 +587,14 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             kc__unlock(&ch->lock);
             goto out;
         }
-        kc__wq_push(q, &w);
+        kc__wq_push(q, w);
         kc__unlock(&ch->lock);
 
-        int r = kc__sel_wait(&sel, deadline, cancel);
+        int r = kc__sel_wait(&wt.sel, deadline, cancel);
 
         kc__lock(&ch->lock);
-        if (w.queued)
-            kc__wq_remove(q, &w);
+        if (w->queued)
+            kc__wq_remove(q, w);
         kc__waiters_add(ch, is_send, -1);
         kc__unlock(&ch->lock);
         if (r != 1) {
@@ -611,18 +641,29 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         kc__count_fail(ch, -EAGAIN);
         return -EAGAIN;
     }
-    kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = kc__parker_self()};
-    kc_waiter_t w = {.sel = &sel, .buf = buf, .clause = 0};
-    kc__wq_push(is_send ? &ch->sendq : &ch->recvq, &w);
+    /* One line holds the whole wait (kc_wait1_t); a small element travels
+     * in it, so neither side touches the other's buffer. */
+    kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING,
+                             .parker = kc__parker_self()}};
+    kc_waiter_t *w = &wt.w;
+    w->sel = &wt.sel;
+    w->inl = ch->esz <= KC_INLINE_MAX;
+    if (!w->inl)
+        w->buf.ptr = buf;
+    else if (is_send)
+        memcpy(w->buf.bytes, buf, ch->esz);
+    kc__wq_push(is_send ? &ch->sendq : &ch->recvq, w);
     kc__unlock(&ch->lock);
 
-    int r = kc__sel_wait(&sel, kc__deadline(timeout_ms), cancel);
+    int r = kc__sel_wait(&wt.sel, kc__deadline(timeout_ms), cancel);
     if (r == 1) {
-        res = sel.result;
+        res = wt.sel.result;
+        if (res == 0 && !is_send && w->inl)
+            memcpy(buf, w->buf.bytes, ch->esz);
     } else {
         kc__lock(&ch->lock);
-        if (w.queued)
-            kc__wq_remove(is_send ? &ch->sendq : &ch->recvq, &w);
+        if (w->queued)
+            kc__wq_remove(is_send ? &ch->sendq : &ch->recvq, w);
         kc__unlock(&ch->lock);
         res = r;
     }

@@ -15,11 +15,13 @@
  * channel lock, then swaps `done` to KC_SEL_DONE and unparks the owner only
  * if `done` said it may be asleep (KC_SEL_SLEEPY). A spinning owner polls
  * `done` alone: a hand-off between two running threads touches the
- * waiter's line and nothing of its parker. */
+ * waiter's line and nothing of its parker. Kept to 24 bytes so that a
+ * single operation's sel, waiter and a small element fit one cache line
+ * (kc_wait1_t). */
 typedef struct kc_sel {
-    _Atomic int winner;      /* KC_SEL_OPEN, KC_SEL_ABORTED or the winning clause */
     _Atomic uint32_t done;   /* KC_SEL_WAITING, KC_SEL_SLEEPY or KC_SEL_DONE      */
-    int result;              /* 0 or -EPIPE for the winning clause               */
+    _Atomic int16_t winner;  /* KC_SEL_OPEN, KC_SEL_ABORTED or the winning clause */
+    int16_t result;          /* 0 or -EPIPE for the winning clause               */
     kc_parker_t *parker;     /* the waiting thread                               */
     kc_parker_t *waker;      /* the completing thread (valid once DONE)          */
 } kc_sel_t;
@@ -35,10 +37,34 @@ typedef struct kc_waiter {
     struct kc_waiter *next;  /* queue link                                     */
     struct kc_waiter *prev;  /* queue link                                     */
     kc_sel_t *sel;           /* shared by all clauses of one select            */
-    void *buf;               /* send: element to take; recv: where to put it   */
-    int clause;              /* index reported to the selector                 */
+    union {
+        void *ptr;           /* send: element to take; recv: where to put it   */
+        unsigned char bytes[sizeof(void *)]; /* the element itself, if inl     */
+    } buf;
+    int32_t clause;          /* index reported to the selector                 */
     bool queued;             /* still linked in a queue (guarded by chan lock)  */
+    bool inl;                /* the element travels in buf.bytes (see below)   */
 } kc_waiter_t;
+
+/* Where a completer copies to (recv waiter) or from (send waiter). */
+static inline void *kc__wbuf(kc_waiter_t *w)
+{
+    return w->inl ? (void *)w->buf.bytes : w->buf.ptr;
+}
+
+/* A single send or receive waits in one cache line: its sel, its waiter
+ * and, when the element fits in buf.bytes (KC_INLINE_MAX), the element
+ * itself. The completer then moves one line (besides the channel's lock
+ * line) and the woken owner reads that same line back: a rendezvous
+ * hand-off between two running threads costs about three line transfers
+ * instead of six (docs/kcoro.md, "Cache lines per message"). */
+typedef struct kc_wait1 {
+    _Alignas(64) kc_sel_t sel; /* the operation's completion state            */
+    kc_waiter_t w;             /* its entry in the channel's queue            */
+} kc_wait1_t;
+
+#define KC_INLINE_MAX sizeof(((kc_waiter_t *)0)->buf.bytes)
+_Static_assert(sizeof(kc_wait1_t) == 64, "kc_wait1_t must fill exactly one cache line");
 
 typedef struct kc_wqueue {
     kc_waiter_t *head;       /* oldest waiter: served first (FIFO fairness)    */
@@ -48,15 +74,20 @@ typedef struct kc_wqueue {
 #define KC_CACHELINE 64
 
 struct kc_chan {
-    /* The lock and the waiter queues share the first cache line: a hand-off
-     * takes the lock and then looks at a queue, so one line moves, not two. */
+    /* Line 0: what a hand-off of the locked kinds touches, and nothing else.
+     * The lock, the waiter queues, the element size and the counters (which
+     * the completer updates while it holds the lock) share one cache line:
+     * a hand-off takes the lock, looks at a queue and counts on the line it
+     * already owns. */
     kc_lock_t lock;          /* guards the queues, the ring of the locked kinds */
-    int kind;                /* enum kc_chan_kind                              */
+    uint8_t kind;            /* enum kc_chan_kind                              */
     bool closed;             /* set once by kc_chan_close (under lock)         */
     bool is_desc;            /* elements are kc_zdesc (bytes counted by len)   */
     kc_wqueue_t sendq;       /* blocked senders                                */
     kc_wqueue_t recvq;       /* blocked receivers                              */
     size_t esz;              /* element size in bytes                          */
+    uint64_t sends;          /* locked kinds: completed sends (under lock)     */
+    uint64_t recvs;          /* locked kinds: completed receives (under lock)  */
     size_t cap;              /* slots (buffered: the bound)                    */
     /* Locked ring (unlimited, conflated). */
     size_t head;             /* index of the oldest buffered element           */
@@ -76,11 +107,9 @@ struct kc_chan {
     /* Hot words, one cache line per writer side, so a producer and a
      * consumer running on two cores do not steal each other's lines. */
     _Alignas(KC_CACHELINE) _Atomic size_t enq_pos; /* next cell to fill; top bit: closed */
-    _Atomic uint64_t sends;      /* completed sends (locked kinds only)      */
-    _Atomic uint64_t bytes_sent; /* their payload bytes (not buffered non-desc) */
+    _Atomic uint64_t bytes_sent; /* descriptor channels: payload bytes sent  */
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
-    _Atomic uint64_t recvs;      /* completed receives (locked kinds only)   */
-    _Atomic uint64_t bytes_recv; /* their payload bytes (not buffered non-desc) */
+    _Atomic uint64_t bytes_recv; /* descriptor channels: payload bytes received */
     /* Read by every buffered operation, written only by slow paths. */
     _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
     _Atomic uint32_t recv_waiters; /* receivers registered to wait           */

@@ -10,13 +10,31 @@
  * Where work waits, per worker:
  *   runnext  the coroutine woken last by this worker: runs next (a hand-off
  *            between two coroutines stays on one worker, in its cache);
- *   runq     a bounded FIFO ring; the owner pushes at the tail, the owner and
- *            thieves take from the head by CAS (thieves take half);
+ *   deque    a bounded Chase-Lev deque: the owner pushes and pops at the
+ *            bottom (LIFO: a spawning tree grows depth-first, what was made
+ *            runnable last is warm in the cache) with plain loads and stores
+ *            and one fence; thieves take the oldest entry at the top by CAS;
+ *            A coroutine that yields swaps places with the newest entry:
+ *            that one runs next (runnext), the yielder goes to the bottom
+ *            (a parent yielding to its children keeps the tree depth-first;
+ *            taking the oldest entry instead made skynet grow breadth-first,
+ *            150 s). Every runnable coroutine but runnext sits where thieves
+ *            can take it: a worker stuck in one long-running coroutine holds
+ *            no others (an owner-only yield queue could hang a test whose
+ *            coroutine busy-waits for a yielded one);
  *   timers   a binary heap of park deadlines (sleeps and timeouts).
  * and globally the injection queue (a locked list) for coroutines made
- * runnable by threads that are not workers, and for runq overflow.
- * Idle workers sleep on one futex word (zero CPU); making work available
- * wakes one of them only if some worker sleeps.
+ * runnable by threads that are not workers, and for deque overflow.
+ * A worker that runs out of work spins a little (looking at the queues and
+ * stealing) before it sleeps on one futex word (zero CPU when idle); making
+ * work available wakes a sleeper only if no worker is spinning already, and
+ * only one at a time (`waking`), so a burst of hand-offs costs no system
+ * calls.
+ *
+ * Stacks and coroutine structs are pooled apart: a stack goes back to its
+ * worker's cache the moment its coroutine ends (joined or not), so a tree
+ * of coroutines that end before their parents join them (skynet) reuses a
+ * few warm stacks instead of mapping fresh ones.
  *
  * Coroutine structs are never freed, only recycled (with their stacks) by a
  * pool: a parker is embedded in each, and a late unpark of a coroutine that
@@ -65,11 +83,14 @@ void __tsan_destroy_fiber(void *fiber);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #endif
 
-#define KC_RUNQ 256            /* slots of a worker's ring (power of two) */
-#define KC_POOL_LOCAL 64       /* recycled coroutines a worker keeps       */
-#define KC_POOL_GLOBAL 16384   /* ... the global pool keeps with stacks: munmap
-                                * costs TLB shootdowns (slow on VMs), keep them */
+#define KC_RUNQ 256            /* slots of a worker's deque (power of two)  */
+#define KC_POOL_LOCAL 64       /* recycled coroutine structs a worker keeps */
+#define KC_STACKS_LOCAL 64     /* default-size stacks a worker keeps        */
+#define KC_STACKS_GLOBAL 16384 /* ... the global cache keeps: munmap costs TLB
+                                * shootdowns (slow on VMs), keep them       */
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
+#define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
+#define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
 
 enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
 
@@ -96,17 +117,19 @@ struct kc_timer {
 };
 
 struct kc_worker {
-    _Alignas(64) _Atomic uint32_t head;   /* next slot to take (CAS by anyone) */
-    _Alignas(64) _Atomic uint32_t tail;   /* next slot to fill (owner only)    */
-    _Atomic(struct kc_coro *) ring[KC_RUNQ]; /* runnable coroutines           */
+    _Alignas(64) _Atomic int64_t top;     /* deque: oldest entry (CAS by thieves) */
+    _Alignas(64) _Atomic int64_t bottom;  /* deque: next slot to fill (owner)  */
+    _Atomic(struct kc_coro *) ring[KC_RUNQ]; /* deque slots                   */
     _Alignas(64) struct kc_coro *runnext; /* owner only: runs next           */
     void *sched_sp;              /* the scheduler context while a coroutine runs */
     struct kc_coro *cur;         /* the running coroutine or NULL             */
     int post;                    /* POST_* asked by the coroutine switching out */
     struct kc_timer *heap;       /* timer heap (owner only)                   */
     size_t nheap, capheap;       /* its length and capacity                   */
-    struct kc_coro *pool;        /* recycled coroutines (owner only)          */
+    struct kc_coro *pool;        /* recycled coroutine structs (owner only)   */
     size_t npool;                /* their count                               */
+    unsigned char *stacks[KC_STACKS_LOCAL]; /* cached default-size stacks (owner only) */
+    size_t nstacks;              /* their count                               */
     uint32_t ticks;              /* picks so far (for KC_INJECT_EVERY)        */
     uint32_t rng;                /* victim choice                             */
     int index;                   /* in g.w                                    */
@@ -129,13 +152,17 @@ static struct {
     struct kc_coro *inj_head, *inj_tail; /* FIFO                              */
     _Atomic size_t inj_n;        /* its length (read without the lock)        */
     _Atomic uint32_t wake_seq;   /* idle workers' futex word                  */
-    _Atomic int nidle;           /* workers about to sleep or asleep          */
+    _Atomic int nidle;           /* workers spinning for work, or asleep      */
+    _Atomic int nspinning;       /* of those, the ones still looking          */
+    _Atomic int waking;          /* 1: a sleeper was woken and is not spinning yet */
     _Atomic int64_t live;        /* coroutines spawned and not yet ended      */
     _Atomic uint64_t spawned, finished, injected, next_id; /* counters        */
     uint64_t old_steals, old_switches, old_sleeps; /* of stopped runtimes     */
-    pthread_mutex_t pool_mu;     /* guards pool and all                       */
-    struct kc_coro *pool;        /* recycled coroutines                       */
+    pthread_mutex_t pool_mu;     /* guards pool, stacks and all               */
+    struct kc_coro *pool;        /* recycled coroutine structs (no stacks)    */
     size_t npool;                /* their count                               */
+    unsigned char *stacks[KC_STACKS_GLOBAL]; /* cached default-size stacks    */
+    size_t nstacks;              /* their count                               */
     struct kc_coro *all;         /* every coroutine struct (keeps them reachable) */
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER,
        .inj_mu = PTHREAD_MUTEX_INITIALIZER,
@@ -179,7 +206,10 @@ static void switch_to_coro(struct kc_worker *w, struct kc_coro *c)
 {
     w->cur = c;
     t_cur = c;
-    atomic_fetch_add_explicit(&w->switches, 1, memory_order_relaxed);
+    /* Written by this worker only: no locked add on the switch path. */
+    atomic_store_explicit(&w->switches,
+                          atomic_load_explicit(&w->switches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
 #ifdef KC_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, c->stack, c->stack_size);
@@ -241,25 +271,35 @@ static void coro_main(struct kc_coro *c)
 
 /* ---- runnable queues --------------------------------------------------- */
 
-/* Dekker with idle(): we publish work then read nidle, an idle worker
- * publishes nidle then reads the queues; one of the two sees the other.
- * TSan does not model fences: there an RMW on nidle orders the same way. */
-static int idle_count_after_publish(void)
+/* A full fence between a store and a later load of other words (Dekker).
+ * TSan does not model fences: there an RMW on a word both sides touch
+ * orders the same way (callers pass one). */
+static inline void fence_sc(_Atomic int *rmw_word)
 {
 #ifdef KC_TSAN
-    return atomic_fetch_add(&g.nidle, 0);
+    atomic_fetch_add(rmw_word, 0);
 #else
+    (void)rmw_word;
     atomic_thread_fence(memory_order_seq_cst);
-    return atomic_load_explicit(&g.nidle, memory_order_relaxed);
 #endif
 }
 
+/* Called after work was published where any worker may take it. Wakes
+ * one sleeper, unless a worker is already looking for work (it will find
+ * it) or a woken one has not started looking yet. Dekker with idle(): we
+ * publish work then read nidle/nspinning, an idle worker publishes its
+ * counts then reads the queues; one of the two sees the other. */
 static void notify(void)
 {
-    if (idle_count_after_publish() > 0) {
-        atomic_fetch_add(&g.wake_seq, 1);
-        kc__futex_wake(&g.wake_seq, 1);
-    }
+    fence_sc(&g.nidle);
+    if (atomic_load_explicit(&g.nidle, memory_order_relaxed) == 0 ||
+        atomic_load_explicit(&g.nspinning, memory_order_relaxed) != 0)
+        return;
+    int z = 0;
+    if (!atomic_compare_exchange_strong(&g.waking, &z, 1))
+        return;
+    atomic_fetch_add(&g.wake_seq, 1);
+    kc__futex_wake(&g.wake_seq, 1);
 }
 
 static void inject(struct kc_coro *c)
@@ -292,68 +332,97 @@ static struct kc_coro *inject_pop(void)
     return c;
 }
 
-/* Owner: appends c; a full ring sends it to the injection queue. */
+/* ---- the Chase-Lev deque ----------------------------------------------
+ *
+ * Indices grow without wrapping (int64); slot i is ring[i % KC_RUNQ]. The
+ * owner alone writes `bottom`; `top` only grows, by CAS (thieves, and the
+ * owner when it takes the last entry). Entries live in [top, bottom).
+ * (Chase & Lev 2005, in the C11 formulation of Le et al. 2013, with a fixed
+ * ring: a full deque overflows to the injection queue instead of growing.)
+ */
+
+/* Owner: pushes c at the bottom; false when the ring is full. */
+static bool deque_push(struct kc_worker *w, struct kc_coro *c)
+{
+    int64_t b = atomic_load_explicit(&w->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&w->top, memory_order_acquire);
+    if (b - t >= KC_RUNQ)
+        return false;
+    atomic_store_explicit(&w->ring[b % KC_RUNQ], c, memory_order_relaxed);
+    /* Release: a thief that sees the new bottom sees the slot and c. */
+    atomic_store_explicit(&w->bottom, b + 1, memory_order_release);
+    return true;
+}
+
+/* Owner: pops the newest entry, or NULL. */
+static struct kc_coro *deque_pop(struct kc_worker *w)
+{
+    int64_t b = atomic_load_explicit(&w->bottom, memory_order_relaxed);
+    /* top only grows: seen empty now, it stays empty for the owner. */
+    if (atomic_load_explicit(&w->top, memory_order_relaxed) >= b)
+        return NULL;
+    b--;
+#ifdef KC_TSAN
+    atomic_exchange_explicit(&w->bottom, b, memory_order_seq_cst);
+#else
+    atomic_store_explicit(&w->bottom, b, memory_order_relaxed);
+    /* The claim of slot b must be visible before we read top (a thief
+     * reads top then bottom: one of us sees the other). */
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+    int64_t t = atomic_load_explicit(&w->top, memory_order_seq_cst);
+    struct kc_coro *c = NULL;
+    if (t <= b) {
+        c = atomic_load_explicit(&w->ring[b % KC_RUNQ], memory_order_relaxed);
+        if (t == b) {
+            /* The last entry: a thief may want it too; the CAS decides. */
+            if (!atomic_compare_exchange_strong_explicit(&w->top, &t, t + 1,
+                                                         memory_order_seq_cst,
+                                                         memory_order_relaxed))
+                c = NULL;
+            atomic_store_explicit(&w->bottom, b + 1, memory_order_relaxed);
+        }
+    } else {
+        atomic_store_explicit(&w->bottom, b + 1, memory_order_relaxed);
+    }
+    return c;
+}
+
+/* Anyone: takes the oldest entry of v, or NULL (empty, or lost a race). */
+static struct kc_coro *deque_steal(struct kc_worker *v)
+{
+    int64_t t = atomic_load_explicit(&v->top, memory_order_seq_cst);
+#ifndef KC_TSAN
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
+    int64_t b = atomic_load_explicit(&v->bottom, memory_order_seq_cst);
+    if (t >= b)
+        return NULL;
+    /* The slot may be overwritten by a push after we read it only if top
+     * moved past t meanwhile, and then the CAS below fails. */
+    struct kc_coro *c = atomic_load_explicit(&v->ring[t % KC_RUNQ], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&v->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return NULL;
+    return c;
+}
+
+static bool deque_empty(struct kc_worker *w)
+{
+    return atomic_load_explicit(&w->top, memory_order_acquire) >=
+           atomic_load_explicit(&w->bottom, memory_order_acquire);
+}
+
+/* Owner: makes c runnable on w (deque, or the injection queue when full)
+ * and lets an idle worker know there is something to steal. */
 static void runq_put(struct kc_worker *w, struct kc_coro *c)
 {
-    uint32_t t = atomic_load_explicit(&w->tail, memory_order_relaxed);
-    uint32_t h = atomic_load_explicit(&w->head, memory_order_acquire);
-    if (t - h < KC_RUNQ) {
-        atomic_store_explicit(&w->ring[t % KC_RUNQ], c, memory_order_relaxed);
-        atomic_store_explicit(&w->tail, t + 1, memory_order_release);
-    } else {
+    if (!deque_push(w, c))
         inject(c);
-    }
     notify();
 }
 
-/* Anyone: takes the oldest entry. A slot read before a lost CAS may be
- * overwritten meanwhile; the failed CAS discards it. */
-static struct kc_coro *runq_get(struct kc_worker *w)
-{
-    for (;;) {
-        uint32_t h = atomic_load_explicit(&w->head, memory_order_acquire);
-        uint32_t t = atomic_load_explicit(&w->tail, memory_order_acquire);
-        if (h == t)
-            return NULL;
-        struct kc_coro *c = atomic_load_explicit(&w->ring[h % KC_RUNQ], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&w->head, &h, h + 1, memory_order_acq_rel,
-                                                  memory_order_relaxed))
-            return c;
-    }
-}
-
-static bool runq_empty(struct kc_worker *w)
-{
-    return atomic_load_explicit(&w->head, memory_order_acquire) ==
-           atomic_load_explicit(&w->tail, memory_order_acquire);
-}
-
-/* Thief: takes half of victim's ring; returns one, queues the rest on w
- * (whose ring is empty: it only steals when it has nothing). */
-static struct kc_coro *steal_from(struct kc_worker *w, struct kc_worker *v)
-{
-    struct kc_coro *batch[KC_RUNQ / 2];
-    for (;;) {
-        uint32_t h = atomic_load_explicit(&v->head, memory_order_acquire);
-        uint32_t t = atomic_load_explicit(&v->tail, memory_order_acquire);
-        uint32_t n = t - h;
-        if (n == 0 || n > KC_RUNQ)
-            return NULL;
-        n -= n / 2;
-        if (n > KC_RUNQ / 2)
-            n = KC_RUNQ / 2;
-        for (uint32_t i = 0; i < n; i++)
-            batch[i] = atomic_load_explicit(&v->ring[(h + i) % KC_RUNQ], memory_order_relaxed);
-        if (atomic_compare_exchange_weak_explicit(&v->head, &h, h + n, memory_order_acq_rel,
-                                                  memory_order_relaxed)) {
-            atomic_fetch_add_explicit(&w->steals, n, memory_order_relaxed);
-            for (uint32_t i = 1; i < n; i++)
-                runq_put(w, batch[i]);
-            return batch[0];
-        }
-    }
-}
-
+/* Thief: one entry of another worker, starting at a random victim. */
 static struct kc_coro *steal(struct kc_worker *w)
 {
     if (g.nw < 2)
@@ -364,9 +433,11 @@ static struct kc_coro *steal(struct kc_worker *w)
         struct kc_worker *v = &g.w[(start + i) % g.nw];
         if (v == w)
             continue;
-        struct kc_coro *c = steal_from(w, v);
-        if (c)
+        struct kc_coro *c = deque_steal(v);
+        if (c) {
+            atomic_fetch_add_explicit(&w->steals, 1, memory_order_relaxed);
             return c;
+        }
     }
     return NULL;
 }
@@ -464,7 +535,9 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
         }
         if (deadline_ns && kc_now_ns() >= deadline_ns)
             return -ETIME;
-        uint64_t seq = atomic_fetch_add_explicit(&p->park_seq, 1, memory_order_acq_rel) + 1;
+        /* Written by this coroutine only (read by its worker's timers). */
+        uint64_t seq = atomic_load_explicit(&p->park_seq, memory_order_relaxed) + 1;
+        atomic_store_explicit(&p->park_seq, seq, memory_order_release);
         struct kc_worker *w = cur_worker();
         if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
             /* No memory for a timer: poll the deadline by yielding. */
@@ -482,12 +555,12 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
     }
 }
 
-/* ---- coroutine pool ---------------------------------------------------- */
+/* ---- pools: coroutine structs and stacks ------------------------------ */
 
-static struct kc_coro *pool_get(struct kc_worker *w, size_t size)
+static struct kc_coro *pool_get(struct kc_worker *w)
 {
     struct kc_coro *c = NULL;
-    if (w && w->pool && w->pool->stack_size == size) {
+    if (w && w->pool) {
         c = w->pool;
         w->pool = c->next;
         w->npool--;
@@ -503,30 +576,70 @@ static struct kc_coro *pool_get(struct kc_worker *w, size_t size)
     return c;
 }
 
-static void pool_put_global(struct kc_coro *c)
+static void pool_put(struct kc_worker *w, struct kc_coro *c)
 {
-    pthread_mutex_lock(&g.pool_mu);
-    if (g.npool >= KC_POOL_GLOBAL && c->stack) {
-        /* Enough cached stacks: give this one's memory back. */
-        kc__stack_unmap(c->stack, c->stack_size);
-        c->stack = NULL;
-        c->stack_size = 0;
+    if (w && w->npool < KC_POOL_LOCAL) {
+        c->next = w->pool;
+        w->pool = c;
+        w->npool++;
+        return;
     }
+    pthread_mutex_lock(&g.pool_mu);
     c->next = g.pool;
     g.pool = c;
     g.npool++;
     pthread_mutex_unlock(&g.pool_mu);
 }
 
-static void pool_put(struct kc_worker *w, struct kc_coro *c)
+/* A stack of `size` bytes: from w's cache, the global cache (taking half a
+ * local cache's worth at once), or a fresh mapping. Only default-size
+ * stacks are cached. */
+static int stack_get(struct kc_worker *w, size_t size, unsigned char **out)
 {
-    if (w && w->npool < KC_POOL_LOCAL && c->stack_size == KC_STACK_DEFAULT) {
-        c->next = w->pool;
-        w->pool = c;
-        w->npool++;
+    if (size == KC_STACK_DEFAULT) {
+        if (w && w->nstacks) {
+            *out = w->stacks[--w->nstacks];
+            return 0;
+        }
+        unsigned char *got = NULL;
+        pthread_mutex_lock(&g.pool_mu);
+        if (g.nstacks) {
+            got = g.stacks[--g.nstacks];
+            while (w && g.nstacks && w->nstacks < KC_STACKS_LOCAL / 2)
+                w->stacks[w->nstacks++] = g.stacks[--g.nstacks];
+        }
+        pthread_mutex_unlock(&g.pool_mu);
+        if (got) {
+            *out = got;
+            return 0;
+        }
+    }
+    return kc__stack_map(size, out);
+}
+
+/* Gives a stack back: w's cache, else (half of w's cache with it) the
+ * global one, else the kernel. */
+static void stack_put(struct kc_worker *w, unsigned char *lo, size_t size)
+{
+    if (size != KC_STACK_DEFAULT) {
+        kc__stack_unmap(lo, size);
         return;
     }
-    pool_put_global(c);
+    if (w && w->nstacks < KC_STACKS_LOCAL) {
+        w->stacks[w->nstacks++] = lo;
+        return;
+    }
+    bool unmap = false;
+    pthread_mutex_lock(&g.pool_mu);
+    while (w && w->nstacks > KC_STACKS_LOCAL / 2 && g.nstacks < KC_STACKS_GLOBAL)
+        g.stacks[g.nstacks++] = w->stacks[--w->nstacks];
+    if (g.nstacks < KC_STACKS_GLOBAL)
+        g.stacks[g.nstacks++] = lo;
+    else
+        unmap = true;
+    pthread_mutex_unlock(&g.pool_mu);
+    if (unmap)
+        kc__stack_unmap(lo, size);
 }
 
 /* ---- the worker loop --------------------------------------------------- */
@@ -534,17 +647,16 @@ static void pool_put(struct kc_worker *w, struct kc_coro *c)
 static struct kc_coro *find_work(struct kc_worker *w)
 {
     struct kc_coro *c;
-    if (++w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
+    ++w->ticks;
+    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
         return c;
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
     }
-    if ((c = runq_get(w)) || (c = inject_pop()))
+    if ((c = deque_pop(w)) || (c = inject_pop()))
         return c;
-    if ((c = steal(w)))
-        return c;
-    return NULL;
+    return steal(w);
 }
 
 static bool any_work(void)
@@ -552,7 +664,7 @@ static bool any_work(void)
     if (atomic_load(&g.inj_n))
         return true;
     for (int i = 0; i < g.nw; i++)
-        if (!runq_empty(&g.w[i]))
+        if (!deque_empty(&g.w[i]))
             return true;
     return false;
 }
@@ -562,18 +674,50 @@ static bool all_done(void)
     return atomic_load(&g.stopping) && atomic_load(&g.live) == 0;
 }
 
-static void idle(struct kc_worker *w)
+/* Stops looking for work. The last spinner to find some wakes another
+ * worker, which looks for what may be left (Go's wakep chain). */
+static void spin_end(bool found)
 {
-    uint32_t seq = atomic_load(&g.wake_seq);
+    if (atomic_fetch_sub(&g.nspinning, 1) == 1 && found)
+        notify();
+}
+
+/* Nothing to run: spin a little looking for work (a hand-off from another
+ * worker usually comes within microseconds; sleeping and being woken costs
+ * two system calls and a trip through the kernel's scheduler), then sleep
+ * on the futex until notify() or the next timer. Returns work found while
+ * spinning, or NULL. */
+static struct kc_coro *idle(struct kc_worker *w)
+{
+    struct kc_coro *c = NULL;
     atomic_fetch_add(&g.nidle, 1); /* seq_cst RMW: see notify() */
-    if (!any_work() && !all_done()) {
-        uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
-        if (!dl || dl > kc_now_ns()) {
-            atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
-            kc__futex_wait(&g.wake_seq, seq, dl);
+    atomic_fetch_add(&g.nspinning, 1);
+    atomic_store(&g.waking, 0);    /* a woken worker is spinning now */
+    for (int r = 0; r < KC_SPIN_ROUNDS && !c && !all_done(); r++) {
+        for (int i = 0; i < KC_SPIN_PAUSES; i++)
+            kc__cpu_relax();
+        if ((c = deque_pop(w)) || (c = inject_pop()) || (c = steal(w)))
+            break;
+        if (w->nheap && w->heap[0].deadline <= kc_now_ns())
+            break;
+    }
+    spin_end(c != NULL);
+    if (!c) {
+        uint32_t seq = atomic_load(&g.wake_seq);
+        fence_sc(&g.nspinning);
+        if (!any_work() && !all_done()) {
+            uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
+            if (!dl || dl > kc_now_ns()) {
+                atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
+                kc__futex_wait(&g.wake_seq, seq, dl);
+            }
         }
     }
     atomic_fetch_sub(&g.nidle, 1);
+    /* Whoever was woken is awake now (maybe us, maybe it took the work
+     * without sleeping): the next notify() may wake another sleeper. */
+    atomic_store(&g.waking, 0);
+    return c;
 }
 
 static void finish(struct kc_worker *w, struct kc_coro *c)
@@ -583,10 +727,14 @@ static void finish(struct kc_worker *w, struct kc_coro *c)
     c->tsan_fiber = NULL;
 #endif
     atomic_fetch_add_explicit(&g.finished, 1, memory_order_relaxed);
+    /* Off its stack now: the stack serves the next spawn at once, the
+     * struct waits for the joiner (if any). */
+    stack_put(w, c->stack, c->stack_size);
+    c->stack = NULL;
+    c->stack_size = 0;
     if (c->detached) {
         pool_put(w, c);
     } else {
-        /* Off its stack now: the joiner may recycle it at once. */
         kc_parker_t *j = atomic_exchange(&c->joiner, (kc_parker_t *)1);
         atomic_store(&c->done, 1);
         if (j)
@@ -603,9 +751,15 @@ static void run(struct kc_worker *w, struct kc_coro *c)
     w->post = POST_NONE;
     switch_to_coro(w, c);
     switch (w->post) {
-    case POST_YIELD:
+    case POST_YIELD: {
+        /* runnext, if any, runs first anyway; else the newest entry does,
+         * and the yielder takes its place at the bottom. */
+        struct kc_coro *n = w->runnext ? NULL : deque_pop(w);
         runq_put(w, c);
+        if (n)
+            w->runnext = n;
         break;
+    }
     case POST_PARK: {
         uint32_t s = KC_PARK_EMPTY;
         /* Now that its registers are saved, it may be woken; a notification
@@ -636,13 +790,14 @@ static void *worker_main(void *arg)
     for (;;) {
         run_timers(w);
         struct kc_coro *c = find_work(w);
+        if (!c && !all_done())
+            c = idle(w);
         if (c) {
             run(w, c);
             continue;
         }
         if (all_done())
             break;
-        idle(w);
     }
     kc__dbg("worker %d stopped", w->index);
     kc__altstack_free(alt);
@@ -747,8 +902,11 @@ int kc_sched_stop(void)
         while (w->pool) {
             struct kc_coro *c = w->pool;
             w->pool = c->next;
-            pool_put_global(c);
+            w->npool--;
+            pool_put(NULL, c);
         }
+        while (w->nstacks)
+            stack_put(NULL, w->stacks[--w->nstacks], KC_STACK_DEFAULT);
         free(w->heap);
     }
     free(g.w);
@@ -826,15 +984,17 @@ static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_cor
     if (r < 0)
         return r;
     struct kc_worker *w = cur_worker();
-    struct kc_coro *c = pool_get(w, size);
-    if (c && c->stack && c->stack_size != size) {
-        kc__stack_unmap(c->stack, c->stack_size);
-        c->stack = NULL;
-    }
+    unsigned char *stack;
+    r = stack_get(w, size, &stack);
+    if (r < 0)
+        return r;
+    struct kc_coro *c = pool_get(w);
     if (!c) {
         c = aligned_alloc(_Alignof(struct kc_coro), sizeof *c);
-        if (!c)
+        if (!c) {
+            stack_put(w, stack, size);
             return -ENOMEM;
+        }
         memset(c, 0, sizeof *c);
         c->parker.coro = c;
         if (!g_ncpu)
@@ -846,16 +1006,8 @@ static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_cor
         g.all = c;
         pthread_mutex_unlock(&g.pool_mu);
     }
-    if (!c->stack) {
-        r = kc__stack_map(size, &c->stack);
-        if (r < 0) {
-            c->stack = NULL;
-            c->stack_size = 0;
-            pool_put_global(c);
-            return r;
-        }
-        c->stack_size = size;
-    }
+    c->stack = stack;
+    c->stack_size = size;
 #ifdef KC_ASAN
     /* Frames of its previous life (and the final switch) left poison. */
     __asan_unpoison_memory_region(c->stack, c->stack_size);
@@ -945,6 +1097,19 @@ uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
 bool kc_coro_is_parked(const kc_coro_t *c)
 {
     return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+}
+
+bool kc__coro_yield_if_busy(void)
+{
+    struct kc_coro *c = kc__coro_current();
+    if (!c)
+        return false;
+    struct kc_worker *w = cur_worker();
+    if (!w->runnext && deque_empty(w))
+        return false;
+    w->post = POST_YIELD;
+    switch_to_sched(c, false);
+    return true;
 }
 
 void kc_yield(void)

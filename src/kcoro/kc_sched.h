@@ -23,6 +23,12 @@ kc_parker_t *kc__coro_parker(struct kc_coro *c);
 /* Parks the current coroutine (p is its parker) until kc__unpark or the
  * deadline; same contract as kc__park. */
 int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns);
+/* For a coroutine about to park: if its worker has other runnable
+ * coroutines (maybe the very peer it waits for), yields to them and returns
+ * true (the caller retries before parking); false at once otherwise, and
+ * always on a plain thread. Parking costs the peer a lock and a wake-up;
+ * a yield costs two switches on this worker. */
+bool kc__coro_yield_if_busy(void);
 /* Makes a parked coroutine runnable (called once per SLEEPING -> NOTIFIED). */
 void kc__coro_ready(struct kc_coro *c);
 

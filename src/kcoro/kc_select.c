@@ -179,7 +179,7 @@ retry:
 
     kc_sel_t sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = kc__parker_self()};
     for (size_t i = 0; i < n; i++) {
-        w[i] = (kc_waiter_t){.sel = &sel, .buf = cl[i].buf, .clause = (int)i};
+        w[i] = (kc_waiter_t){.sel = &sel, .buf.ptr = cl[i].buf, .clause = (int)i};
         if (!cl[i].ch)
             continue;
         kc__wq_push(queue_of(&cl[i]), &w[i]);

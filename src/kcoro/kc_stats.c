@@ -65,10 +65,12 @@ void kc_chan_snapshot(const kc_chan_t *cch, kc_chan_snapshot_t *o)
         o->len = c.sends - c.recvs < ch->cap ? c.sends - c.recvs : ch->cap;
     } else {
         /* Locked kinds count under the lock we hold: exact. */
-        o->sends = atomic_load_explicit(&ch->sends, memory_order_relaxed);
-        o->recvs = atomic_load_explicit(&ch->recvs, memory_order_relaxed);
-        o->bytes_sent = atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed);
-        o->bytes_recv = atomic_load_explicit(&ch->bytes_recv, memory_order_relaxed);
+        o->sends = ch->sends;
+        o->recvs = ch->recvs;
+        o->bytes_sent = ch->is_desc ? atomic_load_explicit(&ch->bytes_sent, memory_order_relaxed)
+                                    : ch->sends * ch->esz;
+        o->bytes_recv = ch->is_desc ? atomic_load_explicit(&ch->bytes_recv, memory_order_relaxed)
+                                    : ch->recvs * ch->esz;
         o->len = ch->count;
     }
     o->closed = ch->closed;

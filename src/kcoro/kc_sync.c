@@ -282,11 +282,14 @@ static uint32_t learn(uint32_t b, uint32_t used, bool ok, uint32_t lo, uint32_t 
 
 void kc__spin_end(kc_spinner_t *sp, bool ok)
 {
+    /* Stored only when changed: peers read this parker's line while they
+     * spin, and an unchanged budget must not take it from them. */
     kc_parker_t *self = sp->self;
-    if (sp->yield)
-        self->yields = learn(self->yields, sp->i, ok, KC_YIELD_MIN, KC_YIELD_MAX);
-    else
-        self->spin = learn(self->spin, sp->i, ok, KC_SPIN_MIN, KC_SPIN_MAX);
+    uint32_t *b = sp->yield ? &self->yields : &self->spin;
+    uint32_t nb = sp->yield ? learn(*b, sp->i, ok, KC_YIELD_MIN, KC_YIELD_MAX)
+                            : learn(*b, sp->i, ok, KC_SPIN_MIN, KC_SPIN_MAX);
+    if (nb != *b)
+        *b = nb;
 }
 
 bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,

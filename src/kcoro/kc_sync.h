@@ -21,6 +21,14 @@
 #define kc__cpu_relax() __asm__ __volatile__("" ::: "memory")
 #endif
 
+/* Fetches the cache line at p for writing (a hint; never faults). On
+ * x86-64 PREFETCHW, which older CPUs without it execute as a no-op. */
+#if defined(__x86_64__)
+#define kc__prefetchw(p) __asm__ __volatile__("prefetchw %0" ::"m"(*(const char *)(p)))
+#else
+#define kc__prefetchw(p) __builtin_prefetch((p), 1, 3)
+#endif
+
 /* Futex wrappers (process-private). Return 0 or -errno. */
 int kc__futex_wait(_Atomic uint32_t *addr, uint32_t expected, uint64_t deadline_ns);
 void kc__futex_wake(_Atomic uint32_t *addr, int n);

@@ -12,20 +12,37 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define DEFAULT_TIMEOUT_MS 30000u
 #define DEFAULT_CONNECT_MS 5000u
 #define DEFAULT_MAX_BODY (8u << 20)
 #define SPARE_EASY 32u   /* finished easy handles kept for the next requests */
 
-/* One socket libcurl asked us to watch. */
+/* One socket libcurl asked us to watch. A connection socket we opened
+ * ourselves (CURLOPT_OPENSOCKETFUNCTION) keeps its csock and its epoll
+ * registration while it sits idle in libcurl's connection cache, until
+ * libcurl closes it through our CURLOPT_CLOSESOCKETFUNCTION: libcurl says
+ * CURL_POLL_REMOVE after every transfer and asks for the same socket again
+ * with the next one, and closing and re-creating the uv_poll each time cost
+ * seven system calls per request (libuv's epoll probe, FIONBIO, ADD/DEL
+ * pairs). Other sockets (a resolver's socketpair) are closed by libcurl
+ * without telling us, so theirs are dropped at CURL_POLL_REMOVE as before. */
 typedef struct csock {
   uv_poll_t poll;              /* readiness on fd */
   curl_socket_t fd;            /* the socket */
   int events;                  /* UV_READABLE|UV_WRITABLE being watched */
+  bool idle;                   /* libcurl removed it (cached connection): its events are not libcurl's */
   fnet_client_t *cl;           /* owner */
   struct csock *prev, *next;   /* client's list (for close) */
 } csock_t;
+
+/* Sockets we opened for libcurl, by descriptor. */
+typedef struct fdslot {
+  csock_t *sock;               /* its watcher, NULL if none yet */
+  bool ours;                   /* opened by open_socket, closed by close_socket */
+} fdslot_t;
 
 struct fnet_creq {
   fnet_client_t *cl;           /* owner */
@@ -66,6 +83,8 @@ struct fnet_client {
   CURL *spare[SPARE_EASY];     /* reset easy handles for reuse: saves curl_easy_init's
                                   allocation and setup on every request */
   unsigned nspare;             /* their count */
+  fdslot_t *fds;               /* sockets we opened, indexed by descriptor */
+  size_t nfds;                 /* entries in fds */
 };
 
 static void process(fnet_client_t *cl, curl_socket_t fd, int ev);
@@ -251,8 +270,14 @@ static void on_poll_closed(uv_handle_t *h) {
   if (--cl->handles == 0 && cl->closing) free(cl);
 }
 
+static fdslot_t *fd_slot(fnet_client_t *cl, curl_socket_t fd) {
+  return fd >= 0 && (size_t)fd < cl->nfds ? &cl->fds[fd] : NULL;
+}
+
 static void sock_close(csock_t *s) {
   fnet_client_t *cl = s->cl;
+  fdslot_t *fs = fd_slot(cl, s->fd);
+  if (fs && fs->sock == s) fs->sock = NULL;
   if (s->prev)
     s->prev->next = s->next;
   else
@@ -264,6 +289,14 @@ static void sock_close(csock_t *s) {
 
 static void on_poll(uv_poll_t *p, int status, int events) {
   csock_t *s = p->data;
+  if (s->idle) {
+    /* a cached connection became readable: the server closed it (or sent
+     * something unasked). libcurl finds out when it next picks the
+     * connection; stop watching so the event does not repeat. */
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
   int ev = 0;
   if (status < 0)
     ev = CURL_CSELECT_ERR;
@@ -277,15 +310,29 @@ static void on_poll(uv_poll_t *p, int status, int events) {
 static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp) {
   fnet_client_t *cl = userp;
   csock_t *s = socketp;
+  fdslot_t *fs = fd_slot(cl, fd);
+  if (!s && fs) s = fs->sock;
   if (what == CURL_POLL_REMOVE) {
-    if (s) {
-      sock_close(s);
-      curl_multi_assign(cl->multi, fd, NULL);
+    if (!s) return 0;
+    curl_multi_assign(cl->multi, fd, NULL);
+    if (fs && fs->ours && !cl->closing) {
+      /* kept for the connection's next transfer; a read watch stays armed
+       * (an idle keep-alive socket is silent), a write watch would fire */
+      s->idle = true;
+      if (s->events & UV_WRITABLE) {
+        uv_poll_stop(&s->poll);
+        s->events = 0;
+      }
+      return 0;
     }
+    sock_close(s);
     return 0;
   }
   if (cl->closing) return 0;
-  if (!s) {
+  if (s) {
+    s->idle = false;
+    if (!socketp) curl_multi_assign(cl->multi, fd, s);
+  } else {
     s = calloc(1, sizeof(*s));
     if (!s) return -1;
     if (uv_poll_init_socket(cl->loop, &s->poll, fd) < 0) {
@@ -299,6 +346,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
     if (cl->socks) cl->socks->prev = s;
     cl->socks = s;
     cl->handles++;
+    if (fs && fs->ours) fs->sock = s;
     curl_multi_assign(cl->multi, fd, s);
   }
   int ev = 0;
@@ -309,6 +357,40 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
   s->events = ev;
   uv_poll_start(&s->poll, ev, on_poll);
   return 0;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the socket libcurl would open, remembered as
+ * ours so its watcher can outlive a transfer (see csock_t). */
+static curl_socket_t open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a) {
+  fnet_client_t *cl = clientp;
+  if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKET_BAD;
+  int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd < 0) return CURL_SOCKET_BAD;
+  if ((size_t)fd >= cl->nfds) {
+    size_t n = cl->nfds ? cl->nfds : 64;
+    while (n <= (size_t)fd) n *= 2;
+    fdslot_t *t = realloc(cl->fds, n * sizeof(*t));
+    if (!t) return fd;   /* works, only without the kept watcher */
+    memset(t + cl->nfds, 0, (n - cl->nfds) * sizeof(*t));
+    cl->fds = t;
+    cl->nfds = n;
+  }
+  cl->fds[fd].ours = true;
+  cl->fds[fd].sock = NULL;
+  return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the watcher goes before the descriptor, so a
+ * new socket that gets the same number never meets a stale one. */
+static int close_socket(void *clientp, curl_socket_t fd) {
+  fnet_client_t *cl = clientp;
+  fdslot_t *fs = fd_slot(cl, fd);
+  if (fs) {
+    if (fs->sock) sock_close(fs->sock);
+    fs->sock = NULL;
+    fs->ours = false;
+  }
+  return close(fd);
 }
 
 static void on_timer(uv_timer_t *t) { process(t->data, CURL_SOCKET_TIMEOUT, 0); }
@@ -378,8 +460,11 @@ void fnet_client_close(fnet_client_t *cl) {
     curl_multi_assign(cl->multi, cl->socks->fd, NULL);
     sock_close(cl->socks);
   }
-  curl_multi_cleanup(cl->multi);
+  curl_multi_cleanup(cl->multi);   /* closes the cached connections (close_socket) */
   cl->multi = NULL;
+  free(cl->fds);
+  cl->fds = NULL;
+  cl->nfds = 0;
   while (cl->nspare) curl_easy_cleanup(cl->spare[--cl->nspare]);
   uv_timer_stop(&cl->timer);
   uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
@@ -419,6 +504,10 @@ int fnet_client_request(fnet_client_t *cl, const fnet_creq_opts_t *o, fnet_creq_
   curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
   curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+  curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, cl);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, close_socket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);
   if (!strcmp(method, "GET")) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   } else {

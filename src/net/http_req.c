@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -142,24 +143,57 @@ void fnet__conn_flush(fnet_conn_t *c) {
   }
 }
 
-/* Builds status line, headers and body into r->out. */
+/* Decimal digits of v at p; returns their count (at most 20). */
+static size_t put_uint(char *p, uint64_t v) {
+  char t[20];
+  size_t n = 0;
+  do {
+    t[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++) p[i] = t[n - 1 - i];
+  return n;
+}
+
+#define PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) += sizeof(lit) - 1)
+
+/* Builds status line, headers and body into r->out. Written by hand, not
+ * with snprintf: this runs for every answer, and glibc's snprintf was 5 %
+ * of a proxied request's instructions in the hub (callgrind). */
 static int serialize(fnet_req_t *r, int status, const char *ctype, const void *body, size_t len,
                      bool close) {
   bool head_only = r->phase == FNET_HP_DONE && !strcmp(r->method, "HEAD");
-  const char *fmt = "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n";
-  const char *conn = close ? "close" : "keep-alive";
-  int n = snprintf(NULL, 0, fmt, status, fnet_status_text(status), ctype, len, conn);
-  if (n < 0) return -EINVAL;
+  if (status < 100 || status > 999) status = 500;   /* three digits on the wire, always */
+  const char *text = fnet_status_text(status);
+  size_t tlen = strlen(text), clen = strlen(ctype);
   size_t blen = head_only ? 0 : len;
-  size_t total = (size_t)n + r->xhlen + 2 + blen;
-  char *out = malloc(total + 1);
+  /* "HTTP/1.1 " 3 " " text CRLF "Content-Type: " ctype CRLF
+   * "Content-Length: " <=20 CRLF "Connection: keep-alive" CRLF, xh, CRLF, body */
+  size_t max = 9 + 3 + 1 + tlen + 2 + 14 + clen + 2 + 16 + 20 + 2 + 22 + 2 + r->xhlen + 2 + blen;
+  char *out = malloc(max + 1);
   if (!out) return -ENOMEM;
-  snprintf(out, (size_t)n + 1, fmt, status, fnet_status_text(status), ctype, len, conn);
-  memcpy(out + n, r->xh, r->xhlen);
-  memcpy(out + n + r->xhlen, "\r\n", 2);
-  if (blen) memcpy(out + n + r->xhlen + 2, body, blen);
+  char *p = out;
+  PUT(p, "HTTP/1.1 ");
+  p += put_uint(p, (uint64_t)status);
+  *p++ = ' ';
+  memcpy(p, text, tlen);
+  p += tlen;
+  PUT(p, "\r\nContent-Type: ");
+  memcpy(p, ctype, clen);
+  p += clen;
+  PUT(p, "\r\nContent-Length: ");
+  p += put_uint(p, (uint64_t)len);
+  if (close)
+    PUT(p, "\r\nConnection: close\r\n");
+  else
+    PUT(p, "\r\nConnection: keep-alive\r\n");
+  memcpy(p, r->xh, r->xhlen);
+  p += r->xhlen;
+  PUT(p, "\r\n");
+  if (blen) memcpy(p, body, blen);
+  p += blen;
   r->out = out;
-  r->outlen = total;
+  r->outlen = (size_t)(p - out);
   return 0;
 }
 

@@ -28,6 +28,8 @@ void fshm__ring_init(fshm_ring_t *r, void *mem, uint32_t cap)
     for (uint64_t i = 0; i < cap; i++) {
         atomic_init(&r->sh->cells[i].seq, i);
         atomic_init(&r->sh->cells[i].val, 0);
+        r->sh->cells[i].len = FSHM_NOT_INLINE;
+        r->sh->cells[i].status = 0;
     }
     atomic_thread_fence(memory_order_release);
 }
@@ -62,12 +64,18 @@ static int claim_push(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *inten
                 return 0;
             }
         } else if (dif < 0) {
-            /* The consumer of the previous lap has not handed the cell back:
-             * full, unless enq moved meanwhile (then our pos was stale). */
+            /* The consumer of the previous lap has not handed the cell back
+             * (unless enq moved meanwhile: then our pos was stale). That is
+             * "full" only when every cell really holds a value; otherwise
+             * that consumer claimed its position and has not finished (it
+             * was preempted between its CAS and its hand-back, or died
+             * there): -EBUSY, try again later. Taking it for "full" made
+             * the server compact a ring it could not refill. */
             uint64_t now = atomic_load_explicit(&sh->enq, memory_order_relaxed);
             if (now == pos) {
                 intent_clear(intent);
-                return -EAGAIN;
+                uint64_t deq = atomic_load_explicit(&sh->deq, memory_order_acquire);
+                return deq <= pos && pos - deq > r->mask ? -EAGAIN : -EBUSY;
             }
             pos = now;
         } else {
@@ -109,22 +117,34 @@ static int claim_pop(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *intent
     }
 }
 
-int fshm__ring_push(fshm_ring_t *r, uint64_t val, _Atomic uint64_t *intent)
+int fshm__ring_push_msg(fshm_ring_t *r, uint64_t val, int32_t status, const void *data,
+                        uint32_t len, _Atomic uint64_t *intent)
 {
     uint64_t pos;
+    if (len != FSHM_NOT_INLINE && len > FSHM_INLINE_MAX)
+        return -EMSGSIZE;
     int rc = claim_push(r, &pos, intent);
     if (rc < 0)
         return rc;
     fshm_cell_t *c = &r->sh->cells[pos & r->mask];
     atomic_store_explicit(&c->val, val, memory_order_relaxed);
-    /* Publishes val to the consumer of this lap. */
+    c->len = len;
+    c->status = status;
+    if (len != FSHM_NOT_INLINE && len)
+        memcpy(c->data, data, len);
+    /* Publishes val and the message to the consumer of this lap. */
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     intent_clear(intent);
     return 0;
 }
 
-int fshm__ring_pop(fshm_ring_t *r, uint64_t *val, _Atomic uint64_t *intent,
-                   _Atomic uint64_t *popped)
+int fshm__ring_push(fshm_ring_t *r, uint64_t val, _Atomic uint64_t *intent)
+{
+    return fshm__ring_push_msg(r, val, 0, NULL, FSHM_NOT_INLINE, intent);
+}
+
+int fshm__ring_pop_msg(fshm_ring_t *r, uint64_t *val, int32_t *status, void *buf, uint32_t *len,
+                       _Atomic uint64_t *intent, _Atomic uint64_t *popped)
 {
     uint64_t pos;
     int rc = claim_pop(r, &pos, intent);
@@ -132,6 +152,15 @@ int fshm__ring_pop(fshm_ring_t *r, uint64_t *val, _Atomic uint64_t *intent,
         return rc;
     fshm_cell_t *c = &r->sh->cells[pos & r->mask];
     uint64_t v = atomic_load_explicit(&c->val, memory_order_relaxed);
+    uint32_t n = c->len;
+    if (n > FSHM_INLINE_MAX)
+        n = FSHM_NOT_INLINE; /* includes a corrupted length */
+    else if (n && buf)
+        memcpy(buf, c->data, n);
+    if (status)
+        *status = c->status;
+    if (len)
+        *len = n;
     /* Record the value before the cell is reused, so that a death between
      * here and the caller's next step loses nothing. */
     if (popped)
@@ -141,6 +170,12 @@ int fshm__ring_pop(fshm_ring_t *r, uint64_t *val, _Atomic uint64_t *intent,
     intent_clear(intent);
     *val = v;
     return 0;
+}
+
+int fshm__ring_pop(fshm_ring_t *r, uint64_t *val, _Atomic uint64_t *intent,
+                   _Atomic uint64_t *popped)
+{
+    return fshm__ring_pop_msg(r, val, NULL, NULL, NULL, intent, popped);
 }
 
 bool fshm__ring_ready(const fshm_ring_t *r)
@@ -177,6 +212,7 @@ int fshm__ring_repair_push(fshm_ring_t *r, uint64_t pos)
     if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos)
         return 0; /* published already */
     atomic_store_explicit(&c->val, FSHM_RING_HOLE, memory_order_relaxed);
+    c->len = FSHM_NOT_INLINE;
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     return 1;
 }

@@ -24,9 +24,26 @@
 /* A value no producer ever pushes: fills a cell whose producer died. */
 #define FSHM_RING_HOLE UINT64_MAX
 
+/* Bytes of message a cell carries inline (see fshm_cell_t). */
+#define FSHM_INLINE_MAX 104u
+/* fshm_cell_t.len of a cell whose message is not inline (out of line in
+ * the task slot, or no message at all). */
+#define FSHM_NOT_INLINE UINT32_MAX
+
+/* One cell: two cache lines (128 bytes, 128-aligned in the segment: the
+ * adjacent-line prefetcher fetches them together). A small message
+ * travels inside the cell, next to the sequence word that publishes it,
+ * so the reader that sees the cell full has the message too: no separate
+ * payload line, and no dependent miss on a line found through the value.
+ * The producer writes val, len, status and data before the release store
+ * of seq; the consumer reads them after the acquire load of seq and
+ * before it hands the cell back, so plain accesses are race-free. */
 typedef struct fshm_cell {
-    _Atomic uint64_t seq; /* whose turn: pos (empty, producer's) or pos+1 (full, consumer's) */
-    _Atomic uint64_t val; /* the value; atomic so a reader never sees a torn word */
+    _Alignas(64) _Atomic uint64_t seq; /* whose turn: pos (empty, producer's) or pos+1 (full) */
+    _Atomic uint64_t val;   /* the value; atomic so a reader never sees a torn word */
+    uint32_t len;           /* inline message bytes, or FSHM_NOT_INLINE */
+    int32_t status;         /* completions: the answer's status (0 or -errno) */
+    uint8_t data[FSHM_INLINE_MAX]; /* the inline message (len bytes) */
 } fshm_cell_t;
 
 typedef struct fshm_ring_shared {
@@ -52,8 +69,25 @@ void fshm__ring_init(fshm_ring_t *r, void *mem, uint32_t cap);
 void fshm__ring_attach(fshm_ring_t *r, void *mem, uint32_t cap);
 
 /* Appends val. intent (may be NULL) holds pos + 1 while the cell is being
- * filled. Returns 0, or -EAGAIN when the ring is full. */
+ * filled. Returns 0, -EAGAIN when the ring is full (every cell holds a
+ * value), or -EBUSY when it is not full but the cell of the next position
+ * is still being emptied by the consumer of the previous lap (preempted
+ * between its claim and its hand-back, or dead there): nothing was
+ * written; try again later (the caller must keep the value meanwhile). */
 int fshm__ring_push(fshm_ring_t *r, uint64_t val, _Atomic uint64_t *intent);
+
+/* Appends val with a message of len bytes (len <= FSHM_INLINE_MAX) copied
+ * into the cell, and status; len FSHM_NOT_INLINE: no message (data is
+ * ignored). Same returns as fshm__ring_push. */
+int fshm__ring_push_msg(fshm_ring_t *r, uint64_t val, int32_t status, const void *data,
+                        uint32_t len, _Atomic uint64_t *intent);
+
+/* As fshm__ring_pop, and copies the cell's message into buf (room for
+ * FSHM_INLINE_MAX bytes) before handing the cell back: *len is its length
+ * or FSHM_NOT_INLINE (then buf is untouched), *status the cell's status.
+ * A length above FSHM_INLINE_MAX (a corrupted cell) reads as not inline. */
+int fshm__ring_pop_msg(fshm_ring_t *r, uint64_t *val, int32_t *status, void *buf, uint32_t *len,
+                       _Atomic uint64_t *intent, _Atomic uint64_t *popped);
 
 /* Removes the oldest value into *val. intent (may be NULL) holds pos + 1
  * while the cell is being emptied; popped (may be NULL) receives the value

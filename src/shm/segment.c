@@ -24,7 +24,7 @@
 
 _Static_assert(sizeof(fshm_slot_t) == 64, "slot is one cache line");
 _Static_assert(sizeof(fshm_wentry_t) == 128, "worker entry is two cache lines");
-_Static_assert(sizeof(fshm_cell_t) == 16, "ring cell is two words");
+_Static_assert(sizeof(fshm_cell_t) == 128, "ring cell is two cache lines");
 _Static_assert(sizeof(fshm_hdr_t) <= 4096, "header fits its page");
 
 #define FSHM_PAGE 4096ull

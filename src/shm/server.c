@@ -117,9 +117,11 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     srv->tasks = calloc(n, sizeof(*srv->tasks));
     srv->free_stack = calloc(n, sizeof(*srv->free_stack));
     srv->deferred = calloc(n, sizeof(*srv->deferred));
-    srv->scratch = calloc(n, sizeof(*srv->scratch));
+    srv->scratch = calloc(srv->seg.lay.req_cells, sizeof(*srv->scratch));
+    srv->backlog = calloc(srv->seg.lay.req_cells, sizeof(*srv->backlog));
     srv->repairs = calloc(srv->max_repairs, sizeof(*srv->repairs));
-    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->scratch || !srv->repairs) {
+    if (!srv->tasks || !srv->free_stack || !srv->deferred || !srv->scratch || !srv->backlog ||
+        !srv->repairs) {
         rc = -ENOMEM;
         goto fail_alloc;
     }
@@ -157,6 +159,7 @@ fail_alloc:
     free(srv->free_stack);
     free(srv->deferred);
     free(srv->scratch);
+    free(srv->backlog);
     free(srv->repairs);
     fshm__seg_destroy(&srv->seg, true);
 fail_seg:
@@ -187,6 +190,7 @@ void fshm_server_close(fshm_server_t *srv)
     free(srv->free_stack);
     free(srv->deferred);
     free(srv->scratch);
+    free(srv->backlog);
     free(srv->repairs);
     free(srv);
 }
@@ -203,11 +207,6 @@ int fshm_server_event_fd(const fshm_server_t *srv)
 
 /* ---- submit / cancel ---- */
 
-static void notify_workers(fshm_server_t *srv)
-{
-    fshm__evc_notify(&srv->seg.hdr->work, 1);
-}
-
 /* A ticket that still stands for a queued dispatch of a live task. */
 static bool ticket_live(fshm_server_t *srv, uint64_t ticket)
 {
@@ -219,39 +218,122 @@ static bool ticket_live(fshm_server_t *srv, uint64_t ticket)
            atomic_load(&srv->seg.slots[idx].word) == fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0);
 }
 
-/* A cancelled task's ticket stays in the request ring until a worker pops
- * and drops it; with no worker running, such stale tickets pile up. The
- * ring has twice as many cells as there are slots and a slot has at most
- * one live ticket, so when the ring is full at least half of it is stale:
- * take everything out and put the live tickets back, in order. Rare (only
- * with no worker taking tickets), O(ring). */
+/* ---- the request ring and the backlog ----
+ * A push can find the next cell still being emptied by a worker that was
+ * preempted (or died) between claiming it and handing it back, one lap
+ * earlier: the ring is not full, but that ticket cannot go in yet. It then
+ * waits in a private FIFO, the backlog, behind which every later ticket
+ * queues (order is kept), and is pushed by the next submit, poll, wait or
+ * worker check. Nothing is ever dropped: a slot is QUEUED exactly while its
+ * live ticket is in the ring, in the backlog, or held by a worker. */
+
+static uint32_t bl_cap(const fshm_server_t *srv)
+{
+    return srv->seg.lay.req_cells;
+}
+
+/* One push of a ticket into the request ring, carrying the request inline
+ * when it is small (the server's own copy stays in the slot's buffer, for
+ * a re-queue and for large requests; a worker never reads that line for a
+ * small request, so it costs no cache-line move). */
+static int ring_put(fshm_server_t *srv, uint64_t ticket)
+{
+    uint32_t idx = (uint32_t)(ticket >> 32);
+    if (ticket == FSHM_RING_HOLE || idx >= srv->seg.cfg.ring_slots)
+        return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    uint32_t len = srv->tasks[idx].req_len;
+    if (len > FSHM_INLINE_MAX)
+        return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    return fshm__ring_push_msg(&srv->seg.req, ticket, 0, fshm__slot_req(&srv->seg, idx), len,
+                               NULL);
+}
+
+/* Keeps only the live tickets of the backlog (stale ones are tickets of
+ * tasks cancelled while waiting there). */
+static void backlog_prune(fshm_server_t *srv)
+{
+    uint32_t cap = bl_cap(srv), n = 0;
+    for (uint32_t i = 0; i < srv->bl_count; i++) {
+        uint64_t t = srv->backlog[(srv->bl_head + i) % cap];
+        if (ticket_live(srv, t))
+            srv->scratch[n++] = t;
+    }
+    memcpy(srv->backlog, srv->scratch, n * sizeof(*srv->backlog));
+    srv->bl_head = 0;
+    srv->bl_count = n;
+}
+
+static void backlog_add(fshm_server_t *srv, uint64_t ticket)
+{
+    uint32_t cap = bl_cap(srv);
+    /* A slot has at most one live ticket, so after pruning there is room
+     * (cap = 2 x ring_slots). */
+    if (srv->bl_count == cap)
+        backlog_prune(srv);
+    if (srv->bl_count == cap)
+        return; /* cannot happen: more live tickets than slots */
+    srv->backlog[(srv->bl_head + srv->bl_count) % cap] = ticket;
+    srv->bl_count++;
+}
+
+/* The ring is really full: with no worker taking tickets, tickets of
+ * cancelled tasks pile up. The ring has twice as many cells as there are
+ * slots and a slot has at most one live ticket, so at least half of it is
+ * stale: take everything out and queue the live tickets again, in order,
+ * ahead of the backlog. Rare (only with no worker taking tickets), O(ring). */
 static void compact_requests(fshm_server_t *srv)
 {
-    uint32_t n = 0;
+    uint32_t cap = bl_cap(srv), n = 0;
     uint64_t v;
     for (uint32_t i = 0; i < srv->seg.lay.req_cells; i++) {
         if (fshm__ring_pop(&srv->seg.req, &v, NULL, NULL) < 0)
             break;
-        if (!ticket_live(srv, v))
-            continue;
-        if (n < srv->seg.cfg.ring_slots)
+        if (ticket_live(srv, v) && n < cap)
             srv->scratch[n++] = v;
-        else
-            fshm__ring_push(&srv->seg.req, v, NULL); /* cannot happen: one per slot */
     }
-    for (uint32_t i = 0; i < n; i++)
-        fshm__ring_push(&srv->seg.req, srv->scratch[i], NULL);
-    /* A worker that looked while we held them went back to sleep. */
-    if (n)
-        fshm__evc_notify(&srv->seg.hdr->work, (int)n);
+    for (uint32_t i = 0; i < srv->bl_count && n < cap; i++) {
+        uint64_t t = srv->backlog[(srv->bl_head + i) % cap];
+        if (ticket_live(srv, t))
+            srv->scratch[n++] = t;
+    }
+    memcpy(srv->backlog, srv->scratch, n * sizeof(*srv->backlog));
+    srv->bl_head = 0;
+    srv->bl_count = n;
 }
 
-static int push_request(fshm_server_t *srv, uint64_t ticket)
+void fshm__srv_flush(fshm_server_t *srv)
 {
-    if (fshm__ring_push(&srv->seg.req, ticket, NULL) == 0)
-        return 0;
-    compact_requests(srv);
-    return fshm__ring_push(&srv->seg.req, ticket, NULL);
+    uint32_t cap = bl_cap(srv);
+    int pushed = 0;
+    bool compacted = false;
+    while (srv->bl_count) {
+        int rc = ring_put(srv, srv->backlog[srv->bl_head]);
+        if (rc == 0) {
+            srv->bl_head = (srv->bl_head + 1) % cap;
+            srv->bl_count--;
+            pushed++;
+        } else if (rc == -EAGAIN && !compacted) {
+            compact_requests(srv);
+            compacted = true;
+        } else {
+            break; /* -EBUSY: a worker still empties that cell; next time */
+        }
+    }
+    /* Wake as many workers as tickets went in (a worker that looked while
+     * the ring was being compacted went back to sleep). */
+    if (pushed)
+        fshm__evc_notify(&srv->seg.hdr->work, pushed);
+}
+
+/* Queues a ticket: into the ring at once if nothing waits before it. */
+static void push_request(fshm_server_t *srv, uint64_t ticket)
+{
+    if (srv->bl_count == 0 && ring_put(srv, ticket) == 0) {
+        fshm__evc_notify(&srv->seg.hdr->work, 1);
+        return;
+    }
+    backlog_add(srv, ticket);
+    fshm__srv_flush(srv);
 }
 
 int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t *task_id_out)
@@ -278,22 +360,18 @@ int fshm_server_submit(fshm_server_t *srv, const void *req, size_t len, uint64_t
     s->attempt = 1;
     atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0),
                           memory_order_release);
-    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
-        /* Only possible with a corrupted ring; change nothing. */
-        atomic_store_explicit(&s->word, fshm__slot_word(t->seq, FSHM_SLOT_FREE, 0),
-                              memory_order_release);
-        return -EAGAIN;
-    }
     srv->nfree--;
     srv->serial++;
     t->seq = seq;
     t->id = id;
     t->attempts = 1;
     t->fail_status = 0;
+    t->req_len = (uint32_t)len;
     t->busy = 1;
     t->cancelled = 0;
     srv->stats.submitted++;
-    notify_workers(srv);
+    /* After the task record: the push may compact, which asks ticket_live(). */
+    push_request(srv, fshm__ticket(idx, seq));
     *task_id_out = id;
     return 0;
 }
@@ -390,12 +468,7 @@ void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word)
         srv->stats.requeued++;
     }
     s->attempt = t->attempts;
-    if (push_request(srv, fshm__ticket(idx, seq)) < 0) {
-        /* Cannot happen with a sane ring (a slot is in it at most once). */
-        hold_and_fail(srv, idx, fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0), -EIO);
-        return;
-    }
-    notify_workers(srv);
+    push_request(srv, fshm__ticket(idx, seq));
 }
 
 /* ---- delivery ---- */
@@ -414,10 +487,16 @@ static void release_slot(fshm_server_t *srv, uint32_t idx)
     srv->free_stack[srv->nfree++] = idx;
 }
 
+/* An answer that came inside its completion cell (copied to srv->inbuf). */
+typedef struct fshm_inline {
+    int32_t status; /* the worker's status */
+    uint32_t len;   /* bytes in srv->inbuf */
+} fshm_inline_t;
+
 /* Delivers slot idx if it really is finished with dispatch seq. Everything
  * the worker wrote is checked before use. Returns 1 if cb was called. */
 static int deliver(fshm_server_t *srv, uint32_t idx, uint32_t seq, bool from_deferred,
-                   fshm_done_cb cb, void *arg)
+                   const fshm_inline_t *in, fshm_done_cb cb, void *arg)
 {
     fshm_task_t *t = &srv->tasks[idx];
     fshm_slot_t *s = &srv->seg.slots[idx];
@@ -427,15 +506,36 @@ static int deliver(fshm_server_t *srv, uint32_t idx, uint32_t seq, bool from_def
     }
     if (!t->busy || t->seq != seq)
         return 0; /* stale ticket */
-    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
-    if (fshm__sw_seq(w) != seq)
-        return 0;
 
     int status;
     const void *resp;
     size_t len;
-    uint32_t st = fshm__sw_state(w);
-    if (st == FSHM_SLOT_DONE) {
+    uint32_t st;
+    if (in && !t->deferred) {
+        /* The answer came inline: no need to read the slot line. A
+         * completion ticket with the current seq can only come from the
+         * worker that moved this dispatch to DONE (every other path that
+         * changes a claimed slot bumps seq or holds it, and a worker
+         * pushes only after its CAS to WRITING succeeded). */
+        st = FSHM_SLOT_DONE;
+    } else {
+        uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+        if (fshm__sw_seq(w) != seq)
+            return 0;
+        st = fshm__sw_state(w);
+        in = NULL;
+    }
+    if (st == FSHM_SLOT_DONE && in) {
+        status = in->status;
+        len = in->len;
+        resp = srv->inbuf;
+        if (status > 0 || status < -4095 || len > srv->seg.cfg.payload_max) {
+            status = -EPROTO;
+            len = (size_t)snprintf(srv->errtext, sizeof(srv->errtext),
+                                   "worker returned an invalid answer");
+            resp = srv->errtext;
+        }
+    } else if (st == FSHM_SLOT_DONE) {
         status = s->status;
         len = s->resp_len;
         resp = fshm__slot_resp(&srv->seg, idx);
@@ -497,6 +597,8 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
         fshm__futex_wake(&srv->signaled, 1, false);
     }
     maybe_check_workers(srv);
+    if (srv->bl_count)
+        fshm__srv_flush(srv);
 
     int n = 0;
     /* Bounded so one poll cannot starve the loop under a flood. */
@@ -506,21 +608,24 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
             uint32_t idx = srv->deferred[srv->def_head];
             srv->def_head = (srv->def_head + 1) % srv->seg.cfg.ring_slots;
             srv->def_count--;
-            n += deliver(srv, idx, 0, true, cb, arg);
+            n += deliver(srv, idx, 0, true, NULL, cb, arg);
         }
         if (budget-- == 0) {
             efd_signal(srv); /* come back for the rest */
             break;
         }
         uint64_t ticket;
-        if (fshm__ring_pop(&srv->seg.cmp, &ticket, NULL, NULL) < 0)
+        fshm_inline_t in;
+        if (fshm__ring_pop_msg(&srv->seg.cmp, &ticket, &in.status, srv->inbuf, &in.len, NULL,
+                               NULL) < 0)
             break;
         if (ticket == FSHM_RING_HOLE)
             continue; /* left by the repair of a dead worker's push */
         uint32_t idx = (uint32_t)(ticket >> 32);
         if (idx >= srv->seg.cfg.ring_slots)
             continue; /* garbage from a worker: ignore */
-        n += deliver(srv, idx, (uint32_t)ticket, false, cb, arg);
+        n += deliver(srv, idx, (uint32_t)ticket, false,
+                     in.len == FSHM_NOT_INLINE ? NULL : &in, cb, arg);
     }
     return n;
 }
@@ -535,6 +640,8 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
 {
     if (!srv)
         return -EINVAL;
+    if (srv->bl_count)
+        fshm__srv_flush(srv);
     if (loop_ready(srv))
         return 1;
     /* Stand the helper down while we spin: a worker then publishes without
@@ -564,15 +671,20 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
     struct timespec ts;
     const struct timespec *dl = fshm__deadline(&ts, timeout_ms);
     for (;;) {
+        if (srv->bl_count)
+            fshm__srv_flush(srv);
         if (loop_ready(srv))
             return 1;
-        int ms = -1;
+        /* Tickets still wait for a cell a worker is emptying: look again
+         * soon (nothing else would push them while we sleep). */
+        int ms = srv->bl_count ? 1 : -1;
         if (dl) {
             uint64_t now = fshm__now_ns();
             uint64_t end = (uint64_t)dl->tv_sec * 1000000000ull + (uint64_t)dl->tv_nsec;
             if (now >= end)
                 return 0;
-            ms = (int)((end - now + 999999) / 1000000);
+            int left = (int)((end - now + 999999) / 1000000);
+            ms = ms < 0 || left < ms ? left : ms;
         }
         struct pollfd pfd = {.fd = srv->efd, .events = POLLIN};
         int rc = poll(&pfd, 1, ms);
@@ -625,13 +737,18 @@ int fshm_server_workers(fshm_server_t *srv, fshm_worker_info_t *out, size_t max)
             continue;
         uint64_t hbw = atomic_load(&e->heartbeat);
         uint64_t hb = fshm__hb_gen(hbw) == fshm__ww_gen(w) ? fshm__hb_ms(hbw) : 0;
+        uint64_t cur = atomic_load(&e->current_task);
+        /* A worker leaves its state word IDLE while it runs a task (no
+         * extra CAS per task): running is current_task != 0. */
+        if (st == FSHM_W_IDLE && cur)
+            st = FSHM_W_BUSY;
         out[n] = (fshm_worker_info_t){
             .pid = fshm__ww_pid(w),
             .index = i,
             .state = st < 4 ? names[st] : "dead",
             .tasks_done = atomic_load(&e->tasks_done),
             .tasks_failed = atomic_load(&e->tasks_failed),
-            .current_task = atomic_load(&e->current_task),
+            .current_task = cur,
             .heartbeat_age_ms = hb && now > hb ? now - hb : 0,
         };
         n++;

@@ -15,6 +15,7 @@ typedef struct fshm_task {
     uint32_t seq;        /* current dispatch seq (the slot word must match) */
     uint32_t attempts;   /* dispatches so far */
     int32_t fail_status; /* for HELD slots: the status to deliver */
+    uint32_t req_len;    /* request bytes (in the slot's buffer; inline in the ticket's cell if small) */
     uint8_t busy;        /* allocated (not on the free stack) */
     uint8_t cancelled;   /* the caller gave up: no callback */
     uint8_t deferred;    /* on the deferred list */
@@ -36,7 +37,10 @@ struct fshm_server {
     uint32_t *deferred;     /* FIFO of slots to deliver without a ticket (reaped) */
     uint32_t def_head;      /* next to deliver */
     uint32_t def_count;     /* entries queued */
-    uint64_t *scratch;      /* ring_slots tickets: room for compact_requests() */
+    uint64_t *scratch;      /* req_cells tickets: room for compact_requests() */
+    uint64_t *backlog;      /* FIFO of tickets not yet in the request ring (req_cells) */
+    uint32_t bl_head;       /* oldest backlog entry */
+    uint32_t bl_count;      /* backlog entries */
     uint32_t ncancelled;    /* cancelled tasks whose worker still holds the slot */
     fshm_repair_t *repairs; /* pending ring repairs */
     uint32_t nrepairs;      /* entries in repairs */
@@ -46,6 +50,7 @@ struct fshm_server {
     uint32_t seen_events;   /* worker_events value at the last check */
     fshm_stats_t stats;     /* counters (queue_depth etc. computed on demand) */
     char errtext[128];      /* error text for server-made failures */
+    _Alignas(16) uint8_t inbuf[FSHM_INLINE_MAX]; /* an inline answer copied out of its cell */
     int efd;                /* eventfd handed to the loop */
     bool efd_dirty;         /* the loop thread itself wrote efd since the last poll */
     pthread_t helper;       /* turns futex wakes into eventfd writes */
@@ -58,6 +63,8 @@ struct fshm_server {
 
 /* Queues idx on the deferred list (once) and marks the event fd. */
 void fshm__srv_defer(fshm_server_t *srv, uint32_t idx);
+/* Pushes backlogged tickets into the request ring (as many as it takes). */
+void fshm__srv_flush(fshm_server_t *srv);
 /* Puts a slot the server holds back into the request ring, or fails it. */
 void fshm__srv_requeue(fshm_server_t *srv, uint32_t idx, uint64_t expect_word);
 

@@ -42,6 +42,8 @@ struct fshm_worker {
     _Atomic uint32_t gone;     /* hb saw the server die */
     _Atomic uint32_t evicted;  /* hb saw our entry taken from us: we are a ghost */
     _Atomic uint32_t interrupted; /* fshm_worker_interrupt() called */
+    uint32_t task_inline;      /* request bytes in inbuf, or FSHM_NOT_INLINE (in the slot) */
+    _Alignas(16) uint8_t inbuf[FSHM_INLINE_MAX]; /* a small request, copied out of its cell */
 };
 
 static void notify_server(fshm_worker_t *w)
@@ -76,15 +78,6 @@ static bool entry_ours(fshm_worker_t *w)
     uint32_t st = fshm__ww_state(ew);
     return fshm__ww_gen(ew) == w->gen && fshm__ww_pid(ew) == w->pid &&
            (st == FSHM_W_IDLE || st == FSHM_W_BUSY);
-}
-
-static void set_state(fshm_worker_t *w, uint32_t state)
-{
-    uint64_t ew = atomic_load(&w->me->word);
-    uint32_t st = fshm__ww_state(ew);
-    if (fshm__ww_gen(ew) != w->gen || (st != FSHM_W_IDLE && st != FSHM_W_BUSY))
-        return; /* declared dead: leave it to the server */
-    atomic_compare_exchange_strong(&w->me->word, &ew, fshm__wword(w->gen, state, w->pid));
 }
 
 /* One heartbeat, written only while the entry is ours: the CAS expects a
@@ -249,13 +242,17 @@ fail_seg:
     return rc;
 }
 
-static void push_completion(fshm_worker_t *w, uint32_t idx, uint32_t seq)
+/* A small answer travels inside the completion cell (status, length and
+ * bytes), so the server never reads the slot line or the response buffer
+ * for it; len FSHM_NOT_INLINE: the answer is in the slot only. */
+static void push_completion(fshm_worker_t *w, uint32_t idx, uint32_t seq, int32_t status,
+                            const void *resp, uint32_t len)
 {
     uint64_t t = fshm__ticket(idx, seq);
     /* The ring has room for every slot twice, so this fails only with a
      * corrupted ring; then the server delivers the slot when it reaps us. */
     for (int i = 0; i < 1000; i++) {
-        if (fshm__ring_push(&w->seg.cmp, t, &w->me->cmp_intent) == 0)
+        if (fshm__ring_push_msg(&w->seg.cmp, t, status, resp, len, &w->me->cmp_intent) == 0)
             break;
         sched_yield();
     }
@@ -272,13 +269,17 @@ static int finish(fshm_worker_t *w, uint32_t idx, uint32_t seq, int status, cons
     if (!atomic_compare_exchange_strong(&s->word, &expect,
                                         fshm__slot_word(seq, FSHM_SLOT_WRITING, w->index)))
         return -ENOLINK;
+    /* The slot gets the answer too, even a small one: if we die before
+     * the push below, the server delivers it from there. The server does
+     * not read these lines otherwise, so they stay in our cache. */
     if (len)
         memcpy(fshm__slot_resp(&w->seg, idx), resp, len);
     s->resp_len = (uint32_t)len;
     s->status = status;
     atomic_store_explicit(&s->word, fshm__slot_word(seq, FSHM_SLOT_DONE, w->index),
                           memory_order_release);
-    push_completion(w, idx, seq);
+    push_completion(w, idx, seq, status, resp,
+                    len <= FSHM_INLINE_MAX ? (uint32_t)len : FSHM_NOT_INLINE);
     return 0;
 }
 
@@ -288,7 +289,8 @@ static int try_take(fshm_worker_t *w)
     fshm_wentry_t *me = w->me;
     for (;;) {
         uint64_t t;
-        if (fshm__ring_pop(&w->seg.req, &t, &me->req_intent, &me->popped) < 0)
+        if (fshm__ring_pop_msg(&w->seg.req, &t, NULL, w->inbuf, &w->task_inline, &me->req_intent,
+                               &me->popped) < 0)
             return -EAGAIN;
         uint32_t idx = (uint32_t)(t >> 32), seq = (uint32_t)t;
         if (idx >= w->seg.cfg.ring_slots) {
@@ -328,9 +330,13 @@ static int try_take(fshm_worker_t *w)
         w->task_idx = idx;
         w->task_seq = seq;
         w->task_id = s->task_id;
-        atomic_store(&me->current_task, w->task_id);
-        atomic_store(&me->popped, 0);
-        set_state(w, FSHM_W_BUSY);
+        /* Plain release stores to our own entry (the server reads it only
+         * when it checks workers): our claim CAS above already ordered
+         * everything before it, and the entry's state stays IDLE while we
+         * run; "busy" is current_task != 0 (a CAS of the entry word twice
+         * per task bought nothing). */
+        atomic_store_explicit(&me->current_task, w->task_id, memory_order_release);
+        atomic_store_explicit(&me->popped, 0, memory_order_release);
         return 0;
     }
 }
@@ -395,14 +401,19 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
             return -ETIME;
         }
     }
-    uint32_t n = w->seg.slots[w->task_idx].req_len;
+    /* A small request came inside its cell (already copied out, the slot's
+     * request buffer is not read); a large one is in the slot. */
+    uint32_t n = w->task_inline;
+    if (n == FSHM_NOT_INLINE)
+        n = w->seg.slots[w->task_idx].req_len;
     if (n > w->seg.cfg.payload_max) {
         /* The server wrote an impossible length: fail the task, not us. */
         fshm_worker_reply(w, w->task_id, -EPROTO, "bad request length", 18);
         return -EPROTO;
     }
     *task_id = w->task_id;
-    *req = fshm__slot_req(&w->seg, w->task_idx);
+    *req = w->task_inline == FSHM_NOT_INLINE ? (const void *)fshm__slot_req(&w->seg, w->task_idx)
+                                             : (const void *)w->inbuf;
     *len = n;
     return 0;
 }
@@ -423,12 +434,11 @@ int fshm_worker_reply(fshm_worker_t *w, uint64_t task_id, int status, const void
     if (rc < 0)
         return rc;
     if (entry_ours(w))
-        atomic_store(&w->me->current_task, 0);
-    if (status == 0)
-        atomic_fetch_add(&w->me->tasks_done, 1);
-    else
-        atomic_fetch_add(&w->me->tasks_failed, 1);
-    set_state(w, FSHM_W_IDLE);
+        atomic_store_explicit(&w->me->current_task, 0, memory_order_release);
+    /* Only we write our counters: a load and a store, no locked add. */
+    _Atomic uint64_t *ctr = status == 0 ? &w->me->tasks_done : &w->me->tasks_failed;
+    atomic_store_explicit(ctr, atomic_load_explicit(ctr, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     return ret;
 }
 

@@ -176,6 +176,10 @@ int fshm__srv_check_workers(fshm_server_t *srv)
         reclaim(srv, i, w, now);
     }
     run_repairs(srv, now);
+    /* A repaired cell (or one a slow worker finished emptying) lets
+     * backlogged tickets in. */
+    if (srv->bl_count)
+        fshm__srv_flush(srv);
     return reaped;
 }
 

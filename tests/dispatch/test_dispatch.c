@@ -68,6 +68,25 @@ static void teardown(void) {
   F.d = NULL;
 }
 
+/* A test that needs another configuration restarts the fixture with the
+ * defaults changed by the statements given (on `c`):
+ *   RESTART_WITH(c.queue_size = 3; c.max_retries = 1); */
+#define RESTART_WITH(...)                \
+  do {                                   \
+    fdisp_config_t c = defaults();       \
+    __VA_ARGS__;                         \
+    restart(&c);                         \
+  } while (0)
+static fdisp_config_t defaults(void) {
+  fdisp_config_t c;
+  fdisp_config_default(&c);
+  return c;
+}
+static void restart(const fdisp_config_t *c) {
+  teardown();
+  setup_cfg(c);
+}
+
 /* Next unchecked event must be exactly this. */
 static void expect(char kind, fdisp_job_id_t job, fdisp_worker_id_t w) {
   cr_assert_lt(F.consumed, F.nev, "expected %c job %lu on %u, no event", kind,
@@ -87,6 +106,11 @@ static fdisp_worker_id_t add_worker(uint32_t cap) {
   cr_assert_eq(fdisp_worker_add(F.d, cap, NULL, &w), 0);
   return w;
 }
+static fdisp_stats_t stats(void) {
+  fdisp_stats_t st;
+  fdisp_stats(F.d, &st);
+  return st;
+}
 static fdisp_job_id_t submit(uint32_t timeout) {
   fdisp_job_id_t j = 0;
   cr_assert_eq(fdisp_submit(F.d, NULL, timeout, &j), 0);
@@ -97,8 +121,7 @@ static fdisp_job_id_t submit(uint32_t timeout) {
 Test(dispatch, bad_arguments, .init = setup, .fini = teardown, .timeout = 10) {
   fdisp_t *d;
   cr_assert_eq(fdisp_init(&d, NULL, NULL, NULL, fclock, NULL), -EINVAL);
-  fdisp_config_t c;
-  fdisp_config_default(&c);
+  fdisp_config_t c = defaults();
   c.max_retries = FDISP_MAX_TRIES;
   cr_assert_eq(fdisp_init(&d, &c, &OPS, NULL, fclock, NULL), -EINVAL);
   cr_assert_eq(fdisp_worker_add(F.d, 0, NULL, NULL), -EINVAL);
@@ -117,8 +140,7 @@ Test(dispatch, fills_slots_then_queues_in_order, .init = setup, .fini = teardown
   expect('r', a, w);
   expect('r', b, w);
   expect_none();
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.queued, 2);
   cr_assert_eq(st.running, 2);
   cr_assert_eq(fdisp_job_worker(F.d, c), 0);
@@ -130,17 +152,12 @@ Test(dispatch, fills_slots_then_queues_in_order, .init = setup, .fini = teardown
 }
 
 Test(dispatch, full_queue_refuses_at_once_and_changes_nothing, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.queue_size = 3;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.queue_size = 3);
   for (int i = 0; i < 3; i++) submit(0);
   fdisp_job_id_t j = 999;
   cr_assert_eq(fdisp_submit(F.d, NULL, 0, &j), -EAGAIN);
   cr_assert_eq(j, 999, "a failed submit leaves *out alone");
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.queued, 3);
   cr_assert_eq(st.submitted, 3);
   cr_assert_eq(st.rejected_full, 1);
@@ -170,11 +187,7 @@ Test(dispatch, least_loaded_by_ratio, .init = setup, .fini = teardown, .timeout 
 }
 
 Test(dispatch, round_robin_in_turn, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.policy = FDISP_ROUND_ROBIN;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.policy = FDISP_ROUND_ROBIN);
   fdisp_worker_id_t w[3] = {add_worker(10), add_worker(10), add_worker(10)};
   for (int i = 0; i < 7; i++) submit(0);
   for (int i = 0; i < 7; i++) expect('r', (fdisp_job_id_t)i + 1, w[i % 3]);
@@ -196,17 +209,12 @@ Test(dispatch, retry_runs_on_another_worker_at_head_of_line, .init = setup, .fin
   expect_none();
   cr_assert_eq(fdisp_job_done(F.d, c), 0);
   expect('r', e, w1);
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.retries, 1);
 }
 
 Test(dispatch, retries_are_bounded, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.max_retries = 2;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.max_retries = 2);
   fdisp_worker_id_t w[5];
   for (int i = 0; i < 5; i++) w[i] = add_worker(1);
   fdisp_job_id_t j = submit(0);
@@ -234,31 +242,38 @@ Test(dispatch, no_other_worker_gives_up, .init = setup, .fini = teardown, .timeo
   expect_none();
 }
 
+/* Two 1-slot workers w1, w2 running a and b; b has failed on w2 (retryable). */
+static void b_failed_on_w2(fdisp_worker_id_t *w1, fdisp_worker_id_t *w2, fdisp_job_id_t *a,
+                           fdisp_job_id_t *b) {
+  *w1 = add_worker(1);
+  *w2 = add_worker(1);
+  *a = submit(0);
+  *b = submit(0);
+  expect('r', *a, *w1);
+  expect('r', *b, *w2);
+  cr_assert_eq(fdisp_job_failed(F.d, *b, FDISP_F_RETRY), 0);
+}
+
 Test(dispatch, retry_waits_for_a_busy_untried_worker, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
-  fdisp_job_id_t a = submit(0), b = submit(0);
-  expect('r', a, w1);
-  expect('r', b, w2);
-  cr_assert_eq(fdisp_job_failed(F.d, b, FDISP_F_RETRY), 0);
+  fdisp_worker_id_t w1, w2;
+  fdisp_job_id_t a, b;
+  b_failed_on_w2(&w1, &w2, &a, &b);
   expect_none();   /* w2 free but tried; w1 busy but untried: wait */
   cr_assert_eq(fdisp_job_done(F.d, a), 0);
   expect('r', b, w1);
 }
 
 Test(dispatch, removing_the_last_untried_worker_gives_up, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
-  fdisp_job_id_t a = submit(0), b = submit(0);
-  expect('r', a, w1);
-  expect('r', b, w2);
-  cr_assert_eq(fdisp_job_failed(F.d, b, FDISP_F_RETRY), 0);
+  fdisp_worker_id_t w1, w2;
+  fdisp_job_id_t a, b;
+  b_failed_on_w2(&w1, &w2, &a, &b);
   cr_assert_eq(fdisp_worker_remove(F.d, w1), 0);
   expect_gave_up(b, 0, FDISP_R_NO_WORKER);
   /* w1 is forgotten only when its running job ends */
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.workers, 2);
   cr_assert_eq(fdisp_job_done(F.d, a), 0);
-  fdisp_stats(F.d, &st);
+  st = stats();
   cr_assert_eq(st.workers, 1);
   cr_assert_eq(fdisp_worker_data(F.d, w1), NULL);
 }
@@ -314,14 +329,7 @@ Test(dispatch, one_fault_never_ejects, .init = setup, .fini = teardown, .timeout
 }
 
 Test(dispatch, ejection_cooldown_and_half_open_probe, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.eject_after = 2;
-  c.cooldown_ms = 100;
-  c.cooldown_max_ms = 150;
-  c.default_deadline_ms = 100000;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.eject_after = 2; c.cooldown_ms = 100; c.cooldown_max_ms = 150; c.default_deadline_ms = 100000);
   fdisp_worker_id_t w = add_worker(4);
   fdisp_job_id_t a = submit(0), b = submit(0);
   expect('r', a, w);
@@ -422,8 +430,7 @@ Test(dispatch, cancel_queued_and_running, .init = setup, .fini = teardown, .time
   cr_assert_eq(fdisp_job_cancel(F.d, a), 0);   /* running: slot frees, c runs */
   expect('r', c, w);
   expect_none();
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.cancelled, 2);
   cr_assert_eq(st.running, 1);
   cr_assert_eq(fdisp_job_cancel(F.d, a), -ENOENT);
@@ -440,8 +447,7 @@ Test(dispatch, callbacks_may_report_from_inside_run, .init = setup, .fini = tear
   fdisp_job_id_t k = submit(0), l = submit(0);
   expect('r', k, w1);
   expect('r', l, w1);
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.completed, 2);
   cr_assert_eq(st.running, 1);
 }
@@ -460,8 +466,7 @@ Test(dispatch, stats_per_worker_and_global, .init = setup, .fini = teardown, .ti
   cr_assert_eq(ws[0].completed, 2);
   cr_assert_eq(ws[0].total_ms, 40);  /* 10 + 30 */
   cr_assert_eq(ws[0].last_active_ms, 1030);
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.submitted, 2);
   cr_assert_eq(st.completed, 2);
   cr_assert_eq(st.workers_healthy, 1);
@@ -487,29 +492,20 @@ Test(dispatch, shutdown_gives_up_everything, .init = setup, .fini = teardown, .t
 
 Test(dispatch, many_jobs_hash_and_heap, .init = setup, .fini = teardown, .timeout = 10) {
   /* grows the tables past their first size; deadlines expire in order */
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.queue_size = 2000;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.queue_size = 2000);
   for (int i = 0; i < 1000; i++) submit((uint32_t)(1000 - i));
   F.now += 1000;
   fdisp_tick(F.d);
   cr_assert_eq(F.gave_up, 1000);
   expect_gave_up(1000, 0, FDISP_R_DEADLINE);   /* earliest deadline first */
   expect_gave_up(999, 0, FDISP_R_DEADLINE);
-  fdisp_stats_t st;
-  fdisp_stats(F.d, &st);
+  fdisp_stats_t st = stats();
   cr_assert_eq(st.gave_up[FDISP_R_DEADLINE], 1000);
   cr_assert_eq(st.queued, 0);
 }
 
 Test(dispatch, global_cap_on_running_jobs, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.max_running = 3;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.max_running = 3);
   add_worker(2);
   add_worker(2);
   for (int i = 0; i < 5; i++) submit(0);
@@ -537,11 +533,7 @@ Test(dispatch, retry_may_reuse_a_tried_worker_when_untried_ones_are_down, .init 
 }
 
 Test(dispatch, retry_never_reuses_an_ejected_tried_worker, .init = setup, .fini = teardown, .timeout = 10) {
-  fdisp_config_t c;
-  fdisp_config_default(&c);
-  c.eject_after = 1;
-  teardown();
-  setup_cfg(&c);
+  RESTART_WITH(c.eject_after = 1);
   fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
   cr_assert_eq(fdisp_worker_set_up(F.d, w2, false), 0);
   fdisp_job_id_t j = submit(0);

@@ -111,6 +111,15 @@ expect_eq "spoke /execute without the secret: 401" "$code" 401
 code=$(curl -s -o "$T/body" -w '%{http_code}' --max-time 10 -X POST -H "X-Spoke-Secret: $SECRET" \
        -d '{"endpoint":"/etc/passwd","body":{}}' "http://127.0.0.1:${SPORT[1]}/execute")
 expect_eq "spoke /execute refuses an endpoint outside its list: 400" "$code" 400
+code=$(curl -s -o "$T/body" -w '%{http_code}' --max-time 10 -X POST -H "X-Spoke-Secret: $SECRET" \
+       -H 'X-Execute-Endpoint: /etc/passwd' -d '{}' "http://127.0.0.1:${SPORT[1]}/execute")
+expect_eq "spoke /execute (header form) refuses an endpoint outside its list: 400" "$code" 400
+# the spec's envelope form still works (the hub sends the header form)
+code=$(curl -s -o "$T/body" -w '%{http_code}' --max-time 60 -X POST -H "X-Spoke-Secret: $SECRET" \
+       -d '{"endpoint":"/v1/chat/completions","body":{"messages":[{"role":"user","content":"hi"}],"max_tokens":4}}' \
+       "http://127.0.0.1:${SPORT[1]}/execute")
+expect_eq "spoke /execute, envelope form: 200" "$code" 200
+jq -e '.choices[0].message | has("content")' "$T/body" >/dev/null || fail "envelope form answer: $(cat "$T/body")"
 code=$(curl -s -o "$T/body" -w '%{http_code}' --max-time 10 "http://127.0.0.1:${SPORT[1]}/health")
 expect_eq "spoke /health 200 (llama.cpp healthy)" "$code" 200
 code=$(curl -s -o "$T/body" -w '%{http_code}' --max-time 10 "http://127.0.0.1:${SPORT[1]}/connect")

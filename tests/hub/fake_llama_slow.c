@@ -174,7 +174,14 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   loop = uv_default_loop();
   fnet_http_server_t *srv;
-  fnet_http_server_init(&srv, loop, NULL);
+  /* llama.cpp frees a slot as soon as its client closes, streaming or not:
+   * an EOF aborts the request here too (the server's default answers a
+   * half-closed client instead, and a non-streamed generation would hold
+   * its slot to the end) */
+  fnet_http_config_t hc;
+  fnet_http_config_default(&hc);
+  hc.eof_aborts = true;
+  fnet_http_server_init(&srv, loop, &hc);
   fnet_http_route(srv, "POST", "/v1/chat/completions", h_chat, NULL);
   fnet_http_route(srv, "GET", "/health", h_health, NULL);
   fnet_http_route(srv, "GET", "/slots", h_slots, NULL);

@@ -292,3 +292,146 @@ Test(actor_cancel, bad_context_is_einval)
     cr_assert_eq(r.exits, 0, "a failed start calls no callback");
     kc_chan_destroy(inbox);
 }
+
+/* ---- actors as coroutines ------------------------------------------------ */
+
+/* Records whether process ran on a coroutine. */
+struct coro_rec {
+    _Atomic int msgs;       /* messages processed           */
+    _Atomic int off_coro;   /* of those, not on a coroutine */
+    _Atomic long sum;       /* their sum                    */
+};
+
+static int coro_process(void *user, void *msg)
+{
+    struct coro_rec *r = user;
+    int v;
+    memcpy(&v, msg, sizeof v);
+    if (!kc_self())
+        atomic_fetch_add(&r->off_coro, 1);
+    atomic_fetch_add(&r->sum, v);
+    atomic_fetch_add(&r->msgs, 1);
+    return 0;
+}
+
+struct from_coro {
+    struct coro_rec rec; /* what the actor saw                    */
+    int is_coro;         /* kc_actor_is_coro of the started actor */
+    int start_rc;        /* kc_actor_start_ex                     */
+    int send_bad;        /* failed sends                          */
+    int reason;          /* kc_actor_join                         */
+};
+
+static void start_from_coro(void *arg)
+{
+    struct from_coro *f = arg;
+    kc_chan_t *inbox;
+    if (kc_chan_make(&inbox, KC_RENDEZVOUS, sizeof(int), 0) < 0) {
+        f->start_rc = -ENOMEM;
+        return;
+    }
+    kc_actor_ctx_ex ctx = {.inbox = inbox, .process = coro_process, .user = &f->rec,
+                           .timeout_ms = -1};
+    kc_actor_t *a = NULL;
+    f->start_rc = kc_actor_start_ex(&a, &ctx);
+    if (f->start_rc == 0) {
+        f->is_coro = kc_actor_is_coro(a);
+        /* Rendezvous: every send waits for the actor, parked, not spinning. */
+        for (int i = 1; i <= 1000; i++)
+            if (kc_chan_send(inbox, &i, -1) != 0)
+                f->send_bad++;
+        kc_chan_close(inbox);
+        f->reason = kc_actor_join(a);
+    }
+    kc_chan_destroy(inbox);
+}
+
+Test(actor_cancel, actor_started_from_a_coroutine_is_a_coroutine)
+{
+    /* One worker: the actor and its sender can only take turns if a blocked
+     * receive or send parks the coroutine instead of the thread. */
+    kc_sched_opts_t one = {.threads = 1};
+    kc_sched_stop();
+    cr_assert_eq(kc_sched_start(&one), 0);
+    struct from_coro f = {0};
+    kc_coro_t *c;
+    cr_assert_eq(kc_spawn(&c, start_from_coro, &f, NULL), 0);
+    cr_assert_eq(kc_coro_join_ms(c, 60000), 0, "actor and sender on one worker deadlocked");
+    cr_assert_eq(f.start_rc, 0);
+    cr_assert(f.is_coro, "started from a coroutine, the actor must be one");
+    cr_assert_eq(f.send_bad, 0);
+    cr_assert_eq(f.reason, -EPIPE, "reason %d", f.reason);
+    cr_assert_eq(atomic_load(&f.rec.msgs), 1000);
+    cr_assert_eq(atomic_load(&f.rec.sum), 1000L * 1001 / 2);
+    cr_assert_eq(atomic_load(&f.rec.off_coro), 0, "process ran off a coroutine");
+    cr_assert_eq(kc_sched_stop(), 0);
+}
+
+Test(actor_cancel, thread_api_still_starts_threads)
+{
+    if (kc_self())
+        return; /* (the test body runs on a thread in every build) */
+    kc_chan_t *inbox = kt_chan(KC_BUFFERED, sizeof(int), 4);
+    struct coro_rec r = {0};
+    kc_actor_ctx_ex ctx = {.inbox = inbox, .process = coro_process, .user = &r, .timeout_ms = -1};
+    kc_actor_t *a = NULL;
+    cr_assert_eq(kc_actor_start_ex(&a, &ctx), 0);
+    cr_assert(!kc_actor_is_coro(a), "from a plain thread an actor stays a thread");
+    int v = 7;
+    cr_assert_eq(kc_chan_send(inbox, &v, -1), 0);
+    kc_chan_close(inbox);
+    cr_assert_eq(join_bounded(a), -EPIPE);
+    cr_assert_eq(atomic_load(&r.msgs), 1);
+    cr_assert_eq(atomic_load(&r.off_coro), 1, "a thread actor runs off coroutines");
+    kc_chan_destroy(inbox);
+}
+
+Test(actor_cancel, thousands_of_coroutine_actors_cancel_and_drain, .timeout = 120)
+{
+    enum { N = 2000 / KT_SCALE, PER = 8 };
+    kc_sched_opts_t two = {.threads = 2};
+    kc_sched_stop();
+    cr_assert_eq(kc_sched_start(&two), 0);
+    kc_chan_t **in = calloc(N, sizeof *in);
+    kc_actor_t **as = calloc(N, sizeof *as);
+    struct coro_rec *r = calloc(N, sizeof *r);
+    cr_assert(in && as && r);
+    for (int i = 0; i < N; i++) {
+        in[i] = kt_chan(KC_BUFFERED, sizeof(int), PER);
+        kc_actor_ctx_ex ctx = {.inbox = in[i], .process = coro_process, .user = &r[i],
+                               .timeout_ms = -1};
+        cr_assert_eq(kc_actor_go(&as[i], &ctx), 0);
+        cr_assert(kc_actor_is_coro(as[i]));
+    }
+    /* Even actors get PER messages then a close (drain, -EPIPE); odd ones
+     * are cancelled while blocked in their receive (-ECANCELED). */
+    for (int i = 0; i < N; i += 2) {
+        for (int k = 1; k <= PER; k++)
+            cr_assert_eq(kc_chan_send(in[i], &k, -1), 0);
+        kc_chan_close(in[i]);
+    }
+    for (int i = 1; i < N; i += 2)
+        kc_actor_cancel(as[i]);
+    for (int i = 0; i < N; i++) {
+        int reason = join_bounded(as[i]);
+        cr_assert_eq(reason, i % 2 ? -ECANCELED : -EPIPE, "actor %d: reason %d", i, reason);
+        cr_assert_eq(atomic_load(&r[i].msgs), i % 2 ? 0 : PER);
+        cr_assert_eq(atomic_load(&r[i].off_coro), 0);
+        kc_chan_destroy(in[i]);
+    }
+    free(in);
+    free(as);
+    free(r);
+    cr_assert_eq(kc_sched_stop(), 0);
+}
+
+Test(actor_cancel, go_rejects_a_bad_context)
+{
+    kc_actor_t *a = NULL;
+    kc_actor_ctx_ex none = {0};
+    cr_assert_eq(kc_actor_go(&a, NULL), -EINVAL);
+    cr_assert_eq(kc_actor_go(&a, &none), -EINVAL);
+    cr_assert_null(a);
+    cr_assert_not(kc_actor_is_coro(NULL));
+    kc_sched_stop();
+}

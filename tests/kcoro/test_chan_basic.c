@@ -277,3 +277,76 @@ Test(chan_basic, utilities)
     cr_assert_not_null(kc_strerror(-123456));
     cr_assert_str_neq(kc_strerror(-EAGAIN), kc_strerror(-EPIPE));
 }
+
+/* A blocked single operation waits in one cache line and carries elements of
+ * up to 8 bytes inside it (kc_wait1_t); larger ones go through the caller's
+ * buffer. Both ways, for sizes around that boundary, on each side: the bytes
+ * arrive whole and nothing next to the receiver's buffer is written. */
+struct sized_op {
+    kc_chan_t *ch;          /* the channel                                */
+    bool send;              /* the blocked side sends (else receives)     */
+    size_t esz;             /* element size                               */
+    unsigned char buf[4096 + 32]; /* element, followed by a guard         */
+    int rc;                 /* result of the blocking call                */
+    struct kt_park park;    /* blocked/done signalling                    */
+};
+
+static void fill(unsigned char *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(seed + i * 13);
+}
+
+static void *sized_thread(void *arg)
+{
+    struct sized_op *o = arg;
+    kt_park_enter(&o->park);
+    o->rc = o->send ? kc_chan_send(o->ch, o->buf, KT_PROMPT_MS)
+                    : kc_chan_recv(o->ch, o->buf, KT_PROMPT_MS);
+    atomic_store(&o->park.done, true);
+    return NULL;
+}
+
+Test(chan_basic, blocked_hand_off_copies_exact_bytes_of_every_size, .timeout = 60)
+{
+    static const size_t sizes[] = {1, 3, 7, 8, 9, 16, 64, 4096};
+    static const int kinds[] = {KC_RENDEZVOUS, KC_UNLIMITED};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; k++)
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+            for (int send = 0; send < 2; send++) {
+                /* Unlimited channels never block senders. */
+                if (kinds[k] == KC_UNLIMITED && send)
+                    continue;
+                size_t esz = sizes[s];
+                static struct sized_op o;
+                memset(&o, 0, sizeof o);
+                o.ch = kt_chan(kinds[k], esz, 0);
+                o.send = send;
+                o.esz = esz;
+                unsigned char mine[4096 + 32], want[4096 + 32];
+                if (send) {
+                    fill(o.buf, esz, 1u + (unsigned)s);
+                    memset(mine, 0xa5, sizeof mine);
+                } else {
+                    fill(mine, esz, 101u + (unsigned)s);
+                    memset(o.buf, 0xa5, sizeof o.buf);
+                }
+                pthread_t t;
+                kt_start(&t, sized_thread, &o);
+                kt_wait_parked(&o.park);
+                int rc = send ? kc_chan_recv(o.ch, mine, 0) : kc_chan_send(o.ch, mine, 0);
+                kt_join(t, KT_PROMPT_MS);
+                cr_assert_eq(rc, 0, "kind %d size %zu %s: other side rc %d", kinds[k], esz,
+                             send ? "blocked send" : "blocked recv", rc);
+                cr_assert_eq(o.rc, 0, "kind %d size %zu: blocked side rc %d", kinds[k], esz,
+                             o.rc);
+                /* The receiver's buffer: the element, then untouched guard bytes. */
+                const unsigned char *got = send ? mine : o.buf;
+                memset(want, 0xa5, sizeof want);
+                fill(want, esz, send ? 1u + (unsigned)s : 101u + (unsigned)s);
+                cr_assert_eq(memcmp(got, want, esz + 32), 0,
+                             "kind %d size %zu %s: bytes differ", kinds[k], esz,
+                             send ? "blocked send" : "blocked recv");
+                kc_chan_destroy(o.ch);
+            }
+}

@@ -301,6 +301,80 @@ Test(coro, idle_worker_steals)
     cr_assert_eq(atomic_load(&s.ran), 64);
 }
 
+/* Deque stress: spawners push onto their workers' deques (each spawn
+ * displaces the previous one from runnext), leaves yield and hand off over
+ * channels while idle workers steal from the top and owners pop at the
+ * bottom. Every coroutine must run exactly once, none twice (a lost or
+ * duplicated deque entry), and the scheduler's counters must add up. Run
+ * under TSan too (label concurrency): the deque's ordering is checked there. */
+enum { DS_SPAWNERS = 8, DS_LEAVES = 4000 / KT_SCALE, DS_TOTAL = DS_SPAWNERS * DS_LEAVES };
+
+struct dstress {
+    _Atomic unsigned char ran[DS_TOTAL]; /* runs per leaf          */
+    _Atomic int done;                    /* leaves finished        */
+    kc_chan_t *relay;                    /* buffered hand-offs     */
+};
+
+struct dleaf { struct dstress *d; int id; };
+
+static struct dleaf g_leaves[DS_TOTAL];
+
+static void dleaf_fn(void *arg)
+{
+    struct dleaf *l = arg;
+    atomic_fetch_add(&l->d->ran[l->id], 1);
+    if (l->id % 3 == 0)
+        kc_yield();
+    if (l->id % 5 == 0) {
+        /* A wake-up of a parked coroutine from this worker (runnext). */
+        int v = l->id;
+        kc_chan_send(l->d->relay, &v, -1);
+        kc_chan_recv(l->d->relay, &v, -1);
+    }
+    atomic_fetch_add(&l->d->done, 1);
+}
+
+static void dspawner_fn(void *arg)
+{
+    struct dleaf *first = arg;
+    for (int i = 0; i < DS_LEAVES; i++) {
+        while (kc_go(dleaf_fn, &first[i], NULL) < 0)
+            kc_yield(); /* out of memory: retry (should not happen) */
+        if (i % 64 == 0)
+            kc_yield();
+    }
+}
+
+Test(coro, deque_stress_every_coroutine_runs_exactly_once, .timeout = 300)
+{
+    start(4); /* more workers than CPUs: preemption inside deque operations */
+    static struct dstress d;
+    memset(&d, 0, sizeof d);
+    cr_assert_eq(kc_chan_make(&d.relay, KC_BUFFERED, sizeof(int), 1), 0);
+    kc_sched_stats_t before, after;
+    kc_sched_stats(&before);
+    kc_coro_t *sp[DS_SPAWNERS];
+    for (int i = 0; i < DS_TOTAL; i++)
+        g_leaves[i] = (struct dleaf){&d, i};
+    for (int i = 0; i < DS_SPAWNERS; i++)
+        cr_assert_eq(kc_spawn(&sp[i], dspawner_fn, &g_leaves[i * DS_LEAVES], NULL), 0);
+    for (int i = 0; i < DS_SPAWNERS; i++)
+        cr_assert_eq(kc_coro_join_ms(sp[i], 120000), 0);
+    uint64_t t0 = kt_now_ms();
+    while (atomic_load(&d.done) < DS_TOTAL && kt_now_ms() - t0 < 120000)
+        kt_sleep_ms(1);
+    cr_assert_eq(atomic_load(&d.done), DS_TOTAL, "leaves lost");
+    for (int i = 0; i < DS_TOTAL; i++)
+        cr_assert_eq(atomic_load(&d.ran[i]), 1, "leaf %d ran %d times", i,
+                     (int)atomic_load(&d.ran[i]));
+    stop();
+    kc_sched_stats(&after);
+    cr_assert_eq(after.spawned - before.spawned, DS_TOTAL + DS_SPAWNERS);
+    cr_assert_eq(after.finished - before.finished, DS_TOTAL + DS_SPAWNERS);
+    cr_assert_eq(after.live, 0);
+    kc_chan_destroy(d.relay);
+}
+
 /* ---- timers ------------------------------------------------------------ */
 
 /* Criterion asserts only on the test thread: coroutines count failures. */

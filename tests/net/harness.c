@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <criterion/criterion.h>
+
 #include "ferry/net_json.h"
 
 atomic_int ts_aborts;
@@ -290,4 +292,22 @@ int ts_wait_int(atomic_int *v, int want, int timeout_ms) {
   int x;
   while ((x = atomic_load(v)) != want && now_ms() < deadline) usleep(2000);
   return x;
+}
+
+/* ---- the shared fixture ------------------------------------------------ */
+
+th_server_t tf_srv;
+tc_conn_t tf_conn;
+tc_resp_t tf_resp;
+
+void tf_start_with(const fnet_http_config_t *cfg) {
+  ts_start(&tf_srv, cfg);
+  cr_assert_eq(tc_open(&tf_conn, tf_srv.port), 0);
+}
+
+void tf_start(void) { tf_start_with(NULL); }
+
+void tf_stop(void) {
+  tc_close(&tf_conn);
+  ts_stop(&tf_srv);
 }

@@ -70,4 +70,26 @@ const char *tc_header(const tc_resp_t *r, const char *name);
 /* Polls `v` until it equals `want` or timeout_ms passes; returns the last value. */
 int ts_wait_int(atomic_int *v, int want, int timeout_ms);
 
+/* The fixture test_http.c and test_hardening.c share: one server and one
+ * client connection per test, made by .init (or by the test itself when it
+ * needs its own config) and torn down by .fini. */
+extern th_server_t tf_srv;  /* the test's server */
+extern tc_conn_t tf_conn;   /* a connection to it */
+extern tc_resp_t tf_resp;   /* the last response read */
+/* Starts tf_srv with cfg (NULL: defaults) and connects tf_conn; asserts. */
+void tf_start_with(const fnet_http_config_t *cfg);
+void tf_start(void);  /* .init: the default config */
+void tf_stop(void);   /* .fini: closes tf_conn, stops tf_srv */
+/* Starts with the default config and one limit changed: the shape every
+ * limit test opens with. */
+#define TF_START_SET(field, value)        \
+  do {                                    \
+    fnet_http_config_t tf_cfg_;           \
+    fnet_http_config_default(&tf_cfg_);   \
+    tf_cfg_.field = (value);              \
+    tf_start_with(&tf_cfg_);              \
+  } while (0)
+
+#define TF_GET_HELLO "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+
 #endif

@@ -37,6 +37,7 @@ static fnet_req_t *stream_req;
 static int stream_step;
 static uv_tcp_t klisten;         /* the closing server (dropped-connection test) */
 static bool klisten_on;          /* it is open: teardown closes it */
+static fnet_http_server_t *s2;   /* a second server (idle-close test): teardown closes it */
 
 static void on_srv_abort(fnet_req_t *r, void *arg) { server_aborts++; }
 
@@ -107,6 +108,8 @@ static void teardown(void) {
   for (int i = 0; i < nheld; i++) fnet_req_respond(held[i], 200, "text/plain", "late", 4);
   fnet_client_close(cli);
   fnet_http_server_close(srv, NULL, NULL);
+  if (s2) fnet_http_server_close(s2, NULL, NULL);
+  s2 = NULL;
   uv_close((uv_handle_t *)&stream_timer, NULL);
   if (klisten_on) uv_close((uv_handle_t *)&klisten, NULL);
   klisten_on = false;
@@ -416,4 +419,101 @@ Test(client, dropped_keepalive_connection_is_retried_fresh, .init = setup, .fini
   }
   cr_assert_eq(kresets, 2, "the server dropped the 2nd and 3rd requests' reused connections");
   cr_assert_eq(kconns, 3, "each retry on a fresh connection");
+}
+
+/* ---- kept socket watchers ----------------------------------------------------
+ * A keep-alive connection keeps its uv_poll between transfers (libcurl says
+ * CURL_POLL_REMOVE after each one); it goes only when libcurl closes the
+ * socket. Closing and re-creating it per request cost seven system calls. */
+
+static void count_polls(uv_handle_t *h, void *arg) {
+  if (h->type == UV_POLL && !uv_is_closing(h)) (*(int *)arg)++;
+}
+/* the client's live watchers: those beyond the server's own (its listening
+ * socket is a uv_poll too), counted before the first request */
+static int base_polls;
+static int live_polls(void) {
+  int n = 0;
+  uv_walk(&loop, count_polls, &n);
+  return n - base_polls;
+}
+static void count_base(void) {
+  base_polls = 0;
+  base_polls = live_polls();
+}
+
+/* Runs the loop for about ms milliseconds. */
+static void on_nap(uv_timer_t *t) { (*(int *)t->data)++; }
+static void nap(uint64_t ms) {
+  static uv_timer_t t;
+  int fired = 0;
+  uv_timer_init(&loop, &t);
+  t.data = &fired;
+  uv_timer_start(&t, on_nap, ms, 0);
+  run_until(&fired, 1);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+Test(client, keepalive_connection_keeps_its_watcher, .init = setup, .fini = teardown, .timeout = 20) {
+  static done_rec_t d;
+  count_base();
+  for (int i = 0; i < 5; i++) {
+    memset(&d, 0, sizeof(d));
+    start(&d, "GET", "/hello", NULL, 0, false);
+    run_until(&d.calls, 1);
+    cr_assert_eq(d.result, 0);
+    cr_assert_str_eq(d.body, "hello");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    /* fails on the client that closed the watcher at CURL_POLL_REMOVE (0) */
+    cr_assert_eq(live_polls(), 1, "request %d: the idle connection's watcher is kept", i);
+  }
+  /* an aborted transfer takes its connection, and its watcher, with it */
+  memset(&d, 0, sizeof(d));
+  start(&d, "GET", "/slow", NULL, 0, false);
+  run_until(&slow_seen, 1);
+  fnet_creq_abort(d.req);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  cr_assert_eq(live_polls(), 0, "the aborted connection's watcher is gone");
+  cr_assert_eq(d.calls, 0);
+  memset(&d, 0, sizeof(d));
+  start(&d, "GET", "/hello", NULL, 0, false);
+  run_until(&d.calls, 1);
+  cr_assert_eq(d.result, 0, "a fresh connection after the abort");
+}
+
+Test(client, server_closing_idle_connections_between_requests, .init = setup, .fini = teardown,
+     .timeout = 30) {
+  /* a second server that drops keep-alive connections after 20 ms idle: the
+   * kept watcher sees the EOF while libcurl does not watch the socket, and
+   * the next request's socket usually gets the same descriptor number */
+  fnet_http_config_t hc;
+  fnet_http_config_default(&hc);
+  hc.idle_timeout_ms = 20;
+  cr_assert_eq(fnet_http_server_init(&s2, &loop, &hc), 0);
+  fnet_http_route(s2, "GET", "/hello", h_hello, NULL);
+  cr_assert_eq(fnet_http_listen(s2, "127.0.0.1", 0), 0);
+  char url[128];
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/hello", fnet_http_server_port(s2));
+  count_base();
+  static done_rec_t d, e;
+  for (int i = 0; i < 8; i++) {
+    memset(&d, 0, sizeof(d));
+    fnet_creq_opts_t o = {.url = url, .timeout_ms = 5000, .on_done = on_done, .arg = &d};
+    cr_assert_eq(fnet_client_request(cli, &o, &d.req), 0);
+    if (i % 2) {   /* and one to the other server at the same time */
+      memset(&e, 0, sizeof(e));
+      start(&e, "GET", "/hello", NULL, 0, false);
+      run_until(&e.calls, 1);
+      cr_assert_eq(e.result, 0);
+    }
+    run_until(&d.calls, 1);
+    cr_assert_eq(d.result, 0, "request %d: %d", i, d.result);
+    cr_assert_eq(d.status, 200);
+    cr_assert_str_eq(d.body, "hello");
+    nap(80);   /* the server closes the idle connection meanwhile */
+    cr_assert_leq(live_polls(), 2, "request %d: no watcher piles up", i);
+  }
+  fnet_http_server_close(s2, NULL, NULL);
+  s2 = NULL;
 }

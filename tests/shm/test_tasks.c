@@ -1,6 +1,7 @@
 /* Tasks end to end inside one process (workers are threads): round trips,
  * worker errors, size limits, back-pressure, cancellation, the event fd,
  * the worker table view, and a multi-worker stress run. */
+#include "segment.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -463,6 +464,124 @@ Test(tasks, cancelled_queued_tasks_free_their_slots_at_once, .timeout = 20)
     cr_expect_eq(st.cancelled, 200);
     cr_expect_eq(st.submitted, st.completed + st.failed + st.cancelled + st.in_flight,
                  "the counters reconcile");
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+/* Regression (the TSan hang of stress_three_workers_every_task_once): a
+ * worker preempted between claiming a request-ring position and handing
+ * the cell back leaves that cell busy for a lap. The server's push at the
+ * same cell one lap later found it "full", compacted the ring (popped every
+ * ticket) and could not push the live tickets back: they were lost, their
+ * slots stayed QUEUED forever and the workers slept. Made deterministic
+ * here: a position claimed and not handed back, a lap of tickets (some
+ * live, some of cancelled tasks), one more submit, then the cell comes
+ * back: every live task must still reach a worker. */
+Test(tasks, slow_hand_back_of_a_request_cell_loses_no_ticket, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "handback", 4);
+    fshm_seg_t seg; /* our own view, to act as the preempted worker */
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0, "%s", fshm_last_error());
+    uint32_t cells = seg.lay.req_cells; /* 8 for 4 slots */
+    uint64_t t0, a, b, x, c;
+    cr_assert_eq(fshm_server_submit(srv, "t0", 2, &t0), 0);
+    /* A worker claims position 0 and is preempted before the hand-back. */
+    cr_assert_eq(fshm__ring_pop_claim_only(&seg.req, NULL), 0);
+    cr_assert_eq(fshm_server_submit(srv, "a", 1, &a), 0);
+    cr_assert_eq(fshm_server_submit(srv, "b", 1, &b), 0);
+    /* Fill the rest of the lap with stale tickets of cancelled tasks. */
+    for (uint32_t i = 3; i < cells; i++) {
+        cr_assert_eq(fshm_server_submit(srv, "x", 1, &x), 0, "position %u", i);
+        cr_assert_eq(fshm_server_cancel(srv, x), 0);
+    }
+    /* Position 8 is cell 0 again, still not handed back: the ring is not
+     * full (7 tickets in 8 cells), so this task must be taken. */
+    cr_expect_eq(fshm_server_submit(srv, "c", 1, &c), 0,
+                 "submit with a free slot and a ring that is not full");
+    /* The preempted worker resumes and hands the cell back. */
+    uint64_t v;
+    cr_assert_eq(fshm__ring_repair_pop(&seg.req, 0, &v), 1);
+    cr_expect_eq((uint32_t)(v >> 32), (uint32_t)(t0 & 0xffff), "position 0 held t0's ticket");
+    fshm_server_poll(srv, shm_sink_cb, &(shm_sink_t){0});
+    fshm__seg_destroy(&seg, false);
+
+    /* A worker must now get a, b and c (t0's ticket is with the fake worker). */
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0, "%s", fshm_last_error());
+    const char *want[] = {"a", "b", "c"};
+    for (int i = 0; i < 3; i++) {
+        uint64_t id;
+        const void *req;
+        size_t len;
+        int rc = fshm_worker_next(w, &id, &req, &len, 2000);
+        cr_assert_eq(rc, 0, "task %s never reached a worker (rc %d): its ticket was lost", want[i],
+                     rc);
+        cr_expect_eq(len, 1);
+        cr_expect_eq(memcmp(req, want[i], 1), 0, "task %d is %.*s", i, (int)len,
+                     (const char *)req);
+        cr_assert_eq(fshm_worker_reply(w, id, 0, "ok", 2), 0);
+    }
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 3);
+    cr_expect_eq(sink.count, 3);
+    fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+/* Issue 6 item 23: small messages travel inside the ring cells, large ones
+ * through the slot's buffers. Both directions, on both sides of the
+ * boundary (FSHM_INLINE_MAX), with contents that differ per size so a
+ * message read from the wrong place (a stale cell, the other buffer) shows. */
+Test(tasks, inline_and_out_of_line_messages_round_trip, .timeout = 20)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "inl", 4);
+    fshm_worker_t *w;
+    cr_assert_eq(fshm_worker_attach(&w, name), 0);
+    const size_t sizes[] = {0, 1, 40, 41, FSHM_INLINE_MAX, FSHM_INLINE_MAX + 1, 1000, 1024, 3};
+    char req[1024], ans[1024];
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        size_t n = sizes[k];
+        for (size_t i = 0; i < n; i++)
+            req[i] = (char)('a' + (i * 7 + k) % 26);
+        uint64_t id, got;
+        cr_assert_eq(fshm_server_submit(srv, req, n, &id), 0);
+        const void *r;
+        size_t len;
+        cr_assert_eq(fshm_worker_next(w, &got, &r, &len, 2000), 0);
+        cr_assert_eq(len, n, "request of %zu bytes", n);
+        cr_expect_eq(memcmp(r, req, n), 0, "request of %zu bytes arrives intact", n);
+        /* The answer is 1024 - n bytes: small answers to large requests and
+         * the other way round. */
+        size_t m = 1024 - n;
+        for (size_t i = 0; i < m; i++)
+            ans[i] = (char)('A' + (i * 3 + k) % 26);
+        cr_assert_eq(fshm_worker_reply(w, got, k % 2 ? -EIO : 0, ans, m), 0);
+        shm_sink_t sink = {0};
+        shm_sink_wait(srv, &sink, 1);
+        cr_expect_eq(sink.items[0].task_id, id);
+        cr_expect_eq(sink.items[0].status, k % 2 ? -EIO : 0, "status of answer %zu", k);
+        cr_expect_eq(sink.items[0].len, m, "answer of %zu bytes", m);
+        size_t cmp = m < sizeof(sink.items[0].resp) - 1 ? m : sizeof(sink.items[0].resp) - 1;
+        cr_expect_eq(memcmp(sink.items[0].resp, ans, cmp), 0, "answer of %zu bytes intact", m);
+    }
+    /* And the small sizes in the other direction too. */
+    for (size_t n = 0; n <= FSHM_INLINE_MAX + 1; n += 13) {
+        uint64_t id, got;
+        memset(req, (int)('0' + n % 10), n);
+        cr_assert_eq(fshm_server_submit(srv, req, n, &id), 0);
+        const void *r;
+        size_t len;
+        cr_assert_eq(fshm_worker_next(w, &got, &r, &len, 2000), 0);
+        cr_assert_eq(len, n);
+        cr_expect_eq(memcmp(r, req, n), 0);
+        cr_assert_eq(fshm_worker_reply(w, got, 0, r, len), 0);
+        shm_sink_t sink = {0};
+        shm_sink_wait(srv, &sink, 1);
+        cr_expect_eq(sink.items[0].len, n);
+        cr_expect_eq(memcmp(sink.items[0].resp, req, n < 255 ? n : 255), 0, "echo of %zu", n);
+    }
     fshm_worker_detach(w);
     fshm_server_close(srv);
 }
