@@ -10,7 +10,7 @@ PKGS=(
   libcriterion-dev libsodium-dev
   curl wrk nginx-light golang-go procps psmisc jq
   iproute2 clang libclang-rt-dev iperf3 parallel python3
-  linux-headers-amd64 qemu-system-x86 busybox-static cpio
+  linux-headers-amd64 qemu-system-x86 busybox-static cpio xz-utils
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 )
 # Node.js + npm fetch llama.cpp's source (scripts/llama.sh) and the openai

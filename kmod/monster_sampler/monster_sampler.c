@@ -2,7 +2,8 @@
 /*
  * monster_sampler.ko: the Monster spec's kernel side (issue 11).
  *
- * /dev/monster_sampler (misc device, 0600): 15 sample pipes on kernel ring
+ * /dev/monster_sampler (a character device, mode 0600, or 0660 with the
+ * group given by the `group` parameter): 15 sample pipes on kernel ring
  * buffers with read/write wait queues, 256 wait states, coordination of a
  * shard ("Coordinated N apps on shard S"), and a sampler: one hrtimer per
  * CPU that records the task running there (pid, tid, cpu, time, user or
@@ -22,12 +23,13 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cdev.h>
 #include <linux/cpu.h>
+#include <linux/device.h>
 #include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/hrtimer.h>
 #include <linux/ktime.h>
-#include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -55,6 +57,11 @@ MODULE_PARM_DESC(sample_hz, "sampler ticks per second per CPU, 1..10000 (default
 static unsigned int sample_ring = 4096;
 module_param(sample_ring, uint, 0444);
 MODULE_PARM_DESC(sample_ring, "samples kept per CPU, 16..65536 (default 4096)");
+
+static int group = -1;
+module_param(group, int, 0444);
+MODULE_PARM_DESC(group, "gid whose members may use /dev/monster_sampler (node mode 0660 "
+			"and that group); -1 (default): root only, mode 0600");
 
 #define MS_SAMPLES_PER_CALL 4096u /* READ_SAMPLES copies at most this many */
 
@@ -206,71 +213,73 @@ static bool pipe_writable(struct monster_pipe *p)
 		READ_ONCE(p->tail) - READ_ONCE(p->head) < capacity);
 }
 
-static int pipe_write(int id, const struct process_sample *s, s64 timeout_ms)
+/* One attempt at writing, under p->lock: 0 done, -EPIPE, or -EAGAIN
+ * (full, or no consumer yet: wait for space). */
+static int pipe_try_write(struct monster_pipe *p, struct process_sample *s)
 {
-	struct monster_pipe *p = &pipes[id];
-	long left = ms_to_timeout(timeout_ms);
-
-	for (;;) {
-		long w;
-
-		mutex_lock(&p->lock);
-		if (p->closed) {
-			mutex_unlock(&p->lock);
-			return -EPIPE;
-		}
-		if (atomic_read(&p->readers) > 0 && p->tail - p->head < capacity) {
-			p->ring[p->tail % capacity] = *s;
-			p->tail++;
-			p->written++;
-			mutex_unlock(&p->lock);
-			wake_up_interruptible(&p->read_wait);
-			return 0;
-		}
-		mutex_unlock(&p->lock);
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		w = wait_event_interruptible_timeout(p->write_wait, pipe_writable(p), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !pipe_writable(p))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
-	}
+	if (p->closed)
+		return -EPIPE;
+	if (atomic_read(&p->readers) == 0 || p->tail - p->head >= capacity)
+		return -EAGAIN;
+	p->ring[p->tail % capacity] = *s;
+	p->tail++;
+	p->written++;
+	return 0;
 }
 
-static int pipe_read(int id, struct process_sample *s, s64 timeout_ms)
+/* One attempt at reading, under p->lock: 0 done, -EPIPE (closed and
+ * drained), or -EAGAIN (empty: wait for data). */
+static int pipe_try_read(struct monster_pipe *p, struct process_sample *s)
+{
+	if (p->tail != p->head) {
+		*s = p->ring[p->head % capacity];
+		p->head++;
+		p->nread++;
+		return 0;
+	}
+	return p->closed ? -EPIPE : -EAGAIN;
+}
+
+/* What a wait_event_interruptible_timeout() result means for a loop that
+ * waits until cond: 0 go on (*left is what remains), -EINTR or -ETIME. */
+static int wait_step(long w, bool cond, long *left)
+{
+	if (w < 0)
+		return -EINTR;
+	if (w == 0 && !cond)
+		return -ETIME;
+	if (*left != MAX_SCHEDULE_TIMEOUT)
+		*left = w ? w : 1;
+	return 0;
+}
+
+/* Writes (write) or reads one sample, waiting up to timeout_ms (0 try,
+ * < 0 forever). Both directions are one loop: try under the pipe's mutex,
+ * wake the other side on success, else sleep on this side's queue until
+ * the condition may have changed. */
+static int pipe_xfer(int id, struct process_sample *s, s64 timeout_ms, bool write)
 {
 	struct monster_pipe *p = &pipes[id];
+	wait_queue_head_t *mine = write ? &p->write_wait : &p->read_wait;
+	wait_queue_head_t *peer = write ? &p->read_wait : &p->write_wait;
 	long left = ms_to_timeout(timeout_ms);
 
 	for (;;) {
 		long w;
+		int rc;
 
 		mutex_lock(&p->lock);
-		if (p->tail != p->head) {
-			*s = p->ring[p->head % capacity];
-			p->head++;
-			p->nread++;
-			mutex_unlock(&p->lock);
-			wake_up_interruptible(&p->write_wait);
-			return 0;
-		}
-		if (p->closed) {
-			mutex_unlock(&p->lock);
-			return -EPIPE;
-		}
+		rc = write ? pipe_try_write(p, s) : pipe_try_read(p, s);
 		mutex_unlock(&p->lock);
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		w = wait_event_interruptible_timeout(p->read_wait, pipe_readable(p), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !pipe_readable(p))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		if (rc == 0)
+			wake_up_interruptible(peer);
+		if (rc != -EAGAIN || timeout_ms == 0)
+			return rc;
+		w = wait_event_interruptible_timeout(*mine,
+						     write ? pipe_writable(p) : pipe_readable(p), left);
+		rc = wait_step(w, write ? pipe_writable(p) : pipe_readable(p), &left);
+		if (rc < 0)
+			return rc;
 	}
 }
 
@@ -381,12 +390,9 @@ static int wait_for_coord(struct monster_file *mf, s64 timeout_ms)
 		if (timeout_ms == 0)
 			return -EAGAIN;
 		w = wait_event_interruptible_timeout(ws->wait_queue, wait_cond(ws, mf), left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !wait_cond(ws, mf))
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		rc = wait_step(w, wait_cond(ws, mf), &left);
+		if (rc < 0)
+			return rc;
 	}
 }
 
@@ -449,7 +455,7 @@ static int count_ready(u32 shard)
 static int wait_ready(struct monster_barrier *b)
 {
 	long left = ms_to_timeout(b->timeout_ms);
-	int n;
+	int n, rc;
 
 	for (;;) {
 		long w;
@@ -461,12 +467,9 @@ static int wait_ready(struct monster_barrier *b)
 			return -EAGAIN;
 		w = wait_event_interruptible_timeout(ready_wq, (u32)count_ready(b->shard) >= b->n,
 						     left);
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && (u32)count_ready(b->shard) < b->n)
-			return -ETIME;
-		if (left != MAX_SCHEDULE_TIMEOUT)
-			left = w ? w : 1;
+		rc = wait_step(w, (u32)count_ready(b->shard) >= b->n, &left);
+		if (rc < 0)
+			return rc;
 	}
 	b->ready = n;
 	return n;
@@ -570,16 +573,14 @@ static long read_samples(struct monster_buf *b)
 	if (n == 0)
 		return 0;
 	if (!samples_available()) {
-		long w;
+		long left = ms_to_timeout(b->timeout_ms), w;
 
 		if (b->timeout_ms == 0)
 			return -EAGAIN;
-		w = wait_event_interruptible_timeout(sample_wq, samples_available(),
-						     ms_to_timeout(b->timeout_ms));
-		if (w < 0)
-			return -EINTR;
-		if (w == 0 && !samples_available())
-			return -ETIME;
+		w = wait_event_interruptible_timeout(sample_wq, samples_available(), left);
+		rc = wait_step(w, samples_available(), &left);
+		if (rc < 0)
+			return rc;
 	}
 	buf = kvmalloc_array(n, sizeof(*buf), GFP_KERNEL);
 	if (!buf)
@@ -733,12 +734,12 @@ static long do_xfer(struct monster_file *mf, bool write, void __user *usample, s
 		if (copy_from_user(&s, usample, sizeof(s)))
 			return -EFAULT;
 		s.comm[MONSTER_COMM_LEN - 1] = '\0';
-		return pipe_write(id, &s, timeout_ms);
+		return pipe_xfer(id, &s, timeout_ms, true);
 	}
 	/* Check the buffer before taking a sample out of the pipe. */
 	if (!access_ok(usample, sizeof(s)))
 		return -EFAULT;
-	rc = pipe_read(id, &s, timeout_ms);
+	rc = pipe_xfer(id, &s, timeout_ms, false);
 	if (rc < 0)
 		return rc;
 	if (copy_to_user(usample, &s, sizeof(s)))
@@ -907,12 +908,86 @@ static const struct file_operations ms_fops = {
 	.llseek = noop_llseek,
 };
 
-static struct miscdevice ms_dev = {
-	.minor = MISC_DYNAMIC_MINOR,
+/* --- the device node ---------------------------------------------------------
+ *
+ * A character device in a class of its own rather than a misc device: a
+ * misc device's node can only be given a mode, while a device_type's
+ * devnode() also gives devtmpfs (and udev, through DEVGID) the node's group,
+ * which is what the `group` parameter needs. */
+
+static dev_t ms_devt;             /* our major:minor                    */
+static struct cdev ms_cdev;       /* the fops behind it                 */
+static struct class *ms_class;    /* /sys/class/monster_sampler         */
+static struct device *ms_device;  /* /dev/monster_sampler (kzalloc'ed)  */
+static kgid_t ms_gid;             /* `group` as a kgid when >= 0        */
+
+static char *ms_devnode(struct device *dev, umode_t *mode, kuid_t *uid, kgid_t *gid)
+{
+	if (mode)
+		*mode = group >= 0 ? 0660 : 0600;
+	if (gid && group >= 0)
+		*gid = ms_gid;
+	return NULL; /* the default name */
+}
+
+static const struct device_type ms_type = {
 	.name = "monster_sampler",
-	.fops = &ms_fops,
-	.mode = 0600,
+	.devnode = ms_devnode,
 };
+
+static void ms_device_release(struct device *dev)
+{
+	kfree(dev);
+}
+
+static int ms_device_add(void)
+{
+	int rc = alloc_chrdev_region(&ms_devt, 0, 1, "monster_sampler");
+
+	if (rc)
+		return rc;
+	cdev_init(&ms_cdev, &ms_fops);
+	ms_cdev.owner = THIS_MODULE;
+	ms_class = class_create(THIS_MODULE, "monster_sampler");
+	if (IS_ERR(ms_class)) {
+		rc = PTR_ERR(ms_class);
+		goto fail_class;
+	}
+	ms_device = kzalloc(sizeof(*ms_device), GFP_KERNEL);
+	if (!ms_device) {
+		rc = -ENOMEM;
+		goto fail_alloc;
+	}
+	device_initialize(ms_device);
+	ms_device->devt = ms_devt;
+	ms_device->class = ms_class;
+	ms_device->type = &ms_type;
+	ms_device->release = ms_device_release;
+	rc = dev_set_name(ms_device, "monster_sampler");
+	if (rc)
+		goto fail_dev;
+	/* Adds the cdev, then the device (whose node devtmpfs creates). */
+	rc = cdev_device_add(&ms_cdev, ms_device);
+	if (rc)
+		goto fail_dev;
+	return 0;
+fail_dev:
+	put_device(ms_device); /* frees it through ms_device_release */
+	ms_device = NULL;
+fail_alloc:
+	class_destroy(ms_class);
+fail_class:
+	unregister_chrdev_region(ms_devt, 1);
+	return rc;
+}
+
+static void ms_device_del(void)
+{
+	cdev_device_del(&ms_cdev, ms_device);
+	put_device(ms_device);
+	class_destroy(ms_class);
+	unregister_chrdev_region(ms_devt, 1);
+}
 
 /* --- debugfs ------------------------------------------------------------------ */
 
@@ -992,9 +1067,16 @@ static int __init ms_init(void)
 	int i, cpu, rc;
 
 	if (capacity < 1 || capacity > MONSTER_PIPE_CAPACITY_MAX || sample_hz < 1 ||
-	    sample_hz > 10000 || sample_ring < 16 || sample_ring > 65536) {
-		pr_err("bad parameter: capacity 1..65536, sample_hz 1..10000, sample_ring 16..65536\n");
+	    sample_hz > 10000 || sample_ring < 16 || sample_ring > 65536 || group < -1) {
+		pr_err("bad parameter: capacity 1..65536, sample_hz 1..10000, sample_ring 16..65536, group -1 or a gid\n");
 		return -EINVAL;
+	}
+	if (group >= 0) {
+		ms_gid = make_kgid(&init_user_ns, group);
+		if (!gid_valid(ms_gid)) {
+			pr_err("bad parameter: group %d is not a valid gid\n", group);
+			return -EINVAL;
+		}
 	}
 	period_ns = NSEC_PER_SEC / sample_hz;
 	for (i = 0; i < MONSTER_NUM_PIPES; i++) {
@@ -1033,7 +1115,7 @@ static int __init ms_init(void)
 		}
 	}
 
-	rc = misc_register(&ms_dev);
+	rc = ms_device_add();
 	if (rc)
 		goto fail;
 
@@ -1049,8 +1131,8 @@ static int __init ms_init(void)
 		smp_call_function_single(cpu, sampler_start_on_cpu, NULL, 1);
 	cpus_read_unlock();
 
-	pr_info("loaded: 15 pipes of %u samples, 256 wait states, sampler %u Hz per CPU\n",
-		capacity, sample_hz);
+	pr_info("loaded: 15 pipes of %u samples, 256 wait states, sampler %u Hz per CPU, device %s\n",
+		capacity, sample_hz, group >= 0 ? "0660 with the group" : "0600");
 	return 0;
 fail:
 	free_all();
@@ -1062,7 +1144,7 @@ static void __exit ms_exit(void)
 	/* No file is open (each holds a module reference), so nobody is
 	 * blocked in a pipe or wait state. */
 	debugfs_remove_recursive(dbg_dir);
-	misc_deregister(&ms_dev);
+	ms_device_del();
 	free_all();
 	pr_info("unloaded\n");
 }

@@ -62,6 +62,7 @@ static zkprologml_ctx_t *child_ctx(void)
     zkprologml_config_t cfg;
     zkprologml_config_default(&cfg);
     cfg.name = mt_seg_name(); /* inherited: the parent's pid */
+    cfg.backend = mt_backend();
     zkprologml_ctx_t *ctx;
     if (zkprologml_open(&ctx, &cfg) < 0)
         _exit(10);
@@ -215,7 +216,7 @@ Test(death, killed_consumer_wakes_blocked_writer, .fini = mt_cleanup)
     kill_child(&c);
     pthread_join(t, NULL);
     cr_assert_eq(o.rc, -EPIPE, "writer woken by the reclaim: %d", o.rc);
-    cr_assert_eq(o.n, 2);
+    cr_assert_eq((uint32_t)o.n, mt_capacity(ctx, 1), "it filled the ring first");
     zkprologml_close(ctx);
 }
 
@@ -253,6 +254,7 @@ Test(death, killed_wait_state_holder_is_not_coordinated, .fini = mt_cleanup)
 
 Test(death, killed_while_holding_the_pipe_lock, .fini = mt_cleanup)
 {
+    mt_user_only("takes the segment's pipe lock by hand");
     zkprologml_ctx_t *ctx = mt_open(4);
     child_t c = spawn(child_holds_lock);
     expect_report(&c);

@@ -62,7 +62,8 @@ Test(pipe, full_blocks_writer_with_try_and_timeout, .fini = mt_cleanup)
     zkprologml_pipe_t *w = zkprologml_pipe_open(ctx, 2, true);
     zkprologml_pipe_t *r = zkprologml_pipe_open(ctx, 2, false);
     zkprologml_sample_t s = mt_sample(2, 0);
-    for (int i = 0; i < 4; i++)
+    uint32_t cap = mt_capacity(ctx, 2); /* 4, or the module's */
+    for (uint32_t i = 0; i < cap; i++)
         cr_assert_eq(zkprologml_pipe_write(w, &s, 0), 0);
     cr_assert_eq(zkprologml_pipe_write(w, &s, 0), -EAGAIN, "full: try");
     cr_assert_eq(zkprologml_pipe_write(w, &s, 30), -ETIME, "full: timeout");
@@ -180,8 +181,9 @@ Test(pipe, close_wakes_every_waiter, .fini = mt_cleanup)
         w9[i] = zkprologml_pipe_open(ctx, 9, true);
     }
     zkprologml_sample_t s = mt_sample(9, 0);
-    cr_assert_eq(zkprologml_pipe_write(w9[0], &s, 0), 0);
-    cr_assert_eq(zkprologml_pipe_write(w9[0], &s, 0), 0); /* ring 9 full */
+    for (uint32_t i = mt_capacity(ctx, 9); i > 0; i--) /* 2, or the module's */
+        cr_assert_eq(zkprologml_pipe_write(w9[0], &s, 0), 0);
+    cr_assert_eq(zkprologml_pipe_write(w9[0], &s, 0), -EAGAIN, "ring 9 full");
     for (int i = 0; i < N; i++) {
         ra[i] = (op_arg_t){.pipe = r8[i], .timeout_ms = -1, .rc = 1};
         wa[i] = (op_arg_t){.pipe = w9[i], .timeout_ms = -1, .rc = 1, .s = s};
@@ -196,8 +198,10 @@ Test(pipe, close_wakes_every_waiter, .fini = mt_cleanup)
     uint32_t seq9 = atomic_load(&mt_seg(ctx)->pipes[9].space.seq);
     zkprologml_pipe_close(p8); /* the only producer of 8 */
     zkprologml_pipe_close(c9); /* the only consumer of 9 */
-    cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[8].data.seq), seq8, "close woke the readers");
-    cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[9].space.seq), seq9, "close woke the writers");
+    if (!mt_kernel()) { /* the kernel has no liveness re-check to rule out */
+        cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[8].data.seq), seq8, "close woke the readers");
+        cr_assert_neq(atomic_load(&mt_seg(ctx)->pipes[9].space.seq), seq9, "close woke the writers");
+    }
     for (int i = 0; i < N; i++) {
         pthread_join(rt[i], NULL);
         pthread_join(wt[i], NULL);
@@ -333,6 +337,7 @@ Test(pipe, mpmc_fifo_per_producer_and_atomic_samples, .fini = mt_cleanup)
 
 Test(pipe, corrupt_positions_are_refused, .fini = mt_cleanup)
 {
+    mt_user_only("scribbles on the segment's ring positions");
     zkprologml_ctx_t *ctx = mt_open(4);
     zkprologml_pipe_t *w = zkprologml_pipe_open(ctx, 12, true);
     zkprologml_pipe_t *r = zkprologml_pipe_open(ctx, 12, false);

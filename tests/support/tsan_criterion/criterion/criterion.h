@@ -9,9 +9,17 @@
  * unchanged. Kept: every test runs in its own forked child with a timeout
  * (Test's .timeout, else --timeout N, else 60 s, enforced by alarm());
  * .init/.fini/.disabled; cr_assert_* ends the test, cr_expect_* records and
- * continues; --filter takes a glob on "suite/name"; other options are
- * accepted and ignored. Exit status 1 if any test failed, crashed or timed
- * out. Assertion messages start with a string literal (as all of ours do).
+ * continues; cr_skip_test ends it as skipped; --filter takes a glob on
+ * "suite/name"; other options are accepted and ignored. One line per test
+ * on stderr: "[PASS] suite::name", "[SKIP] suite::name: why" or
+ * "[FAIL] suite::name: why" (after the failed assertions' "[----]" lines).
+ * Exit status 1 if any test failed, crashed or timed out. Assertion
+ * messages start with a string literal (as all of ours do).
+ *
+ * The qemu test of the kernel module (tests/kmod) uses it too: linked
+ * statically, the Monster suites start at once in the guest, where
+ * Criterion re-executes its binary with ~20 shared libraries for every
+ * test (about 2 s each under emulation).
  */
 #ifndef FERRY_TSAN_CRITERION_H
 #define FERRY_TSAN_CRITERION_H
@@ -49,6 +57,8 @@ struct ft_test {
 static struct ft_test ft_tests[FT_MAX_TESTS];
 static int ft_ntests;
 static bool ft_expect_failed; /* a cr_expect failed in this child */
+static const struct ft_test *ft_current; /* the test this child runs */
+#define FT_SKIP_EXIT 77          /* a child's exit status: skipped */
 
 static void ft_register(const char *suite, const char *name, void (*fn)(void),
                         const struct ft_opts *opts)
@@ -116,6 +126,14 @@ __attribute__((unused)) static void ft_log(const char *fmt, ...)
 #define cr_expect_fail(...) ft_fail(false, __FILE__, __LINE__, "cr_expect_fail", "" __VA_ARGS__)
 #define cr_log_info(...) ft_log(__VA_ARGS__)
 #define cr_log_warn(...) ft_log(__VA_ARGS__)
+/* Ends the test as skipped, the reason on its result line. */
+#define cr_skip_test(...)                                                               \
+    do {                                                                                \
+        fprintf(stderr, "[SKIP] %s::%s: ", ft_current->suite, ft_current->name);        \
+        fprintf(stderr, __VA_ARGS__);                                                   \
+        fputc('\n', stderr);                                                            \
+        exit(FT_SKIP_EXIT);                                                             \
+    } while (0)
 
 #define cr_assert_not(c, ...) cr_assert(!(c), __VA_ARGS__)
 #define cr_expect_not(c, ...) cr_expect(!(c), __VA_ARGS__)
@@ -144,8 +162,8 @@ __attribute__((unused)) static void ft_log(const char *fmt, ...)
 #define cr_assert_float_eq(a, b, eps, ...) cr_assert(fabs((a) - (b)) <= (eps), __VA_ARGS__)
 #define cr_expect_float_eq(a, b, eps, ...) cr_expect(fabs((a) - (b)) <= (eps), __VA_ARGS__)
 
-/* Runs one test in a child; returns true when it passed. */
-static bool ft_run(const struct ft_test *t, long default_timeout)
+/* Runs one test in a child: 0 passed, 1 failed, 2 skipped (the child said why). */
+static int ft_run(const struct ft_test *t, long default_timeout)
 {
     double tmo = t->opts->timeout > 0 ? t->opts->timeout : (double)default_timeout;
     fflush(stdout);
@@ -153,9 +171,10 @@ static bool ft_run(const struct ft_test *t, long default_timeout)
     pid_t pid = fork();
     if (pid < 0) {
         perror("fork");
-        return false;
+        return 1;
     }
     if (pid == 0) {
+        ft_current = t;
         alarm((unsigned)(tmo > 1 ? tmo + 0.5 : 1));
         if (t->opts->init)
             t->opts->init();
@@ -169,16 +188,18 @@ static bool ft_run(const struct ft_test *t, long default_timeout)
     }
     int want_sig = t->opts->signal, want_code = t->opts->exit_code;
     if (want_sig && WIFSIGNALED(st) && WTERMSIG(st) == want_sig)
-        return true;
+        return 0;
     if (!want_sig && WIFEXITED(st) && WEXITSTATUS(st) == want_code)
-        return true;
+        return 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == FT_SKIP_EXIT)
+        return 2;
     if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
         fprintf(stderr, "[FAIL] %s::%s: timed out after %.0f s\n", t->suite, t->name, tmo);
     else if (WIFSIGNALED(st))
         fprintf(stderr, "[FAIL] %s::%s: CRASH (signal %d)\n", t->suite, t->name, WTERMSIG(st));
     else
         fprintf(stderr, "[FAIL] %s::%s: exit status %d\n", t->suite, t->name, WEXITSTATUS(st));
-    return false;
+    return 1;
 }
 
 int main(int argc, char **argv)
@@ -203,9 +224,10 @@ int main(int argc, char **argv)
         if (t->opts->disabled || (filter && fnmatch(filter, full, 0) != 0))
             continue;
         run++;
-        if (ft_run(t, timeout))
+        int r = ft_run(t, timeout);
+        if (r == 0)
             fprintf(stderr, "[PASS] %s::%s\n", t->suite, t->name);
-        else
+        else if (r == 1)
             failed++;
     }
     fprintf(stderr, "[====] Synthesis: Tested: %d | Passing: %d | Failing: %d\n", run,
