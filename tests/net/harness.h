@@ -76,7 +76,7 @@ int ts_wait_int(atomic_int *v, int want, int timeout_ms);
 extern th_server_t tf_srv;  /* the test's server */
 extern tc_conn_t tf_conn;   /* a connection to it */
 extern tc_resp_t tf_resp;   /* the last response read */
-/* Starts tf_srv with cfg (NULL: defaults) and connects tf_conn; asserts. */
+/* Starts tf_srv with cfg (NULL: defaults) and connects tf_conn; aborts on failure. */
 void tf_start_with(const fnet_http_config_t *cfg);
 void tf_start(void);  /* .init: the default config */
 void tf_stop(void);   /* .fini: closes tf_conn, stops tf_srv */
