@@ -265,7 +265,16 @@ static int check_cancel(const kc_cancel_t *cancel)
     return cancel && kc_cancel_is_set(cancel) ? -ECANCELED : 0;
 }
 
-ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
+/* One non-blocking attempt of an operation: its result (>= 0), or -errno;
+ * -EINTR means "try again at once", -EAGAIN "wait until the fd is ready". */
+typedef ssize_t (*io_try_fn)(int fd, void *arg);
+
+/* The loop kc_read and kc_accept share: try, and on -EAGAIN park until the
+ * fd is ready in `dir` (the sequence is read before the attempt, so an event
+ * between the attempt and the park is not missed). Inlined with each caller's
+ * try function, so the hot path makes no indirect call. */
+static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_t *cancel,
+                              io_try_fn try_once, void *arg)
 {
     kc_pd_t *pd = pd_get(fd);
     if (!pd)
@@ -275,20 +284,36 @@ ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t 
         int r = check_cancel(cancel);
         if (r < 0)
             return r;
-        uint32_t seen = atomic_load_explicit(&pd->seq[DIR_READ], memory_order_acquire);
-        ssize_t got = read(fd, buf, n);
-        if (got >= 0)
+        uint32_t seen = atomic_load_explicit(&pd->seq[dir], memory_order_acquire);
+        ssize_t got = try_once(fd, arg);
+        if (got >= 0 || (got != -EINTR && got != -EAGAIN))
             return got;
-        if (errno == EINTR)
+        if (got == -EINTR)
             continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
         if (timeout_ms == 0)
             return -EAGAIN;
-        r = fd_wait(fd, pd, DIR_READ, seen, deadline, cancel);
+        r = fd_wait(fd, pd, dir, seen, deadline, cancel);
         if (r < 0)
             return r;
     }
+}
+
+typedef struct read_args {
+    void *buf; /* where the bytes go */
+    size_t n;  /* room there        */
+} read_args_t;
+
+static ssize_t read_try(int fd, void *arg)
+{
+    read_args_t *a = arg;
+    ssize_t got = read(fd, a->buf, a->n);
+    return got >= 0 ? got : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
+{
+    read_args_t a = {.buf = buf, .n = n};
+    return io_loop(fd, DIR_READ, timeout_ms, cancel, read_try, &a);
 }
 
 /* send(MSG_NOSIGNAL) on sockets, so a closed peer is -EPIPE, not SIGPIPE. */
@@ -336,32 +361,26 @@ ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_ca
     }
 }
 
+typedef struct accept_args {
+    struct sockaddr *addr; /* the peer's address (may be NULL) */
+    socklen_t *addrlen;    /* its room, then its length        */
+} accept_args_t;
+
+static ssize_t accept_try(int fd, void *arg)
+{
+    accept_args_t *a = arg;
+    int c = accept4(fd, a->addr, a->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c >= 0)
+        return c;
+    /* A connection that died in the backlog is not our error: try again. */
+    return errno == ECONNABORTED ? -EINTR : errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
 int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
               const kc_cancel_t *cancel)
 {
-    kc_pd_t *pd = pd_get(fd);
-    if (!pd)
-        return fd < 0 ? -EBADF : -ENOMEM;
-    uint64_t deadline = kc__deadline(timeout_ms);
-    for (;;) {
-        int r = check_cancel(cancel);
-        if (r < 0)
-            return r;
-        uint32_t seen = atomic_load_explicit(&pd->seq[DIR_READ], memory_order_acquire);
-        int c = accept4(fd, addr, addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (c >= 0)
-            return c;
-        /* A connection that died in the backlog is not our error. */
-        if (errno == EINTR || errno == ECONNABORTED)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return -errno;
-        if (timeout_ms == 0)
-            return -EAGAIN;
-        r = fd_wait(fd, pd, DIR_READ, seen, deadline, cancel);
-        if (r < 0)
-            return r;
-    }
+    accept_args_t a = {.addr = addr, .addrlen = addrlen};
+    return (int)io_loop(fd, DIR_READ, timeout_ms, cancel, accept_try, &a);
 }
 
 int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
