@@ -90,8 +90,12 @@ static void complete(kc_waiter_t *w, int res)
         kc__unpark(p);
 }
 
-/* Pops the first waiter of q that can still be claimed, or NULL. */
-static kc_waiter_t *take_waiter(kc_wqueue_t *q)
+/* Pops the first waiter of q (one of ch's queues) that can still be
+ * claimed, or NULL. A buffered channel's waiter counts (send_waiters,
+ * recv_waiters) are the lengths of its queues: whoever unlinks a waiter
+ * uncounts it, so a waiter that was woken and has not run yet no longer
+ * makes every operation of the other side take the lock to look for it. */
+static kc_waiter_t *take_waiter(kc_chan_t *ch, kc_wqueue_t *q)
 {
     kc_waiter_t *w;
     while ((w = q->head)) {
@@ -100,6 +104,8 @@ static kc_waiter_t *take_waiter(kc_wqueue_t *q)
          * twice, shared and then exclusive, while its owner polls it. */
         kc__prefetchw(w);
         kc__wq_remove(q, w);
+        if (kc__is_notify_chan(ch))
+            kc__waiters_add(ch, q == &ch->sendq, -1);
         if (claim(w))
             return w;
     }
@@ -282,7 +288,7 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
 {
     if (!locked)
         kc__lock(&ch->lock);
-    kc_waiter_t *w = take_waiter(after_send ? &ch->recvq : &ch->sendq);
+    kc_waiter_t *w = take_waiter(ch, after_send ? &ch->recvq : &ch->sendq);
     if (w)
         complete(w, 0);
     if (!locked)
@@ -395,7 +401,7 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
         *res = -EPIPE;
         return true;
     }
-    kc_waiter_t *w = take_waiter(&ch->recvq);
+    kc_waiter_t *w = take_waiter(ch, &ch->recvq);
     if (w) {
         /* A receiver is waiting, so nothing is buffered: hand over directly. */
         memcpy(kc__wbuf(w), src, ch->esz);
@@ -442,7 +448,7 @@ bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
         *res = 0;
         return true;
     }
-    kc_waiter_t *w = take_waiter(&ch->sendq);
+    kc_waiter_t *w = take_waiter(ch, &ch->sendq);
     if (w) {
         memcpy(dst, kc__wbuf(w), ch->esz);
         count_send(ch, dst);
@@ -592,10 +598,13 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 
         int r = kc__sel_wait(&wt.sel, deadline, cancel);
 
+        /* Still queued: not woken (timeout, cancel), uncount it here; else
+         * whoever unlinked it did (take_waiter). */
         kc__lock(&ch->lock);
-        if (w->queued)
+        if (w->queued) {
             kc__wq_remove(q, w);
-        kc__waiters_add(ch, is_send, -1);
+            kc__waiters_add(ch, is_send, -1);
+        }
         kc__unlock(&ch->lock);
         if (r != 1) {
             res = r; /* timed out or cancelled without being notified */
@@ -863,9 +872,9 @@ void kc_chan_close(kc_chan_t *ch)
         /* Locked kinds: receivers only wait on an empty buffer, so they are
          * done, and blocked senders never get their element in. Buffered
          * waiters are only notified: they retry, drain, then see -EPIPE. */
-        while ((w = take_waiter(&ch->recvq)))
+        while ((w = take_waiter(ch, &ch->recvq)))
             complete(w, -EPIPE);
-        while ((w = take_waiter(&ch->sendq)))
+        while ((w = take_waiter(ch, &ch->sendq)))
             complete(w, -EPIPE);
     }
     kc__unlock(&ch->lock);

@@ -111,8 +111,8 @@ struct kc_chan {
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
     _Atomic uint64_t bytes_recv; /* descriptor channels: payload bytes received */
     /* Read by every buffered operation, written only by slow paths. */
-    _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
-    _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
+    _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders queued in sendq (buffered)  */
+    _Atomic uint32_t recv_waiters; /* receivers queued in recvq (buffered) */
     /* Failure counters (off the hot path). */
     _Alignas(KC_CACHELINE) _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
     _Atomic uint64_t dropped; /* elements handed to the undelivered callback */

@@ -83,14 +83,16 @@ static int try_clauses(kc_select_clause_t *cl, size_t n, const uint8_t *order, b
     return -1;
 }
 
-/* Unlinks still-queued waiters and drops buffered registrations (locks held). */
+/* Unlinks still-queued waiters and uncounts their buffered registrations
+ * (locks held). */
 static void unregister(kc_select_clause_t *cl, size_t n, kc_waiter_t *w)
 {
     for (size_t i = 0; i < n; i++) {
         if (!cl[i].ch)
             continue;
-        if (w[i].queued)
-            kc__wq_remove(queue_of(&cl[i]), &w[i]);
+        if (!w[i].queued)
+            continue; /* unlinked, and uncounted, by a peer (take_waiter) */
+        kc__wq_remove(queue_of(&cl[i]), &w[i]);
         if (kc__is_notify_chan(cl[i].ch))
             kc__waiters_add(cl[i].ch, cl[i].op == KC_SELECT_SEND, -1);
     }
