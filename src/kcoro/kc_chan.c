@@ -38,6 +38,20 @@
 _Static_assert(offsetof(struct kc_chan, cap) == KC_CACHELINE,
                "kc_chan's hand-off fields must fit its first cache line");
 
+/* Copies one element. Most elements are a word or two: copied inline for
+ * those sizes instead of through a call to the library's memcpy (which
+ * costs more than the copy: a call and a size dispatch, each way of every
+ * hand-off). */
+static inline void copy_elem(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
+
 /* ---- waiter queues ---------------------------------------------------- */
 
 void kc__wq_push(kc_wqueue_t *q, kc_waiter_t *w)
@@ -70,6 +84,12 @@ void kc__wq_remove(kc_wqueue_t *q, kc_waiter_t *w)
  * (timeout, cancel) or another clause of its select already won. */
 static bool claim(kc_waiter_t *w)
 {
+    /* A solo waiter has no rival claimer (we unlinked it under the lock)
+     * and an owner that never aborts: no CAS needed. */
+    if (atomic_load_explicit(&w->sel->winner, memory_order_relaxed) == KC_SEL_SOLO) {
+        atomic_store_explicit(&w->sel->winner, (int16_t)w->clause, memory_order_relaxed);
+        return true;
+    }
     int16_t open = KC_SEL_OPEN;
     return atomic_compare_exchange_strong_explicit(&w->sel->winner, &open, (int16_t)w->clause,
                                                    memory_order_acq_rel, memory_order_acquire);
@@ -85,9 +105,21 @@ static void complete(kc_waiter_t *w, int res)
     kc_sel_t *s = w->sel;
     kc_parker_t *p = s->parker;
     s->result = (int16_t)res;
-    s->waker = kc__parker_self();
-    if (atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel) == KC_SEL_SLEEPY)
+    /* For the spin policy of thread owners (coroutines never spin). */
+    if (!p->coro)
+        s->waker = kc__parker_self();
+    /* PARKED: the owner is switched out and touches `done` no more until
+     * made runnable (kc__coro_park_on, wait1): no race left, a store does. */
+    if (atomic_load_explicit(&s->done, memory_order_relaxed) == KC_SEL_PARKED) {
+        atomic_store_explicit(&s->done, KC_SEL_DONE, memory_order_release);
+        kc__coro_ready(p->coro);
+        return;
+    }
+    uint32_t prev = atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel);
+    if (prev == KC_SEL_SLEEPY)
         kc__unpark(p);
+    else if (prev == KC_SEL_PARKED)
+        kc__coro_ready(p->coro); /* switched out on `done` (kc__sel_wait) */
 }
 
 /* Pops the first waiter of q (one of ch's queues) that can still be
@@ -126,13 +158,13 @@ static inline unsigned char *slot(kc_chan_t *ch, size_t i)
 
 static void ring_push(kc_chan_t *ch, const void *src)
 {
-    memcpy(slot(ch, ch->count), src, ch->esz);
+    copy_elem(slot(ch, ch->count), src, ch->esz);
     ch->count++;
 }
 
 static void ring_pop(kc_chan_t *ch, void *dst)
 {
-    memcpy(dst, slot(ch, 0), ch->esz);
+    copy_elem(dst, slot(ch, 0), ch->esz);
     ch->head = (ch->head + 1) % ch->cap;
     ch->count--;
 }
@@ -210,7 +242,7 @@ static int lf_push(kc_chan_t *ch, const void *src)
             pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
         }
     }
-    memcpy(cell_data(seq), src, ch->esz);
+    copy_elem(cell_data(seq), src, ch->esz);
     /* Descriptor bytes are counted before the element can be taken, so a
      * receive can never be counted ahead of its send (see kc__buffered_counts). */
     if (ch->is_desc)
@@ -240,7 +272,7 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
             pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
         }
     }
-    memcpy(dst, cell_data(seq), ch->esz);
+    copy_elem(dst, cell_data(seq), ch->esz);
     atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_seq_cst);
     return true;
 }
@@ -404,7 +436,7 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
     kc_waiter_t *w = take_waiter(ch, &ch->recvq);
     if (w) {
         /* A receiver is waiting, so nothing is buffered: hand over directly. */
-        memcpy(kc__wbuf(w), src, ch->esz);
+        copy_elem(kc__wbuf(w), src, ch->esz);
         count_send(ch, src);
         count_recv(ch, src);
         complete(w, 0);
@@ -450,7 +482,7 @@ bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
     }
     kc_waiter_t *w = take_waiter(ch, &ch->sendq);
     if (w) {
-        memcpy(dst, kc__wbuf(w), ch->esz);
+        copy_elem(dst, kc__wbuf(w), ch->esz);
         count_send(ch, dst);
         count_recv(ch, dst);
         complete(w, 0);
@@ -489,7 +521,7 @@ static bool sel_done(kc_sel_t *sel)
 static int sel_completed(kc_sel_t *sel)
 {
     kc_parker_t *self = sel->parker;
-    if (self->peer != sel->waker)
+    if (!self->coro && self->peer != sel->waker)
         self->peer = sel->waker;
     return 1;
 }
@@ -499,6 +531,15 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     kc_cancel_hook_t hook;
     bool hooked = false;
     int err = 0;
+
+    if (sel->parker->coro && !deadline && !cancel) {
+        /* A coroutine that cannot time out or be cancelled: nothing but
+         * the completer can end this wait, so switch out on `done` itself
+         * (the completer makes us runnable) instead of on the parker. */
+        while (atomic_load_explicit(&sel->done, memory_order_acquire) != KC_SEL_DONE)
+            kc__coro_park_on(&sel->done, KC_SEL_WAITING, KC_SEL_PARKED);
+        return sel_completed(sel);
+    }
 
     /* Spin on `done` while the peer runs on another CPU (kc_sync.h). */
     if (kc__spin_until(sel->parker, &sel->done, KC_SEL_DONE, deadline))
@@ -538,6 +579,29 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     while (!sel_done(sel))
         kc__park(sel->parker, 0);
     return sel_completed(sel);
+}
+
+/* Waits for a single operation's waiter, queued under ch->lock (held on
+ * entry, released here). Returns as kc__sel_wait. A coroutine that cannot
+ * time out or be cancelled parks with the lock still held and its worker
+ * releases it once the coroutine is switched out (Go's gopark with an
+ * unlock function): the completer, under the lock, then always finds it
+ * PARKED, stores DONE and readies it, with no race to settle. */
+static int wait1(kc_chan_t *ch, kc_wait1_t *wt, uint64_t deadline, const kc_cancel_t *cancel)
+{
+    kc_sel_t *sel = &wt->sel;
+    if (sel->parker->coro && !deadline && !cancel) {
+        atomic_store_explicit(&sel->done, KC_SEL_PARKED, memory_order_relaxed);
+        kc__coro_park_unlock(&ch->lock);
+        /* Only the completer readies us, after storing DONE. */
+        if (atomic_load_explicit(&sel->done, memory_order_acquire) != KC_SEL_DONE) {
+            fputs("kcoro: coroutine resumed before its channel wait completed\n", stderr);
+            abort();
+        }
+        return 1;
+    }
+    kc__unlock(&ch->lock);
+    return kc__sel_wait(sel, deadline, cancel);
 }
 
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
@@ -582,7 +646,9 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
     for (;;) {
         /* Only woken to retry: the waiter carries no element. */
-        kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self}};
+        kc_wait1_t wt = {.sel = {.winner = deadline || cancel ? KC_SEL_OPEN : KC_SEL_SOLO,
+                                 .done = KC_SEL_WAITING,
+                                 .parker = self}};
         kc_waiter_t *w = &wt.w;
         w->sel = &wt.sel;
         kc__lock(&ch->lock);
@@ -594,18 +660,19 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             goto out;
         }
         kc__wq_push(q, w);
-        kc__unlock(&ch->lock);
+        int r = wait1(ch, &wt, deadline, cancel);
 
-        int r = kc__sel_wait(&wt.sel, deadline, cancel);
-
-        /* Still queued: not woken (timeout, cancel), uncount it here; else
-         * whoever unlinked it did (take_waiter). */
-        kc__lock(&ch->lock);
-        if (w->queued) {
-            kc__wq_remove(q, w);
-            kc__waiters_add(ch, is_send, -1);
+        /* Completed (r == 1): the peer that claimed it unlinked and
+         * uncounted it first (take_waiter). Else (timeout, cancel) it may
+         * still be queued: unlink and uncount it here. */
+        if (r != 1) {
+            kc__lock(&ch->lock);
+            if (w->queued) {
+                kc__wq_remove(q, w);
+                kc__waiters_add(ch, is_send, -1);
+            }
+            kc__unlock(&ch->lock);
         }
-        kc__unlock(&ch->lock);
         if (r != 1) {
             res = r; /* timed out or cancelled without being notified */
             goto out;
@@ -652,7 +719,9 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     /* One line holds the whole wait (kc_wait1_t); a small element travels
      * in it, so neither side touches the other's buffer. */
-    kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING,
+    uint64_t deadline = kc__deadline(timeout_ms);
+    kc_wait1_t wt = {.sel = {.winner = deadline || cancel ? KC_SEL_OPEN : KC_SEL_SOLO,
+                             .done = KC_SEL_WAITING,
                              .parker = kc__parker_self()}};
     kc_waiter_t *w = &wt.w;
     w->sel = &wt.sel;
@@ -660,15 +729,13 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     if (!w->inl)
         w->buf.ptr = buf;
     else if (is_send)
-        memcpy(w->buf.bytes, buf, ch->esz);
+        copy_elem(w->buf.bytes, buf, ch->esz);
     kc__wq_push(is_send ? &ch->sendq : &ch->recvq, w);
-    kc__unlock(&ch->lock);
-
-    int r = kc__sel_wait(&wt.sel, kc__deadline(timeout_ms), cancel);
+    int r = wait1(ch, &wt, deadline, cancel);
     if (r == 1) {
         res = wt.sel.result;
         if (res == 0 && !is_send && w->inl)
-            memcpy(buf, w->buf.bytes, ch->esz);
+            copy_elem(buf, w->buf.bytes, ch->esz);
     } else {
         kc__lock(&ch->lock);
         if (w->queued)

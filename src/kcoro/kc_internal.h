@@ -26,10 +26,16 @@ typedef struct kc_sel {
     kc_parker_t *waker;      /* the completing thread (valid once DONE)          */
 } kc_sel_t;
 
-enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2 };
+/* sel->winner: open; aborted by its owner; KC_SEL_SOLO: open, and its one
+ * waiter can be claimed by nobody but the one peer that unlinks it, and
+ * its owner never gives up (one operation with no deadline and no cancel
+ * token): claimed by a plain store instead of a CAS. */
+enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2, KC_SEL_SOLO = -3 };
 /* sel->done: spinning owner; owner may sleep (completer must unpark);
- * completed (winner's copy and result are visible). */
-enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2 };
+ * completed (winner's copy and result are visible); a coroutine owner
+ * switched out on `done` itself (kc__coro_park_on: the completer makes it
+ * runnable directly, no parker involved). */
+enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2, KC_SEL_PARKED = 3 };
 
 /* A waiter sits in a channel's send or receive queue (intrusive, no
  * allocation). It lives on the waiting thread's stack. */
