@@ -220,8 +220,21 @@ static inline void *cell_data(_Atomic size_t *seq)
  * instead of reporting -EPIPE while an accepted element is still landing. */
 #define KC_POS_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
-/* Returns 1 pushed, 0 full, -EPIPE closed. */
-static int lf_push(kc_chan_t *ch, const void *src)
+/* The waiter handshake (see the file comment) is on the positions, not
+ * on the cells: a push claims its position by a sequentially consistent
+ * CAS on enq_pos and then reads recv_waiters; a receiver that registers
+ * (seq_cst increment of recv_waiters) then reads enq_pos. One of the two
+ * sees the other: the pusher wakes a registered receiver once its element
+ * is published, or the receiver sees the claimed position and retries
+ * instead of parking (kc__buf_landing), since the element is landing. The same
+ * holds for pops, deq_pos and senders. So the cells are published with a
+ * plain release store, where a sequentially consistent store (a locked
+ * exchange on x86-64, stalled until the cell's line arrives) cost about as
+ * much as the CAS itself.
+ *
+ * Returns 1 pushed, 0 full, -EPIPE closed; on 1, *waiters is the number of
+ * receivers registered when the position was claimed. */
+static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
     size_t base;
@@ -230,11 +243,11 @@ static int lf_push(kc_chan_t *ch, const void *src)
         if (pos & KC_POS_CLOSED)
             return -EPIPE;
         seq = cell_at(ch, pos, &base);
-        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - base);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (dif < 0) {
             return 0; /* full (or a consumer is just freeing the cell) */
@@ -242,29 +255,31 @@ static int lf_push(kc_chan_t *ch, const void *src)
             pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
         }
     }
+    *waiters = atomic_load_explicit(&ch->recv_waiters, memory_order_seq_cst);
     copy_elem(cell_data(seq), src, ch->esz);
     /* Descriptor bytes are counted before the element can be taken, so a
      * receive can never be counted ahead of its send (see kc__buffered_counts). */
     if (ch->is_desc)
         atomic_fetch_add_explicit(&ch->bytes_sent, ((const kc_zdesc *)src)->len,
                                   memory_order_relaxed);
-    /* seq_cst: pairs with a receiver's registration (see file comment). */
-    atomic_store_explicit(seq, base + 1, memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 1, memory_order_release);
     return 1;
 }
 
-static bool lf_pop(kc_chan_t *ch, void *dst)
+/* As lf_push: *waiters is the number of senders registered when the
+ * position was claimed. */
+static bool lf_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
 {
     size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
     size_t base;
     _Atomic size_t *seq;
     for (;;) {
         seq = cell_at(ch, pos, &base);
-        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - (base + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (dif < 0) {
             return false; /* empty (or a producer is just filling the cell) */
@@ -272,9 +287,22 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
             pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
         }
     }
+    *waiters = atomic_load_explicit(&ch->send_waiters, memory_order_seq_cst);
     copy_elem(dst, cell_data(seq), ch->esz);
-    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_release);
     return true;
+}
+
+/* For a registered waiter whose attempt failed: true when a peer claimed a
+ * position that will make the attempt succeed once it completes (an
+ * element landing for a receiver, a cell being freed for a sender). That
+ * peer may have claimed it before seeing our registration, and would then
+ * not wake us: the caller retries instead of parking. */
+bool kc__buf_landing(kc_chan_t *ch, bool is_send)
+{
+    size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    return is_send ? e - d < ch->cap : e > d;
 }
 
 /* Every successful buffered push claims exactly one position and every pop
@@ -327,8 +355,8 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
         kc__unlock(&ch->lock);
 }
 
-/* After a buffered push/pop: wake one waiter of the other side, if any
- * registered. `locked` says whether the caller holds ch->lock. */
+/* Wakes one waiter of the other side, if any registered (for pass-on;
+ * pushes and pops read the count as they claim, see lf_push). */
 static inline void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
 {
     _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
@@ -368,14 +396,16 @@ static inline void count_recv(kc_chan_t *ch, const void *elem)
 /* Non-blocking buffered operations; `locked` as for notify_peer. */
 static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 {
-    int r = lf_push(ch, src);
+    uint32_t waiters;
+    int r = lf_push(ch, src, &waiters);
     if (r == 0)
         return false;
     if (r < 0) {
         *res = r;
         return true;
     }
-    notify_peer(ch, true, locked);
+    if (waiters)
+        wake_peer(ch, true, locked);
     *res = 0;
     return true;
 }
@@ -383,11 +413,11 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 /* Receive on a closed ring: drain, including pushes that claimed a cell
  * before the close and are still copying (a few nanoseconds, unless the
  * producer was preempted: then yield to it). */
-static bool closed_pop(kc_chan_t *ch, void *dst)
+static bool closed_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
 {
     size_t end = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
     for (unsigned i = 0;; i++) {
-        if (lf_pop(ch, dst))
+        if (lf_pop(ch, dst, waiters))
             return true;
         if (atomic_load_explicit(&ch->deq_pos, memory_order_acquire) >= end)
             return false;
@@ -400,10 +430,11 @@ static bool closed_pop(kc_chan_t *ch, void *dst)
 
 static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
 {
-    if (!lf_pop(ch, dst)) {
+    uint32_t waiters;
+    if (!lf_pop(ch, dst, &waiters)) {
         if (!(atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & KC_POS_CLOSED))
             return false;
-        if (!closed_pop(ch, dst)) {
+        if (!closed_pop(ch, dst, &waiters)) {
             *res = -EPIPE;
             return true;
         }
@@ -411,7 +442,8 @@ static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
     if (ch->is_desc) /* counts are the ring positions: see kc__buffered_counts */
         atomic_fetch_add_explicit(&ch->bytes_recv, ((const kc_zdesc *)dst)->len,
                                   memory_order_relaxed);
-    notify_peer(ch, false, locked);
+    if (waiters)
+        wake_peer(ch, false, locked);
     *res = 0;
     return true;
 }
@@ -604,6 +636,20 @@ static int wait1(kc_chan_t *ch, kc_wait1_t *wt, uint64_t deadline, const kc_canc
     return kc__sel_wait(sel, deadline, cancel);
 }
 
+/* Waits for a peer to complete the push or pop it claimed (kc__buf_landing):
+ * a few nanoseconds, unless that peer's thread was preempted in between;
+ * then let it run. */
+void kc__landing_pause(unsigned *n)
+{
+    if (++*n < 64) {
+        kc__cpu_relax();
+    } else if (kc__coro_current()) {
+        kc_yield();
+    } else {
+        sched_yield();
+    }
+}
+
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
  * A notified waiter always retries once, even past its deadline or after a
  * cancel, so a wake-up meant for it is never lost. */
@@ -644,6 +690,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             goto out;
     }
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
+    unsigned landings = 0;
     for (;;) {
         /* Only woken to retry: the waiter carries no element. */
         kc_wait1_t wt = {.sel = {.winner = deadline || cancel ? KC_SEL_OPEN : KC_SEL_SOLO,
@@ -654,10 +701,13 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
         done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
-        if (done) {
+        if (done || kc__buf_landing(ch, is_send)) {
             kc__waiters_add(ch, is_send, -1);
             kc__unlock(&ch->lock);
-            goto out;
+            if (done)
+                goto out;
+            kc__landing_pause(&landings);
+            continue;
         }
         kc__wq_push(q, w);
         int r = wait1(ch, &wt, deadline, cancel);
@@ -848,7 +898,8 @@ void kc_chan_destroy(kc_chan_t *ch)
     if (ch->kind == KC_BUFFERED) {
         unsigned char tmp[256];
         void *e = ch->esz <= sizeof tmp ? tmp : malloc(ch->esz);
-        while (e && lf_pop(ch, e))
+        uint32_t waiters;
+        while (e && lf_pop(ch, e, &waiters))
             kc__drop(ch, e);
         if (e != tmp)
             free(e);

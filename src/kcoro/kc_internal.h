@@ -151,6 +151,12 @@ void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
  * receiver was woken) so nobody sleeps on a non-empty or non-full channel.
  * No channel lock may be held. */
 void kc__pass_on(kc_chan_t *ch, bool recv_side);
+/* A registered buffered waiter whose attempt failed: true when a peer's
+ * claimed push (for a receiver) or pop (for a sender) is still landing and
+ * may not wake it; retry after kc__landing_pause instead of parking. */
+bool kc__buf_landing(kc_chan_t *ch, bool is_send);
+/* One pause of such a retry loop (*n counts them: spins, then yields). */
+void kc__landing_pause(unsigned *n);
 /* Completed operations of a buffered channel, from its ring positions (and
  * byte counters for descriptors); always recvs <= sends, bytes likewise. */
 struct kc_counts {

@@ -98,6 +98,16 @@ static void unregister(kc_select_clause_t *cl, size_t n, kc_waiter_t *w)
     }
 }
 
+/* A buffered clause's peer operation is landing (see kc__buf_landing). */
+static bool landing(const kc_select_clause_t *cl, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cl[i].ch && kc__is_notify_chan(cl[i].ch) &&
+            kc__buf_landing(cl[i].ch, cl[i].op == KC_SELECT_SEND))
+            return true;
+    return false;
+}
+
 /* A send clause that met a closed channel hands its element to the
  * undelivered callback, as kc_chan_send does (no channel lock held here). */
 static int finish(kc_select_clause_t *cl, int win)
@@ -162,6 +172,7 @@ static int select_rounds(kc_select_clause_t *cl, size_t n, const uint8_t *order,
                          int *notified)
 {
     kc_waiter_t w[KC_SELECT_MAX];
+    unsigned landings = 0;
     int r, win;
 
 retry:
@@ -195,6 +206,14 @@ retry:
         unregister(cl, n, w);
         unlock_all(chs, nch);
         return finish(cl, win);
+    }
+    if (landing(cl, n)) {
+        /* A peer's claimed operation will complete a clause but may have
+         * missed our registration: retry instead of parking. */
+        unregister(cl, n, w);
+        unlock_all(chs, nch);
+        kc__landing_pause(&landings);
+        goto retry;
     }
     unlock_all(chs, nch);
 
