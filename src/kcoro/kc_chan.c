@@ -321,10 +321,12 @@ bool kc__buf_landing(kc_chan_t *ch, bool is_send)
  * visible first. */
 void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c)
 {
-    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    /* Hand-offs count as one send and one receive (read once for both). */
+    uint64_t h = atomic_load_explicit(&ch->handed, memory_order_seq_cst);
+    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst) + h;
     c->bytes_recv = ch->is_desc ? atomic_load_explicit(&ch->bytes_recv, memory_order_seq_cst)
                                 : c->recvs * ch->esz;
-    c->sends = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    c->sends = (atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED) + h;
     c->bytes_sent = ch->is_desc ? atomic_load_explicit(&ch->bytes_sent, memory_order_seq_cst)
                                 : c->sends * ch->esz;
     if (c->sends < c->recvs)
@@ -349,10 +351,64 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
     if (!locked)
         kc__lock(&ch->lock);
     kc_waiter_t *w = take_waiter(ch, after_send ? &ch->recvq : &ch->sendq);
+    int res = 0;
+    if (w && !after_send && w->handoff) {
+        /* A parked sender, and room was just made: push its element for
+         * it, so it returns at once instead of retrying (and maybe losing
+         * the cell to another sender and parking again). Its element comes
+         * after all of its earlier ones: it sends one at a time. */
+        uint32_t receivers;
+        if (lf_push(ch, w->buf.ptr, &receivers) == 1) {
+            res = KC_BUF_HANDED;
+            if (receivers) {
+                kc_waiter_t *r = take_waiter(ch, &ch->recvq);
+                if (r)
+                    complete(r, 0);
+            }
+        }
+    }
     if (w)
-        complete(w, 0);
+        complete(w, res);
     if (!locked)
         kc__unlock(&ch->lock);
+}
+
+/* A send that finds receivers registered: if the first one is a parked
+ * kc_chan_recv and nothing is buffered or landing (so no element of ours
+ * is still ahead of this one), copy the element straight into its buffer:
+ * no cell is filled and drained, and the receiver does not wake up only to
+ * retry (and maybe find the element taken by another receiver). Go does
+ * the same. False when that does not apply: push as usual. */
+static __attribute__((noinline)) bool handoff_recv(kc_chan_t *ch, const void *src, bool locked)
+{
+    bool ok = false;
+    if (!locked)
+        kc__lock(&ch->lock);
+    kc_waiter_t *w;
+    while (!ch->closed && (w = ch->recvq.head) && w->handoff &&
+           (atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED) ==
+               atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst)) {
+        kc__wq_remove(&ch->recvq, w);
+        kc__waiters_add(ch, false, -1);
+        if (!claim(w))
+            continue; /* gave up (timeout, cancel): try the next one */
+        copy_elem(w->buf.ptr, src, ch->esz);
+        if (ch->is_desc) {
+            size_t len = ((const kc_zdesc *)src)->len;
+            atomic_fetch_add_explicit(&ch->bytes_sent, len, memory_order_relaxed);
+            atomic_fetch_add_explicit(&ch->bytes_recv, len, memory_order_relaxed);
+        }
+        /* Only changed under the lock: no locked add needed. */
+        atomic_store_explicit(&ch->handed,
+                              atomic_load_explicit(&ch->handed, memory_order_relaxed) + 1,
+                              memory_order_seq_cst);
+        complete(w, KC_BUF_HANDED);
+        ok = true;
+        break;
+    }
+    if (!locked)
+        kc__unlock(&ch->lock);
+    return ok;
 }
 
 /* Wakes one waiter of the other side, if any registered (for pass-on;
@@ -396,6 +452,11 @@ static inline void count_recv(kc_chan_t *ch, const void *elem)
 /* Non-blocking buffered operations; `locked` as for notify_peer. */
 static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 {
+    if (atomic_load_explicit(&ch->recv_waiters, memory_order_relaxed) != 0 &&
+        handoff_recv(ch, src, locked)) {
+        *res = 0;
+        return true;
+    }
     uint32_t waiters;
     int r = lf_push(ch, src, &waiters);
     if (r == 0)
@@ -698,6 +759,8 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
                                  .parker = self}};
         kc_waiter_t *w = &wt.w;
         w->sel = &wt.sel;
+        w->handoff = true;
+        w->buf.ptr = buf;
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
         done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
@@ -725,6 +788,10 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         }
         if (r != 1) {
             res = r; /* timed out or cancelled without being notified */
+            goto out;
+        }
+        if (wt.sel.result == KC_BUF_HANDED) {
+            res = 0; /* a peer moved our element (see wake_peer, handoff_recv) */
             goto out;
         }
         done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);

@@ -50,7 +50,15 @@ typedef struct kc_waiter {
     int32_t clause;          /* index reported to the selector                 */
     bool queued;             /* still linked in a queue (guarded by chan lock)  */
     bool inl;                /* the element travels in buf.bytes (see below)   */
+    bool handoff;            /* buffered kc_chan_send/recv (not a select): a
+                              * peer may move its element (buf.ptr) and
+                              * complete it with KC_BUF_HANDED               */
 } kc_waiter_t;
+
+/* sel->result of a buffered waiter whose element a peer moved for it (into
+ * the ring for a sender, into buf.ptr for a receiver): the operation is
+ * over. Any other result only asks the waiter to retry. */
+#define KC_BUF_HANDED 1
 
 /* Where a completer copies to (recv waiter) or from (send waiter). */
 static inline void *kc__wbuf(kc_waiter_t *w)
@@ -122,6 +130,10 @@ struct kc_chan {
     /* Failure counters (off the hot path). */
     _Alignas(KC_CACHELINE) _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
     _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
+    _Atomic uint64_t handed; /* buffered: elements handed from a sender straight
+                              * to a parked receiver (counted in both
+                              * directions; under lock, read without)   */
+
 };
 
 /* Queue operations (chan lock held). */

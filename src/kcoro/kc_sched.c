@@ -675,8 +675,15 @@ static struct kc_coro *find_work(struct kc_worker *w)
 {
     struct kc_coro *c;
     ++w->ticks;
-    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
+    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop())) {
+        /* runnext is the one slot thieves cannot take: if c never yields
+         * (a busy loop), whatever waits there would be stranded. */
+        if (w->runnext) {
+            runq_put(w, w->runnext);
+            w->runnext = NULL;
+        }
         return c;
+    }
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
