@@ -736,6 +736,7 @@ static struct kc_coro *idle(struct kc_worker *w)
             break;
     }
     spin_end(c != NULL);
+    bool slept = false;
     if (!c) {
         uint32_t seq = atomic_load(&g.wake_seq);
         fence_sc(&g.nspinning);
@@ -744,6 +745,7 @@ static struct kc_coro *idle(struct kc_worker *w)
             if (!dl || dl > kc_now_ns()) {
                 atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
                 kc__futex_wait(&g.wake_seq, seq, dl);
+                slept = true;
             }
         }
     }
@@ -751,6 +753,15 @@ static struct kc_coro *idle(struct kc_worker *w)
     /* Whoever was woken is awake now (maybe us, maybe it took the work
      * without sleeping): the next notify() may wake another sleeper. */
     atomic_store(&g.waking, 0);
+    /* notify() calls made while `waking` was set woke nobody. If work is
+     * queued (maybe more than we are about to take), pass the wake-up on,
+     * or it could wait behind a coroutine that never yields while the
+     * other workers sleep (seen: four coroutines left in the injection
+     * queue, one worker asleep, the other in a busy loop). */
+    if (slept)
+        fence_sc(&g.nidle);
+    if (slept && any_work())
+        notify();
     return c;
 }
 
