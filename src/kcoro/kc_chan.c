@@ -7,13 +7,18 @@
  *   a sequence number per cell, so a send or receive that neither finds the
  *   ring full nor empty touches no lock and no shared counter. Only an
  *   operation that must block takes the lock, registers (send_waiters /
- *   recv_waiters) and parks; the opposite side checks that count after each
- *   operation and wakes one waiter to retry. The registration and the
- *   re-check are sequentially consistent on both sides (Dekker), so either
- *   the waiter sees the new cell state or the peer sees the waiter.
+ *   recv_waiters, the lengths of the waiter queues) and parks; the opposite
+ *   side reads that count as it claims its ring position and then wakes one
+ *   waiter. The registration and the claim are sequentially consistent on
+ *   both sides (Dekker, on the positions: see lf_push), so either the
+ *   waiter sees the claimed position or the peer sees the waiter.
  *   One wake-up per element (or freed cell): a woken waiter that does not
  *   use it, a select that completed another clause, passes it on to the
  *   next waiter (kc__pass_on) so nobody sleeps on a non-empty channel.
+ *   A plain kc_chan_send/recv waiter is not just woken to retry: a send
+ *   copies its element straight to a parked receiver (handoff_recv), and a
+ *   receive that frees a cell pushes a parked sender's element for it
+ *   (wake_peer), so the woken side returns at once.
  *
  * - Rendezvous, unlimited and conflated channels keep everything under the
  *   lock and hand elements over directly: a sender that finds a receiver
