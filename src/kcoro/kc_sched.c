@@ -92,7 +92,7 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
 #define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
 
-enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
+enum { POST_NONE, POST_YIELD, POST_PARK, POST_PARK_ON, POST_PARK_UNLOCK, POST_EXIT };
 
 struct kc_coro {
     kc_parker_t parker;          /* first: what channels park and unpark      */
@@ -102,6 +102,8 @@ struct kc_coro {
     unsigned char *stack;        /* usable stack [stack, stack + stack_size)  */
     size_t stack_size;           /* bytes (page multiple)                     */
     _Atomic int done;            /* 1 once ended and off its stack            */
+    _Atomic bool parked_on;      /* switched out by kc__coro_park_on/_unlock, not
+                                  * yet resumed (for kc_coro_is_parked)       */
     _Atomic(kc_parker_t *) joiner; /* who waits in kc_coro_join (1: finishing) */
     bool detached;               /* kc_go: recycled when it ends              */
     uint64_t id;                 /* process-unique                            */
@@ -124,6 +126,9 @@ struct kc_worker {
     void *sched_sp;              /* the scheduler context while a coroutine runs */
     struct kc_coro *cur;         /* the running coroutine or NULL             */
     int post;                    /* POST_* asked by the coroutine switching out */
+    _Atomic uint32_t *park_word; /* POST_PARK_ON: the word to move ...        */
+    uint32_t park_from, park_to; /* ... from park_from to park_to             */
+    kc_lock_t *park_lock;        /* POST_PARK_UNLOCK: the lock to release     */
     struct kc_timer *heap;       /* timer heap (owner only)                   */
     size_t nheap, capheap;       /* its length and capacity                   */
     struct kc_coro *pool;        /* recycled coroutine structs (owner only)   */
@@ -555,6 +560,28 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
     }
 }
 
+void kc__coro_park_on(_Atomic uint32_t *word, uint32_t from, uint32_t to)
+{
+    struct kc_coro *c = kc__coro_current();
+    struct kc_worker *w = cur_worker();
+    w->park_word = word;
+    w->park_from = from;
+    w->park_to = to;
+    w->post = POST_PARK_ON;
+    switch_to_sched(c, false);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
+}
+
+void kc__coro_park_unlock(kc_lock_t *lock)
+{
+    struct kc_coro *c = kc__coro_current();
+    struct kc_worker *w = cur_worker();
+    w->park_lock = lock;
+    w->post = POST_PARK_UNLOCK;
+    switch_to_sched(c, false);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
+}
+
 /* ---- pools: coroutine structs and stacks ------------------------------ */
 
 static struct kc_coro *pool_get(struct kc_worker *w)
@@ -648,8 +675,15 @@ static struct kc_coro *find_work(struct kc_worker *w)
 {
     struct kc_coro *c;
     ++w->ticks;
-    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
+    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop())) {
+        /* runnext is the one slot thieves cannot take: if c never yields
+         * (a busy loop), whatever waits there would be stranded. */
+        if (w->runnext) {
+            runq_put(w, w->runnext);
+            w->runnext = NULL;
+        }
         return c;
+    }
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
@@ -702,6 +736,7 @@ static struct kc_coro *idle(struct kc_worker *w)
             break;
     }
     spin_end(c != NULL);
+    bool slept = false;
     if (!c) {
         uint32_t seq = atomic_load(&g.wake_seq);
         fence_sc(&g.nspinning);
@@ -710,6 +745,7 @@ static struct kc_coro *idle(struct kc_worker *w)
             if (!dl || dl > kc_now_ns()) {
                 atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
                 kc__futex_wait(&g.wake_seq, seq, dl);
+                slept = true;
             }
         }
     }
@@ -717,6 +753,15 @@ static struct kc_coro *idle(struct kc_worker *w)
     /* Whoever was woken is awake now (maybe us, maybe it took the work
      * without sleeping): the next notify() may wake another sleeper. */
     atomic_store(&g.waking, 0);
+    /* notify() calls made while `waking` was set woke nobody. If work is
+     * queued (maybe more than we are about to take), pass the wake-up on,
+     * or it could wait behind a coroutine that never yields while the
+     * other workers sleep (seen: four coroutines left in the injection
+     * queue, one worker asleep, the other in a busy loop). */
+    if (slept)
+        fence_sc(&g.nidle);
+    if (slept && any_work())
+        notify();
     return c;
 }
 
@@ -770,6 +815,21 @@ static void run(struct kc_worker *w, struct kc_coro *c)
             runq_put(w, c);
         break;
     }
+    case POST_PARK_ON: {
+        /* As POST_PARK, on the caller's word (see kc__coro_park_on). */
+        uint32_t s = w->park_from;
+        atomic_store_explicit(&c->parked_on, true, memory_order_relaxed);
+        if (!atomic_compare_exchange_strong_explicit(w->park_word, &s, w->park_to,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire))
+            runq_put(w, c);
+        break;
+    }
+    case POST_PARK_UNLOCK:
+        /* Registers saved: whoever takes the lock next may wake it. */
+        atomic_store_explicit(&c->parked_on, true, memory_order_relaxed);
+        kc__unlock(w->park_lock);
+        break;
     case POST_EXIT:
         finish(w, c);
         break;
@@ -1020,6 +1080,7 @@ static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_cor
     c->detached = detached;
     c->next = NULL;
     atomic_store(&c->done, 0);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
     atomic_store(&c->joiner, NULL);
     atomic_store(&c->parker.state, KC_PARK_EMPTY);
     c->parker.peer = NULL;
@@ -1096,7 +1157,8 @@ uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
 
 bool kc_coro_is_parked(const kc_coro_t *c)
 {
-    return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+    return c && (atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING ||
+                 atomic_load_explicit(&c->parked_on, memory_order_acquire));
 }
 
 bool kc__coro_yield_if_busy(void)
