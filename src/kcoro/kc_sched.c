@@ -240,11 +240,11 @@ static void arrived(void *fake)
 #endif
 }
 
-/* Coroutine c -> its worker's scheduler, with w->post set by the caller.
- * Returns when c is resumed (maybe by another worker). */
-static void switch_to_sched(struct kc_coro *c, bool exiting)
+/* Coroutine c -> its worker w's scheduler, asking it for `post` (POST_*).
+ * Returns when c is resumed (maybe by another worker: w is stale then). */
+static void switch_to_sched(struct kc_worker *w, struct kc_coro *c, int post, bool exiting)
 {
-    struct kc_worker *w = cur_worker();
+    w->post = post;
 #ifdef KC_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(exiting ? NULL : &fake, w->sched_stack_bottom,
@@ -264,8 +264,7 @@ static void coro_main(struct kc_coro *c)
 {
     arrived(NULL);
     c->fn(c->arg);
-    cur_worker()->post = POST_EXIT;
-    switch_to_sched(c, true);
+    switch_to_sched(cur_worker(), c, POST_EXIT, true);
     abort(); /* never resumed */
 }
 
@@ -541,12 +540,10 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
         struct kc_worker *w = cur_worker();
         if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
             /* No memory for a timer: poll the deadline by yielding. */
-            w->post = POST_YIELD;
-            switch_to_sched(c, false);
+            switch_to_sched(w, c, POST_YIELD, false);
             continue;
         }
-        w->post = POST_PARK;
-        switch_to_sched(c, false);
+        switch_to_sched(w, c, POST_PARK, false);
         uint32_t prev = atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
         if (prev == KC_PARK_NOTIFIED)
             return 0;
@@ -746,20 +743,61 @@ static void finish(struct kc_worker *w, struct kc_coro *c)
     }
 }
 
+/* The yielder c goes behind this worker's other runnable coroutines:
+ * runnext, if any, runs first anyway; else the newest deque entry runs
+ * next and c takes its place at the bottom. Nothing is added to what other
+ * workers can see when c swaps places (the deque's length is the same
+ * before and after, and never drops to zero in between), so no idle worker
+ * needs a wake-up and notify()'s fence is skipped: a yield ping-pong costs
+ * one locked instruction besides the two switches. */
+static void yield_requeue(struct kc_worker *w, struct kc_coro *c)
+{
+    if (w->runnext) {
+        runq_put(w, c);
+        return;
+    }
+    int64_t b = atomic_load_explicit(&w->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&w->top, memory_order_acquire);
+    if (t >= b) {
+        /* Alone on this worker (thieves could only take it to run it
+         * later than we do): it runs again at once. */
+        w->runnext = c;
+        return;
+    }
+    if (b - t == 1) {
+        /* One other entry, which is both the newest and the oldest: push c
+         * first (the deque holds two), then take the other from the top
+         * as a thief would (the CAS settles a race with a real thief; if
+         * one won, c runs next from the bottom). */
+        if (!deque_push(w, c)) {
+            runq_put(w, c);
+            return;
+        }
+        struct kc_coro *n = atomic_load_explicit(&w->ring[t % KC_RUNQ], memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&w->top, &t, t + 1, memory_order_seq_cst,
+                                                    memory_order_relaxed))
+            w->runnext = n;
+        return;
+    }
+    /* Two or more: the deque keeps at least one entry throughout. */
+    struct kc_coro *n = deque_pop(w);
+    if (!n) {
+        runq_put(w, c); /* thieves emptied it meanwhile */
+        return;
+    }
+    if (!deque_push(w, c))
+        runq_put(w, c);
+    w->runnext = n;
+}
+
 static void run(struct kc_worker *w, struct kc_coro *c)
 {
     w->post = POST_NONE;
     switch_to_coro(w, c);
     switch (w->post) {
-    case POST_YIELD: {
-        /* runnext, if any, runs first anyway; else the newest entry does,
-         * and the yielder takes its place at the bottom. */
-        struct kc_coro *n = w->runnext ? NULL : deque_pop(w);
-        runq_put(w, c);
-        if (n)
-            w->runnext = n;
+    case POST_YIELD:
+        yield_requeue(w, c);
         break;
-    }
     case POST_PARK: {
         uint32_t s = KC_PARK_EMPTY;
         /* Now that its registers are saved, it may be woken; a notification
@@ -1107,20 +1145,21 @@ bool kc__coro_yield_if_busy(void)
     struct kc_worker *w = cur_worker();
     if (!w->runnext && deque_empty(w))
         return false;
-    w->post = POST_YIELD;
-    switch_to_sched(c, false);
+    switch_to_sched(w, c, POST_YIELD, false);
     return true;
 }
 
 void kc_yield(void)
 {
-    struct kc_coro *c = kc__coro_current();
+    /* One out-of-line TLS read (the worker's `cur` is the running
+     * coroutine): this is the whole yield path besides the switches. */
+    struct kc_worker *w = cur_worker();
+    struct kc_coro *c = w ? w->cur : NULL;
     if (!c) {
         sched_yield();
         return;
     }
-    cur_worker()->post = POST_YIELD;
-    switch_to_sched(c, false);
+    switch_to_sched(w, c, POST_YIELD, false);
 }
 
 int kc_sleep_ms_c(long ms, const kc_cancel_t *cancel)
