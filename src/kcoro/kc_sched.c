@@ -50,7 +50,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kc_internal.h"
 #include "kcoro/kcoro.h"
@@ -91,6 +94,7 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
 #define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
 #define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
+#define KC_POLL_BUSY_NS 100000 /* a busy worker polls I/O at most this often */
 
 enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
 
@@ -131,6 +135,7 @@ struct kc_worker {
     unsigned char *stacks[KC_STACKS_LOCAL]; /* cached default-size stacks (owner only) */
     size_t nstacks;              /* their count                               */
     uint32_t ticks;              /* picks so far (for KC_INJECT_EVERY)        */
+    uint64_t last_poll;          /* when this worker last polled I/O while busy */
     uint32_t rng;                /* victim choice                             */
     int index;                   /* in g.w                                    */
     pthread_t thread;            /* the worker thread                         */
@@ -155,6 +160,7 @@ static struct {
     _Atomic int nidle;           /* workers spinning for work, or asleep      */
     _Atomic int nspinning;       /* of those, the ones still looking          */
     _Atomic int waking;          /* 1: a sleeper was woken and is not spinning yet */
+    _Atomic int poll_blocked;    /* 1: an idle worker blocks in kc__netpoll   */
     _Atomic int64_t live;        /* coroutines spawned and not yet ended      */
     _Atomic uint64_t spawned, finished, injected, next_id; /* counters        */
     uint64_t old_steals, old_switches, old_sleeps; /* of stopped runtimes     */
@@ -283,6 +289,13 @@ static inline void fence_sc(_Atomic int *rmw_word)
 #endif
 }
 
+/* FUTEX_WAKE returning how many it woke (0 also on error). */
+static int futex_wake_n(_Atomic uint32_t *addr, int n)
+{
+    long r = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    return r > 0 ? (int)r : 0;
+}
+
 /* Called after work was published where any worker may take it. Wakes
  * one sleeper, unless a worker is already looking for work (it will find
  * it) or a woken one has not started looking yet. Dekker with idle(): we
@@ -298,7 +311,18 @@ static void notify(void)
     if (!atomic_compare_exchange_strong(&g.waking, &z, 1))
         return;
     atomic_fetch_add(&g.wake_seq, 1);
-    kc__futex_wake(&g.wake_seq, 1);
+    /* The idle worker may be the one blocked in the netpoller (it set
+     * poll_blocked before its last look at the queues: Dekker as above). */
+    if (futex_wake_n(&g.wake_seq, 1) == 0 && atomic_load(&g.poll_blocked))
+        kc__netpoll_break();
+}
+
+/* Wakes every idle worker (stop). */
+static void wake_all(void)
+{
+    atomic_fetch_add(&g.wake_seq, 1);
+    kc__futex_wake(&g.wake_seq, INT_MAX);
+    kc__netpoll_break();
 }
 
 static void inject(struct kc_coro *c)
@@ -313,6 +337,21 @@ static void inject(struct kc_coro *c)
     atomic_fetch_add(&g.inj_n, 1);
     pthread_mutex_unlock(&g.inj_mu);
     atomic_fetch_add_explicit(&g.injected, 1, memory_order_relaxed);
+}
+
+/* Appends the list head..tail (n coroutines, linked by next) at once. */
+static void inject_list(struct kc_coro *head, struct kc_coro *tail, uint32_t n)
+{
+    tail->next = NULL;
+    pthread_mutex_lock(&g.inj_mu);
+    if (g.inj_tail)
+        g.inj_tail->next = head;
+    else
+        g.inj_head = head;
+    g.inj_tail = tail;
+    atomic_fetch_add(&g.inj_n, n);
+    pthread_mutex_unlock(&g.inj_mu);
+    atomic_fetch_add_explicit(&g.injected, n, memory_order_relaxed);
 }
 
 static struct kc_coro *inject_pop(void)
@@ -455,6 +494,65 @@ void kc__coro_ready(struct kc_coro *c)
         return;
     }
     inject(c);
+    notify();
+}
+
+void kc__batch_unpark(kc_batch_t *b, kc_parker_t *p)
+{
+    if (!p->coro) {
+        kc__unpark(p);
+        return;
+    }
+    /* kc__unpark's transition; the coroutine is not in any queue while
+     * SLEEPING, so its `next` link is free. */
+    if (atomic_exchange_explicit(&p->state, KC_PARK_NOTIFIED, memory_order_acq_rel) !=
+        KC_PARK_SLEEPING)
+        return;
+    struct kc_coro *c = p->coro;
+    c->next = NULL;
+    if (b->tail)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->n++;
+}
+
+/* Worker: pushes the batch but its first coroutine, which it returns (to
+ * run at once), onto w's deque, and lets one idle worker know (it steals,
+ * and wakes another if there is more: spin_end). */
+static struct kc_coro *batch_take(struct kc_worker *w, kc_batch_t *b)
+{
+    struct kc_coro *c = b->head;
+    if (!c)
+        return NULL;
+    struct kc_coro *n = c->next;
+    if (!n)
+        return c;
+    while (n) {
+        struct kc_coro *next = n->next;
+        if (!deque_push(w, n))
+            inject(n);
+        n = next;
+    }
+    notify();
+    return c;
+}
+
+void kc__batch_ready(kc_batch_t *b)
+{
+    if (!b->n)
+        return;
+    struct kc_worker *w = cur_worker();
+    if (w) {
+        for (struct kc_coro *c = b->head, *next; c; c = next) {
+            next = c->next;
+            if (!deque_push(w, c))
+                inject(c);
+        }
+    } else {
+        inject_list(b->head, b->tail, b->n);
+    }
     notify();
 }
 
@@ -641,12 +739,31 @@ static void stack_put(struct kc_worker *w, unsigned char *lo, size_t size)
 
 /* ---- the worker loop --------------------------------------------------- */
 
+/* A worker that keeps finding work never gets to idle(): it polls I/O
+ * itself, without blocking, at most every KC_POLL_BUSY_NS (unless an idle
+ * worker blocks in the poll and gets the events anyway). */
+static void busy_poll(struct kc_worker *w)
+{
+    if (!kc__netpoll_waiting() || atomic_load_explicit(&g.poll_blocked, memory_order_relaxed))
+        return;
+    uint64_t now = kc_now_ns();
+    if (now - w->last_poll < KC_POLL_BUSY_NS)
+        return;
+    w->last_poll = now;
+    kc_batch_t b = {0};
+    kc__netpoll(0, &b);
+    kc__batch_ready(&b);
+}
+
 static struct kc_coro *find_work(struct kc_worker *w)
 {
     struct kc_coro *c;
     ++w->ticks;
-    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
-        return c;
+    if (w->ticks % KC_INJECT_EVERY == 0) {
+        if ((c = inject_pop()))
+            return c;
+        busy_poll(w);
+    }
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
@@ -682,14 +799,22 @@ static void spin_end(bool found)
 /* Nothing to run: spin a little looking for work (a hand-off from another
  * worker usually comes within microseconds; sleeping and being woken costs
  * two system calls and a trip through the kernel's scheduler), then sleep
- * on the futex until notify() or the next timer. Returns work found while
- * spinning, or NULL. */
+ * until notify() or the next timer. While coroutines wait for fds, I/O is
+ * polled here too (see kc_netpoll.c): once without blocking before the
+ * spin, and the worker that goes to sleep first blocks in the poll itself,
+ * the others on the futex. Returns work found, or NULL. */
 static struct kc_coro *idle(struct kc_worker *w)
 {
     struct kc_coro *c = NULL;
+    kc_batch_t b = {0};
     atomic_fetch_add(&g.nidle, 1); /* seq_cst RMW: see notify() */
     atomic_fetch_add(&g.nspinning, 1);
     atomic_store(&g.waking, 0);    /* a woken worker is spinning now */
+    if (kc__netpoll_waiting() && !atomic_load(&g.poll_blocked)) {
+        kc__netpoll(0, &b);
+        c = batch_take(w, &b); /* a wake-up, if any, comes from spin_end */
+        b = (kc_batch_t){0};
+    }
     for (int r = 0; r < KC_SPIN_ROUNDS && !c && !all_done(); r++) {
         for (int i = 0; i < KC_SPIN_PAUSES; i++)
             kc__cpu_relax();
@@ -701,19 +826,28 @@ static struct kc_coro *idle(struct kc_worker *w)
     spin_end(c != NULL);
     if (!c) {
         uint32_t seq = atomic_load(&g.wake_seq);
+        int z = 0;
+        bool poller = kc__netpoll_waiting() && atomic_compare_exchange_strong(&g.poll_blocked, &z, 1);
         fence_sc(&g.nspinning);
         if (!any_work() && !all_done()) {
             uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
             if (!dl || dl > kc_now_ns()) {
                 atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
-                kc__futex_wait(&g.wake_seq, seq, dl);
+                if (poller)
+                    kc__netpoll(dl ? dl : UINT64_MAX, &b);
+                else
+                    kc__futex_wait(&g.wake_seq, seq, dl);
             }
         }
+        if (poller)
+            atomic_store(&g.poll_blocked, 0);
     }
     atomic_fetch_sub(&g.nidle, 1);
     /* Whoever was woken is awake now (maybe us, maybe it took the work
      * without sleeping): the next notify() may wake another sleeper. */
     atomic_store(&g.waking, 0);
+    if (!c)
+        c = batch_take(w, &b); /* no longer idle: notify() wakes another */
     return c;
 }
 
@@ -737,10 +871,8 @@ static void finish(struct kc_worker *w, struct kc_coro *c)
         if (j)
             kc__unpark(j);
     }
-    if (atomic_fetch_sub(&g.live, 1) == 1 && atomic_load(&g.stopping)) {
-        atomic_fetch_add(&g.wake_seq, 1);
-        kc__futex_wake(&g.wake_seq, INT_MAX);
-    }
+    if (atomic_fetch_sub(&g.live, 1) == 1 && atomic_load(&g.stopping))
+        wake_all();
 }
 
 /* The yielder c goes behind this worker's other runnable coroutines:
@@ -928,8 +1060,7 @@ int kc_sched_stop(void)
         return 0;
     }
     atomic_store(&g.stopping, true);
-    atomic_fetch_add(&g.wake_seq, 1);
-    kc__futex_wake(&g.wake_seq, INT_MAX);
+    wake_all();
     for (int i = 0; i < g.nw; i++)
         pthread_join(g.w[i].thread, NULL);
     for (int i = 0; i < g.nw; i++) {
