@@ -84,6 +84,10 @@ typedef struct kc_pd {
     _Atomic uint32_t seq[2];    /* readiness edges seen, per direction      */
     kc_fdw_t *head[2];          /* waiters per direction (oldest first)     */
     kc_fdw_t *tail[2];          /* newest waiter per direction              */
+    _Atomic uint32_t drained;   /* 1 + the read sequence seen before a short
+                                 * read (the fd was drained); 0: unknown     */
+    _Atomic bool hup;           /* a hang-up or error was reported: an EOF or
+                                 * error may wait to be read (no skipping)   */
 } kc_pd_t;
 
 static struct {
@@ -156,6 +160,8 @@ static void dispatch(const struct epoll_event *ev, int n, kc_batch_t *b)
         /* Errors and hang-ups end waits of both directions: the retried
          * call then reports what happened (0, -EPIPE, -ECONNRESET...). */
         bool bad = e & (EPOLLERR | EPOLLHUP);
+        if (bad || (e & EPOLLRDHUP))
+            atomic_store_explicit(&pd->hup, true, memory_order_relaxed);
         kc__lock(&pd->lock);
         if (bad || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
             wake_dir(pd, DIR_READ, b);
@@ -384,9 +390,25 @@ typedef ssize_t (*io_try_fn)(int fd, void *arg);
 /* The loop kc_read and kc_accept share: try, and on -EAGAIN park until the
  * fd is ready in `dir` (the sequence is read before the attempt, so an event
  * between the attempt and the park is not missed). Inlined with each caller's
- * try function, so the hot path makes no indirect call. */
+ * try function, so the hot path makes no indirect call.
+ *
+ * want > 0 (kc_read: the buffer's size) skips a try that must fail: a read
+ * that returned less than it asked for drained the socket, and as long as
+ * no readiness edge came since (the sequence it saw before that read has
+ * not moved) no byte can have arrived, so the next call parks at once
+ * instead of making a read(2) that answers EAGAIN. That is one system call
+ * less per request for a request/response loop. It cannot lose a wake-up:
+ * bytes arriving after the drained read are an edge (the sequence moves,
+ * the park returns at once), and if the fd was not in the epoll set yet,
+ * adding it reports the bytes already there as an edge. A stale hint (the
+ * fd was closed and its number reused) costs one park that such an edge
+ * ends; a file epoll refuses (EPERM) is just read. A short read is no
+ * proof when the peer's FIN or an error came with the data (the next read
+ * returns 0 or the error, and no further edge comes): once the fd reported
+ * a hang-up or error (`hup`, sticky until kc_accept or kc_connect hands out
+ * that fd number for a new socket), every call tries the read. */
 static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_t *cancel,
-                              io_try_fn try_once, void *arg)
+                              io_try_fn try_once, void *arg, size_t want)
 {
     kc_pd_t *pd = pd_get(fd);
     if (!pd)
@@ -397,7 +419,19 @@ static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_
         if (r < 0)
             return r;
         uint32_t seen = atomic_load_explicit(&pd->seq[dir], memory_order_acquire);
+        if (want && timeout_ms != 0 &&
+            atomic_load_explicit(&pd->drained, memory_order_relaxed) == seen + 1 &&
+            !atomic_load_explicit(&pd->hup, memory_order_relaxed)) {
+            atomic_store_explicit(&pd->drained, 0, memory_order_relaxed);
+            r = fd_wait(fd, pd, dir, seen, deadline, cancel);
+            if (r < 0 && r != -EPERM)
+                return r;
+            continue;
+        }
         ssize_t got = try_once(fd, arg);
+        if (want)
+            atomic_store_explicit(&pd->drained, got > 0 && (size_t)got < want ? seen + 1 : 0,
+                                  memory_order_relaxed);
         if (got >= 0 || (got != -EINTR && got != -EAGAIN))
             return got;
         if (got == -EINTR)
@@ -425,7 +459,7 @@ static ssize_t read_try(int fd, void *arg)
 ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
 {
     read_args_t a = {.buf = buf, .n = n};
-    return io_loop(fd, DIR_READ, timeout_ms, cancel, read_try, &a);
+    return io_loop(fd, DIR_READ, timeout_ms, cancel, read_try, &a, n);
 }
 
 /* send(MSG_NOSIGNAL) on sockets, so a closed peer is -EPIPE, not SIGPIPE. */
@@ -488,11 +522,24 @@ static ssize_t accept_try(int fd, void *arg)
     return errno == ECONNABORTED ? -EINTR : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
+/* A new socket took fd's number: forget what the old one reported. */
+static void pd_fresh(int fd)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (pd) {
+        atomic_store_explicit(&pd->hup, false, memory_order_relaxed);
+        atomic_store_explicit(&pd->drained, 0, memory_order_relaxed);
+    }
+}
+
 int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
               const kc_cancel_t *cancel)
 {
     accept_args_t a = {.addr = addr, .addrlen = addrlen};
-    return (int)io_loop(fd, DIR_READ, timeout_ms, cancel, accept_try, &a);
+    int c = (int)io_loop(fd, DIR_READ, timeout_ms, cancel, accept_try, &a, 0);
+    if (c >= 0)
+        pd_fresh(c);
+    return c;
 }
 
 int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
@@ -504,6 +551,7 @@ int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long time
     int r = check_cancel(cancel);
     if (r < 0)
         return r;
+    pd_fresh(fd);
     uint64_t deadline = kc__deadline(timeout_ms);
     long backoff_ms = 1;
     uint32_t seen;
