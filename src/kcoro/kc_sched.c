@@ -602,21 +602,31 @@ static void timer_pop(struct kc_worker *w)
 }
 
 /* Wakes the coroutines whose deadline passed (a timer of a park that
- * already ended is stale: its sequence number moved on). */
+ * already ended is stale: its sequence number moved on), earliest first:
+ * the owner pops its deque newest first, so several that expire together
+ * are pushed latest deadline first (a worker held up for longer than the
+ * gap between two deadlines, as under qemu-user, woke them in reverse). */
 static void run_timers(struct kc_worker *w)
 {
     if (!w->nheap)
         return;
     uint64_t now = kc_now_ns();
     while (w->nheap && w->heap[0].deadline <= now) {
-        struct kc_timer t = w->heap[0];
-        timer_pop(w);
-        kc_parker_t *p = &t.c->parker;
-        uint32_t s = KC_PARK_SLEEPING;
-        if (atomic_load_explicit(&p->park_seq, memory_order_acquire) == t.seq &&
-            atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_EMPTY,
-                                                    memory_order_acq_rel, memory_order_relaxed))
-            runq_put(w, t.c);
+        struct kc_coro *due[32];
+        int n = 0;
+        while (n < 32 && w->nheap && w->heap[0].deadline <= now) {
+            struct kc_timer t = w->heap[0];
+            timer_pop(w);
+            kc_parker_t *p = &t.c->parker;
+            uint32_t s = KC_PARK_SLEEPING;
+            if (atomic_load_explicit(&p->park_seq, memory_order_acquire) == t.seq &&
+                atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_EMPTY,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed))
+                due[n++] = t.c;
+        }
+        while (n > 0)
+            runq_put(w, due[--n]);
     }
 }
 
