@@ -99,6 +99,7 @@ static struct {
     int start_err;              /* 0 or why the epoll sets could not be made */
     int thread_err;             /* 0 or why the poller thread did not start  */
     _Atomic bool ready;         /* the sets exist (workers may poll)         */
+    _Atomic bool thread_only;   /* KCORO_NETPOLL=thread: workers never poll  */
     _Atomic int parked;         /* waiters parked now (0: nobody to poll for) */
     _Atomic int break_pending;  /* evfd was written and not yet drained      */
     _Atomic(kc_pd_t *) chunks[KC_PD_CHUNKS]; /* the fd table               */
@@ -193,6 +194,11 @@ static void *poller_main(void *arg)
 
 static void poll_init(void)
 {
+    /* For A/B measurements against the earlier design: one poller thread
+     * serves every waiter, the workers never poll. */
+    const char *mode = getenv("KCORO_NETPOLL");
+    atomic_store_explicit(&np.thread_only, mode && strcmp(mode, "thread") == 0,
+                          memory_order_relaxed);
     np.epfd = epoll_create1(EPOLL_CLOEXEC);
     np.wfd = epoll_create1(EPOLL_CLOEXEC);
     np.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -233,7 +239,8 @@ static void thread_poller_start(void)
 
 bool kc__netpoll_waiting(void)
 {
-    return atomic_load_explicit(&np.parked, memory_order_relaxed) > 0;
+    return atomic_load_explicit(&np.parked, memory_order_relaxed) > 0 &&
+           !atomic_load_explicit(&np.thread_only, memory_order_relaxed);
 }
 
 void kc__netpoll_break(void)
@@ -290,7 +297,7 @@ static int fd_register(int fd)
     pthread_once(&np.once, poll_init);
     if (np.start_err)
         return np.start_err;
-    if (!kc__coro_current()) {
+    if (!kc__coro_current() || atomic_load_explicit(&np.thread_only, memory_order_relaxed)) {
         /* A plain thread: the workers may be busy or absent. */
         pthread_once(&np.thread_once, thread_poller_start);
         if (np.thread_err)
