@@ -51,6 +51,30 @@ void kc__coro_park_unlock(kc_lock_t *lock);
 /* Makes a parked coroutine runnable (called once per SLEEPING -> NOTIFIED). */
 void kc__coro_ready(struct kc_coro *c);
 
+/* Coroutines made runnable together (one netpoll batch). Zero-initialise. */
+typedef struct kc_batch {
+    struct kc_coro *head;        /* first to run                             */
+    struct kc_coro *tail;        /* last                                     */
+    uint32_t n;                  /* how many                                 */
+} kc_batch_t;
+/* As kc__unpark(p), but a coroutine it makes runnable is appended to b
+ * instead of a run queue (a thread's parker is woken at once). */
+void kc__batch_unpark(kc_batch_t *b, kc_parker_t *p);
+/* Makes b's coroutines runnable: from a worker, onto its own run queue with
+ * one wake-up of another worker at most; from any other thread, through
+ * the injection queue under one lock. */
+void kc__batch_ready(kc_batch_t *b);
+
+/* The netpoller (kc_netpoll.c), polled by the scheduler's workers. */
+/* True while some operation is parked waiting for an fd. */
+bool kc__netpoll_waiting(void);
+/* Takes the ready events: their coroutines go into b. deadline_ns 0 does
+ * not block; otherwise blocks until an event, the CLOCK_MONOTONIC deadline
+ * (UINT64_MAX: none) or kc__netpoll_break. At most one worker blocks. */
+void kc__netpoll(uint64_t deadline_ns, kc_batch_t *b);
+/* Ends the blocked kc__netpoll early (no-op if the netpoller is unused). */
+void kc__netpoll_break(void);
+
 /* Stacks: [lo, lo + size) usable, a guard of KC__GUARD bytes below lo. */
 int kc__stack_map(size_t size, unsigned char **lo_out);
 void kc__stack_unmap(unsigned char *lo, size_t size);
