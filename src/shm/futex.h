@@ -24,6 +24,10 @@ int fshm__futex_wake(_Atomic uint32_t *word, int n, bool shared);
 /* CLOCK_MONOTONIC now, and now + ms as a deadline (ms < 0: none, returns NULL). */
 uint64_t fshm__now_ns(void);
 uint64_t fshm__now_ms(void);
+/* CLOCK_MONOTONIC_COARSE in ms: a few ns instead of a full clock read, one
+ * scheduler tick (1-10 ms) of resolution; for "at most once per period"
+ * checks on hot paths. */
+uint64_t fshm__now_coarse_ms(void);
 const struct timespec *fshm__deadline(struct timespec *ts, int timeout_ms);
 bool fshm__deadline_passed(const struct timespec *deadline);
 

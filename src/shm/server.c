@@ -112,6 +112,8 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     char note[256];
     snprintf(note, sizeof(note), "%s", fshm_last_error());
 
+    /* Only the server pops completions. */
+    srv->seg.cmp.single_consumer = true;
     uint32_t n = srv->seg.cfg.ring_slots;
     srv->max_repairs = 2 * srv->seg.cfg.max_workers + 16;
     srv->tasks = calloc(n, sizeof(*srv->tasks));
@@ -129,7 +131,7 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     for (uint32_t i = 0; i < n; i++)
         srv->free_stack[i] = n - 1 - i;
     srv->nfree = n;
-    srv->last_check_ms = fshm__now_ms();
+    srv->last_check_ms = fshm__now_coarse_ms();
     srv->seen_events = atomic_load(&srv->seg.hdr->worker_events);
 
     srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -578,7 +580,7 @@ static void maybe_check_workers(fshm_server_t *srv)
 {
     uint32_t ev = atomic_load_explicit(&srv->seg.hdr->worker_events, memory_order_acquire);
     if (ev != srv->seen_events ||
-        fshm__now_ms() - srv->last_check_ms >= srv->seg.cfg.heartbeat_ms)
+        fshm__now_coarse_ms() - srv->last_check_ms >= srv->seg.cfg.heartbeat_ms)
         fshm__srv_check_workers(srv);
 }
 

@@ -46,7 +46,7 @@ struct fshm_server {
     uint32_t nrepairs;      /* entries in repairs */
     uint32_t max_repairs;   /* capacity of repairs */
     uint64_t serial;        /* last task serial (task id = serial << 16 | slot) */
-    uint64_t last_check_ms; /* last worker check */
+    uint64_t last_check_ms; /* last worker check (fshm__now_coarse_ms) */
     uint32_t seen_events;   /* worker_events value at the last check */
     fshm_stats_t stats;     /* counters (queue_depth etc. computed on demand) */
     char errtext[128];      /* error text for server-made failures */

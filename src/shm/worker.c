@@ -298,16 +298,15 @@ static int try_take(fshm_worker_t *w)
             continue; /* garbage */
         }
         fshm_slot_t *s = &w->seg.slots[idx];
-        uint64_t sw = atomic_load_explicit(&s->word, memory_order_acquire);
-        uint32_t st = fshm__sw_state(sw);
-        if (fshm__sw_seq(sw) != seq) {
-            atomic_store(&me->popped, 0);
-            continue; /* stale ticket: an older dispatch, or a cancelled task */
-        }
-        if (st != FSHM_SLOT_QUEUED ||
-            !atomic_compare_exchange_strong(&s->word, &sw,
+        /* Claim with one CAS from the word a live ticket must find, without
+         * loading it first: the line is in the server's cache (it wrote it
+         * at submit), and a load would fetch it shared only for the CAS to
+         * fetch it again exclusive, two transfers on the round trip's
+         * critical path instead of one. A failed CAS means a stale ticket
+         * (older dispatch, cancelled or revoked task): drop it. */
+        uint64_t sw = fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0);
+        if (!atomic_compare_exchange_strong(&s->word, &sw,
                                             fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index))) {
-            /* Cancelled or revoked between our load and CAS: drop it. */
             atomic_store(&me->popped, 0);
             continue;
         }

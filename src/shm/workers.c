@@ -153,7 +153,8 @@ int fshm__srv_check_workers(fshm_server_t *srv)
     uint64_t now = fshm__now_ms();
     int reaped = 0;
 
-    srv->last_check_ms = now;
+    /* The coarse clock, as maybe_check_workers() reads it on every poll. */
+    srv->last_check_ms = fshm__now_coarse_ms();
     srv->seen_events = atomic_load(&srv->seg.hdr->worker_events);
     for (uint32_t i = 0; i < srv->seg.cfg.max_workers; i++) {
         fshm_wentry_t *e = &srv->seg.workers[i];
