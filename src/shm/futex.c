@@ -118,17 +118,52 @@ static void spin_learn(uint64_t *learned, uint64_t budget, uint64_t start, uint6
     }
 }
 
+void fshm__run_here(_Atomic uint32_t *word)
+{
+    int cpu = sched_getcpu(); /* rseq: a load, no system call */
+    uint32_t v = cpu < 0 ? FSHM_RUN_UNKNOWN : (uint32_t)cpu + 1;
+    if (atomic_load_explicit(word, memory_order_relaxed) != v)
+        atomic_store_explicit(word, v, memory_order_relaxed);
+}
+
+void fshm__run_asleep(_Atomic uint32_t *word)
+{
+    if (atomic_load_explicit(word, memory_order_relaxed) != FSHM_RUN_ASLEEP)
+        atomic_store_explicit(word, FSHM_RUN_ASLEEP, memory_order_relaxed);
+}
+
+fshm_peer_t fshm__peer(uint32_t v)
+{
+    if (v == FSHM_RUN_UNKNOWN)
+        return FSHM_PEER_UNKNOWN;
+    if (v == FSHM_RUN_ASLEEP)
+        return FSHM_PEER_ASLEEP;
+    int cpu = sched_getcpu();
+    if (cpu < 0)
+        return FSHM_PEER_UNKNOWN;
+    return v == (uint32_t)cpu + 1 ? FSHM_PEER_HERE : FSHM_PEER_ELSEWHERE;
+}
+
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
+{
+    return fshm__spin_peer(ready, arg, spin_ns, FSHM_PEER_UNKNOWN);
+}
+
+bool fshm__spin_peer(bool (*ready)(void *arg), void *arg, uint64_t spin_ns, fshm_peer_t peer)
 {
     if (ready(arg))
         return true;
-    if (spin_ns == 0)
+    /* Asleep: nothing we could see while spinning can come from it. */
+    if (spin_ns == 0 || peer == FSHM_PEER_ASLEEP)
         return false;
     if (t_ncpu == 0 || t_ncpu_age >= FSHM_NCPU_REFRESH) {
         t_ncpu = count_cpus();
         t_ncpu_age = 0;
     }
-    bool one_cpu = t_ncpu < 2;
+    /* Yield-only when the peer is on our CPU, or, not knowing where it
+     * is, when we may use only one CPU (then it cannot be elsewhere
+     * either, unless its affinity differs: it publishes nothing then). */
+    bool one_cpu = peer == FSHM_PEER_HERE || (peer == FSHM_PEER_UNKNOWN && t_ncpu < 2);
     uint64_t *learned = one_cpu ? &t_yield_ns : &t_spin_ns;
     uint64_t budget = *learned && *learned < spin_ns ? *learned : spin_ns;
     uint64_t start = fshm__now_ns(), now = start, end = start + budget;
@@ -197,13 +232,14 @@ int fshm__evc_commit(fshm_evc_t *e, uint32_t seq, const struct timespec *deadlin
     return rc;
 }
 
-void fshm__evc_notify(fshm_evc_t *e, int n)
+bool fshm__evc_notify(fshm_evc_t *e, int n)
 {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&e->waiters, memory_order_relaxed) == 0)
-        return;
+        return false;
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
     fshm__futex_wake(&e->seq, n, true);
+    return true;
 }
 
 void fshm__evc_broadcast(fshm_evc_t *e)

@@ -151,6 +151,7 @@ static int take_free(fshm_worker_t *w, uint64_t start)
         atomic_store(&e->req_intent, 0);
         atomic_store(&e->cmp_intent, 0);
         atomic_store(&e->heartbeat, fshm__hb(gen, fshm__now_ms()));
+        fshm__run_here(&e->run_cpu);
         w->me = e;
         w->index = i;
         w->gen = gen;
@@ -385,14 +386,23 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
             return rc;
         if (timeout_ms == 0)
             return -ETIME;
-        if (fshm__spin(work_ready, w, FSHM_WORKER_SPIN_NS))
+        /* Spin only while the server runs on another CPU (it publishes
+         * where it is while it waits for completions); asleep, nothing can
+         * come until something wakes it: sleep at once. */
+        fshm_peer_t peer =
+            fshm__peer(atomic_load_explicit(&w->seg.hdr->srv_cpu, memory_order_relaxed));
+        if (fshm__spin_peer(work_ready, w, FSHM_WORKER_SPIN_NS, peer))
             continue;
         uint32_t s = fshm__evc_prepare(work);
         if (work_ready(w)) {
             fshm__evc_cancel(work);
             continue;
         }
+        /* The server spins for completions only while some worker runs on
+         * another CPU: say that we sleep. */
+        fshm__run_asleep(&w->me->run_cpu);
         rc = fshm__evc_commit(work, s, dl);
+        fshm__run_here(&w->me->run_cpu);
         if (rc == -ETIME || fshm__deadline_passed(dl)) {
             /* A wake may have raced with the deadline: take what is there. */
             if (!server_gone(w) && entry_ours(w) && try_take(w) == 0)
@@ -456,6 +466,7 @@ void fshm_worker_detach(fshm_worker_t *w)
         /* Holding a task: leave it to the server as if we died (it queues
          * the task again). Otherwise hand the entry back ourselves. */
         uint32_t st = w->has_task ? FSHM_W_DEAD : FSHM_W_FREE;
+        fshm__run_asleep(&w->me->run_cpu);
         if (st == FSHM_W_FREE)
             atomic_store(&w->me->current_task, 0);
         if (atomic_compare_exchange_strong(&w->me->word, &ew,
