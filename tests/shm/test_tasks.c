@@ -585,3 +585,61 @@ Test(tasks, inline_and_out_of_line_messages_round_trip, .timeout = 20)
     fshm_worker_detach(w);
     fshm_server_close(srv);
 }
+
+/* ---- run words (issue 6 item 23): where server and workers are ---- */
+
+typedef struct srv_waiter {
+    fshm_server_t *srv;         /* the server (only this thread calls it meanwhile) */
+    _Atomic int seen_asleep;    /* the main thread saw srv_cpu say "asleep" */
+    pthread_t th;               /* the thread */
+} srv_waiter_t;
+
+static void *srv_wait_main(void *arg)
+{
+    srv_waiter_t *sw = arg;
+    /* Nothing is pending: every wait sleeps until its timeout. */
+    while (!atomic_load(&sw->seen_asleep))
+        fshm_server_wait(sw->srv, 50);
+    return NULL;
+}
+
+Test(tasks, run_words_follow_server_and_worker, .timeout = 30)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "run", 4);
+    fshm_seg_t seg; /* a view of the segment, to read the run words */
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0);
+    cr_expect_eq(atomic_load(&seg.hdr->srv_cpu), FSHM_RUN_UNKNOWN,
+                 "a server that never waited tells nothing");
+
+    /* A worker that waits for a task sleeps soon, and says so. */
+    wthread_t wt;
+    start_worker(&wt, name, 1);
+    while (atomic_load(&seg.workers[0].word) == 0 ||
+           atomic_load(&seg.workers[0].run_cpu) != FSHM_RUN_ASLEEP)
+        usleep(1000);
+
+    /* Woken by a task, it runs (CPU + 1) and answers. */
+    uint64_t id;
+    cr_assert_eq(fshm_server_submit(srv, "abc", 3, &id), 0);
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 1);
+    cr_expect_str_eq(sink.items[0].resp, "rev:cba");
+    uint32_t v = atomic_load(&seg.hdr->srv_cpu);
+    cr_expect(v != FSHM_RUN_ASLEEP && v != FSHM_RUN_UNKNOWN,
+              "a server back from waiting says where it runs (%u)", v);
+    pthread_join(wt.th, NULL);
+    cr_expect_eq(atomic_load(&seg.workers[0].run_cpu), FSHM_RUN_ASLEEP,
+                 "a detached worker's entry says asleep");
+
+    /* The server asleep in fshm_server_wait() says so too. */
+    srv_waiter_t sw = {.srv = srv};
+    cr_assert_eq(pthread_create(&sw.th, NULL, srv_wait_main, &sw), 0);
+    while (atomic_load(&seg.hdr->srv_cpu) != FSHM_RUN_ASLEEP)
+        usleep(1000);
+    atomic_store(&sw.seen_asleep, 1);
+    pthread_join(sw.th, NULL);
+
+    fshm__seg_destroy(&seg, false);
+    fshm_server_close(srv);
+}
