@@ -2,6 +2,7 @@
  * worker errors, size limits, back-pressure, cancellation, the event fd,
  * the worker table view, and a multi-worker stress run. */
 #include "segment.h"
+#include "shm_setup.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -14,15 +15,8 @@
 static fshm_server_t *open_srv(char *name, size_t size, const char *tag, uint32_t slots)
 {
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, size, tag);
-    cfg.ring_slots = slots;
-    cfg.payload_max = 1024;
-    cfg.max_workers = 8;
-    cfg.heartbeat_ms = 100;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
-    return srv;
+    shm_test_config(&cfg, shm_test_name(name, size, tag), slots, 1024, 8, 100);
+    return shm_test_open(&cfg);
 }
 
 /* A worker thread: answers "rev:" + reversed request; "fail" gets -EIO with
