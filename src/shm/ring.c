@@ -17,7 +17,7 @@ void fshm__ring_attach(fshm_ring_t *r, void *mem, uint32_t cap)
 {
     r->sh = mem;
     r->mask = (uint64_t)cap - 1;
-    r->known_free = UINT64_MAX;
+    atomic_store_explicit(&r->known_free, UINT64_MAX, memory_order_relaxed);
     r->single_consumer = false;
 }
 
@@ -55,8 +55,11 @@ static int claim_push(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *inten
         /* A position found free earlier (see verify_next) needs no load:
          * the consumer polls this very line, so it is shared at best, and
          * a load would cost a transfer before the fill's own. */
-        uint64_t seq = pos == r->known_free ? pos
-                                             : atomic_load_explicit(&c->seq, memory_order_acquire);
+        /* Acquire: pairs with the release in verify_next, which itself
+         * acquired the consumer's hand-back of this cell. */
+        uint64_t seq = pos == atomic_load_explicit(&r->known_free, memory_order_acquire)
+                           ? pos
+                           : atomic_load_explicit(&c->seq, memory_order_acquire);
         int64_t dif = (int64_t)(seq - pos);
 
         if (dif == 0) {
@@ -104,7 +107,7 @@ static void verify_next(fshm_ring_t *r, uint64_t next)
 {
     const fshm_cell_t *c = &r->sh->cells[next & r->mask];
     if (atomic_load_explicit(&c->seq, memory_order_acquire) == next)
-        r->known_free = next;
+        atomic_store_explicit(&r->known_free, next, memory_order_release);
 }
 
 static int claim_pop(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *intent)
