@@ -30,7 +30,7 @@ typedef struct hub_config {
   char secret[GL_KEY_MAX];    /* spoke shared secret */
   char secret_file[512];      /* or read it from here */
   bool no_auth;               /* no API keys; bind 127.0.0.1 unless --host given */
-  char log_level[8];          /* "info" or "quiet" */
+  char log_level[8];          /* "info", "quiet" or "debug" (info plus a line per job) */
 } hub_config_t;
 
 /* One registered spoke. */

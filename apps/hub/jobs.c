@@ -194,6 +194,14 @@ static void disp_run(fdisp_t *d, fdisp_job_id_t id, void *jdata, fdisp_worker_id
   hub_t *h = j->hub;
   hub_spoke_t *sp = wdata;
   j->spoke = sp;
+  if (h->cfg.log_level[0] == 'd') {
+    /* the time it waited for a slot since it arrived (retries included) */
+    fdisp_worker_stats_t ws;
+    fdisp_worker_stat(d, w, &ws);
+    fprintf(stderr, "hub: job %llu waited %llu ms in the queue, runs on %s (busy %u, busy_other %u, slots %u)\n",
+            (unsigned long long)id, (unsigned long long)(uv_now(h->loop) - j->t0), sp->url, ws.busy,
+            ws.external, ws.capacity);
+  }
   j->up_status = 0;
   free(j->ebuf);
   j->ebuf = NULL;

@@ -41,7 +41,7 @@ static void on_signal(uv_signal_t *s, int sig) {
   hub_t *h = s->data;
   if (h->stopping) return;
   h->stopping = true;
-  if (h->cfg.log_level[0] == 'i') fprintf(stderr, "hub: stopping\n");
+  if (h->cfg.log_level[0] != 'q') fprintf(stderr, "hub: stopping\n");
   uv_prepare_stop(&h->rearm);
   uv_close((uv_handle_t *)&h->rearm, NULL);
   uv_timer_stop(&h->health);

@@ -150,7 +150,7 @@ static void h_connect(fnet_req_t *req, void *arg) {
   bool ok = h->cfg.secret[0] ? (sec && gl_secret_eq(sec, h->cfg.secret)) : loopback(fnet_req_peer(req));
   if (!ok) {
     h->spoke_refused++;
-    if (h->cfg.log_level[0] == 'i')
+    if (h->cfg.log_level[0] != 'q')
       fprintf(stderr, "hub: refused a spoke registration from %s (bad secret)\n", fnet_req_peer(req));
     bad(h, req, 401, "spoke secret missing or wrong");
     return;
