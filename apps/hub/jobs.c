@@ -3,9 +3,11 @@
  * to the client: whole, or relayed chunk by chunk for "stream": true.
  *
  * Failures are classified from the transport result and the spoke's status
- * code (never from text): unreachable spoke, 5xx and bad answers count
- * against the spoke and are retried elsewhere; 503 (spoke busy) is retried
- * without blame; other 4xx are the request's own fault and go back to the
+ * code and JSON (never from text): unreachable spoke, 5xx and bad answers
+ * count against the spoke and are retried elsewhere; a 503 {"busy": true}
+ * (no free slot: the hub's view of the spoke was stale) goes back to the
+ * head of the line without spending a retry, bounded by the deadline; other
+ * 503s are retried without blame; other 4xx are the request's own fault and go back to the
  * client. Nothing is retried once a byte of a stream reached the client: the
  * stream then ends with an error event. */
 #include <errno.h>
@@ -75,6 +77,15 @@ static void error_text(const char *body, size_t len, char *out, size_t size, con
   json_decref(v);
 }
 
+/* A spoke's "no free slot" answer: 503 with {"busy": true} (its other 503s,
+ * e.g. llama.cpp not ready, are plain failures). */
+static bool spoke_busy(const char *body, size_t len) {
+  json_t *v = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+  bool busy = json_is_true(json_object_get(v, "busy"));
+  json_decref(v);
+  return busy;
+}
+
 /* /chat: the reply text of an OpenAI-style completion, or NULL. */
 static json_t *chat_reply(const char *body, size_t len) {
   json_t *v = json_loadb(body, len, 0, NULL);
@@ -88,7 +99,7 @@ static json_t *chat_reply(const char *body, size_t len) {
 
 static void fail_job(hjob_t *j, unsigned flags, int status, const char *msg) {
   hub_t *h = j->hub;
-  if (j->streaming) flags &= ~FDISP_F_RETRY;   /* bytes went out: never run twice */
+  if (j->streaming) flags &= ~(FDISP_F_RETRY | FDISP_F_BUSY);   /* bytes went out: never run twice */
   j->last_status = status;
   snprintf(j->last_error, sizeof(j->last_error), "%s", msg);
   fdisp_job_id_t id = j->id;
@@ -180,8 +191,10 @@ static void on_up_done(fnet_creq_t *up, int result, int status, const char *body
   char fb[64];
   snprintf(fb, sizeof(fb), "spoke answered %d", status);
   error_text(eb, el, msg, sizeof(msg), fb);
-  if (status == 503)
-    fail_job(j, FDISP_F_RETRY, 503, msg);                          /* busy: not its fault */
+  if (status == 503 && !j->streaming && spoke_busy(eb, el))
+    fail_job(j, FDISP_F_BUSY, 503, msg);    /* no free slot: back to the head of the line, no retry spent */
+  else if (status == 503)
+    fail_job(j, FDISP_F_RETRY, 503, msg);                          /* not ready: not its fault */
   else if (status >= 500 || status == 401 || status == 403 || status == 404 || status < 200)
     fail_job(j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT, 502, msg);  /* broken spoke */
   else

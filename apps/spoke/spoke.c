@@ -336,7 +336,10 @@ static void execute(spoke_t *s, fnet_req_t *req, const char *ep, const char *b, 
   uint32_t slots = s->slots_total ? s->slots_total : s->cfg.default_slots;
   if (!s->llama_ok || (uint64_t)s->sl.inflight + s->sl.busy_other >= slots) {
     fnet_req_add_header(req, "Retry-After", "1");
-    fnet_req_respond_error(req, 503, s->llama_ok ? "no free slot" : "llama.cpp not ready");
+    if (s->llama_ok)   /* "busy": the hub puts the job back at the head of its line, no retry spent */
+      fnet_req_respond_json(req, 503, json_pack("{s:s,s:i,s:b}", "error", "no free slot", "status", 503, "busy", 1));
+    else
+      fnet_req_respond_error(req, 503, "llama.cpp not ready");
     return;
   }
   char url[300];
