@@ -76,6 +76,7 @@ typedef struct hub {
   fnet_client_t *client;      /* requests to spokes */
   fdisp_t *disp;              /* the scheduler */
   hub_spoke_t *spokes;        /* registered spokes */
+  char secret_hdr[GL_KEY_MAX + 32]; /* "X-Spoke-Secret: <secret>", "" without a secret */
   uv_timer_t tick;            /* dispatcher deadlines and cool-downs */
   uv_prepare_t rearm;         /* re-arms tick before every poll */
   uv_timer_t health;          /* spoke health polls */

@@ -219,16 +219,14 @@ static void disp_run(fdisp_t *d, fdisp_job_id_t id, void *jdata, fdisp_worker_id
   free(j->ebuf);
   j->ebuf = NULL;
   j->elen = 0;
-  char url[300];
-  snprintf(url, sizeof(url), "%s/execute", sp->url);
-  char sec[GL_KEY_MAX + 32];
-  snprintf(sec, sizeof(sec), "X-Spoke-Secret: %s", h->cfg.secret);
+  char url[320];
+  snprintf(url, sizeof(url), "%s/execute%s/v1/chat/completions", sp->url, j->stream ? "/stream" : "");
   /* the body is llama.cpp's request as is; the endpoint and the stream flag
-   * ride in headers, so the spoke neither parses nor re-encodes it (the
-   * spec's {"endpoint", "body"} envelope is still accepted by the spoke) */
-  const char *hdrs[] = {"Content-Type: application/json", "X-Execute-Endpoint: /v1/chat/completions",
-                        j->stream ? "X-Execute-Stream: 1" : "X-Execute-Stream: 0",
-                        h->cfg.secret[0] ? sec : NULL, NULL};
+   * ride in the path, so the spoke neither parses nor re-encodes it (the
+   * spec's {"endpoint", "body"} envelope is still accepted by the spoke).
+   * Two headers only and no query string: libcurl formats every one of
+   * those anew on each request (a query alone cost 7 k instructions). */
+  const char *hdrs[] = {"Content-Type: application/json", h->secret_hdr[0] ? h->secret_hdr : NULL, NULL};
   /* the dispatcher's deadline answers first; this only bounds the socket */
   uint64_t spent = uv_now(h->loop) - j->t0;
   uint64_t left = j->timeout_ms > spent ? j->timeout_ms - spent : 1;

@@ -2,8 +2,11 @@
  * runs the hub's jobs on it.
  *
  *   POST /execute  {"endpoint": "/v1/chat/completions", "body": {...}}, or
- *                  the body alone with the endpoint in X-Execute-Endpoint
- *                  (what the hub sends), proxied to llama.cpp; "stream": true is relayed chunk by
+ *                  the body alone with the endpoint in the path
+ *                  (POST /execute/v1/chat/completions, or
+ *                  /execute/stream/v1/chat/completions for a stream: what
+ *                  the hub sends) or in X-Execute-Endpoint, proxied to
+ *                  llama.cpp; "stream": true is relayed chunk by
  *                  chunk; at most as many at once as llama.cpp has slots
  *                  (beyond that: 503 at once, the hub tries elsewhere).
  *   GET  /health   llama.cpp's own /health, plus slot counts.
@@ -322,9 +325,10 @@ static void on_hub_gone(fnet_req_t *req, void *arg) {
   sjob_end(j, cut);
 }
 
+static const char *const allowed[] = {"/v1/chat/completions", "/v1/completions", "/completion",
+                                     "/v1/embeddings", NULL};
+
 static bool endpoint_ok(const char *e) {
-  static const char *allowed[] = {"/v1/chat/completions", "/v1/completions", "/completion",
-                                  "/v1/embeddings", NULL};
   for (int i = 0; allowed[i]; i++)
     if (!strcmp(e, allowed[i])) return true;
   return false;
@@ -366,21 +370,32 @@ static void execute(spoke_t *s, fnet_req_t *req, const char *ep, const char *b, 
   fnet_req_on_abort(req, on_hub_gone, j);
 }
 
-/* POST /execute, two forms:
- *  - the hub's: headers X-Execute-Endpoint (and X-Execute-Stream: 1 for a
- *    stream), the body is llama.cpp's request, relayed as it came (llama.cpp
- *    checks it; nothing is parsed or re-encoded here);
+/* POST /execute, three forms:
+ *  - the hub's: POST /execute<endpoint> or /execute/stream<endpoint> (no
+ *    extra headers and no query string: libcurl formats each of those on
+ *    every request), the body is llama.cpp's request, relayed as it came
+ *    (llama.cpp checks it; nothing is parsed or re-encoded here);
+ *  - the same with headers X-Execute-Endpoint and X-Execute-Stream: 1
+ *    (the hub of the previous release);
  *  - the spec's envelope {"endpoint": "...", "body": {...}}. */
 static void h_execute(fnet_req_t *req, void *arg) {
   spoke_t *s = arg;
   if (!hub_authed(s, req)) return;
-  const char *hep = fnet_req_header(req, "X-Execute-Endpoint");
+  const char *path = fnet_req_path(req);
+  const char *hep = NULL, *st = NULL;
+  if (!strncmp(path, "/execute/stream/", 16)) {
+    hep = path + 15;   /* routed: an allowed endpoint */
+    st = "1";
+  } else if (!strncmp(path, "/execute/", 9)) {
+    hep = path + 8;
+  } else if ((hep = fnet_req_header(req, "X-Execute-Endpoint"))) {
+    st = fnet_req_header(req, "X-Execute-Stream");
+  }
   if (hep) {
     if (!endpoint_ok(hep)) {
-      fnet_req_respond_error(req, 400, "X-Execute-Endpoint must be a llama.cpp completion endpoint");
+      fnet_req_respond_error(req, 400, "the endpoint must be a llama.cpp completion endpoint");
       return;
     }
-    const char *st = fnet_req_header(req, "X-Execute-Stream");
     size_t blen;
     const char *b = fnet_req_body(req, &blen);
     if (!b || !blen) {
@@ -485,6 +500,19 @@ static void h_connect(fnet_req_t *req, void *arg) {
 
 /* ---- main ---------------------------------------------------------------------- */
 
+/* POST /execute<endpoint> and /execute/stream<endpoint>, one route each. */
+static int route_execute(spoke_t *s) {
+  for (int i = 0; allowed[i]; i++) {
+    char p[96];
+    int rc;
+    snprintf(p, sizeof(p), "/execute%s", allowed[i]);
+    if ((rc = fnet_http_route(s->http, "POST", p, h_execute, s)) < 0) return rc;
+    snprintf(p, sizeof(p), "/execute/stream%s", allowed[i]);
+    if ((rc = fnet_http_route(s->http, "POST", p, h_execute, s)) < 0) return rc;
+  }
+  return 0;
+}
+
 static int config_load(spoke_config_t *c, int argc, char **argv) {
   memset(c, 0, sizeof(*c));
   c->port = 9001;
@@ -578,6 +606,7 @@ int main(int argc, char **argv) {
   hc.idle_timeout_ms = 60000;
   if ((rc = fnet_http_server_init(&s->http, s->loop, &hc)) < 0 ||
       (rc = fnet_http_route(s->http, "POST", "/execute", h_execute, s)) < 0 ||
+      (rc = route_execute(s)) < 0 ||
       (rc = fnet_http_route(s->http, "GET", "/health", h_health, s)) < 0 ||
       (rc = fnet_http_route(s->http, "GET", "/connect", h_connect, s)) < 0) {
     fprintf(stderr, "spoke: cannot start the HTTP server: %s\n", strerror(-rc));
