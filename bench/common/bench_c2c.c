@@ -190,6 +190,25 @@ struct yf_shared {
     uint64_t rounds;                     /* round trips in all       */
 };
 
+/* Side A of a yield floor run: hands the token to B and yields until it
+ * comes back, YF_BATCH round trips a batch; returns the median ns per trip. */
+static double yf_side_a(struct yf_shared *s)
+{
+    double batch[YF_BATCHES];
+    uint64_t v = 0;
+    for (int k = 0; k < YF_BATCHES; k++) {
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < YF_BATCH; i++, v += 2) {
+            atomic_store_explicit(&s->token, v + 1, memory_order_release);
+            while (atomic_load_explicit(&s->token, memory_order_acquire) != v + 2)
+                sched_yield();
+        }
+        batch[k] = (double)(now_ns() - t0) / YF_BATCH;
+    }
+    qsort(batch, YF_BATCHES, sizeof *batch, cmp_double);
+    return batch[YF_BATCHES / 2];
+}
+
 static void *yf_b(void *arg)
 {
     struct yf_shared *s = arg;
@@ -238,19 +257,7 @@ int bench_c2c_yield_floor(double *median_ns, int *cpu_out)
     cpu_set_t before;
     bool restore = pthread_getaffinity_np(pthread_self(), sizeof before, &before) == 0;
     if (rc > 0 && (rc = pin_self(cpu)) == 0) {
-        double batch[YF_BATCHES];
-        uint64_t v = 0;
-        for (int k = 0; k < YF_BATCHES; k++) {
-            uint64_t t0 = now_ns();
-            for (int i = 0; i < YF_BATCH; i++, v += 2) {
-                atomic_store_explicit(&s->token, v + 1, memory_order_release);
-                while (atomic_load_explicit(&s->token, memory_order_acquire) != v + 2)
-                    sched_yield();
-            }
-            batch[k] = (double)(now_ns() - t0) / YF_BATCH;
-        }
-        qsort(batch, YF_BATCHES, sizeof *batch, cmp_double);
-        *median_ns = batch[YF_BATCHES / 2];
+        *median_ns = yf_side_a(s);
         *cpu_out = cpu;
     } else if (rc > 0) {
         /* We could not pin ourselves: let B finish on its own. */
@@ -298,19 +305,7 @@ int bench_c2c_yield_floor_procs(double *median_ns, int cpu)
         _exit(0);
     }
     if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0) {
-        double batch[YF_BATCHES];
-        uint64_t v = 0;
-        for (int k = 0; k < YF_BATCHES; k++) {
-            uint64_t t0 = now_ns();
-            for (int i = 0; i < YF_BATCH; i++, v += 2) {
-                atomic_store_explicit(&s->token, v + 1, memory_order_release);
-                while (atomic_load_explicit(&s->token, memory_order_acquire) != v + 2)
-                    sched_yield();
-            }
-            batch[k] = (double)(now_ns() - t0) / YF_BATCH;
-        }
-        qsort(batch, YF_BATCHES, sizeof *batch, cmp_double);
-        *median_ns = batch[YF_BATCHES / 2];
+        *median_ns = yf_side_a(s);
     } else {
         rc = -EINVAL;
         atomic_store(&s->token, UINT64_MAX);

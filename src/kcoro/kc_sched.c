@@ -330,20 +330,6 @@ static void wake_all(void)
     kc__netpoll_break();
 }
 
-static void inject(struct kc_coro *c)
-{
-    c->next = NULL;
-    pthread_mutex_lock(&g.inj_mu);
-    if (g.inj_tail)
-        g.inj_tail->next = c;
-    else
-        g.inj_head = c;
-    g.inj_tail = c;
-    atomic_fetch_add(&g.inj_n, 1);
-    pthread_mutex_unlock(&g.inj_mu);
-    atomic_fetch_add_explicit(&g.injected, 1, memory_order_relaxed);
-}
-
 /* Appends the list head..tail (n coroutines, linked by next) at once. */
 static void inject_list(struct kc_coro *head, struct kc_coro *tail, uint32_t n)
 {
@@ -357,6 +343,11 @@ static void inject_list(struct kc_coro *head, struct kc_coro *tail, uint32_t n)
     atomic_fetch_add(&g.inj_n, n);
     pthread_mutex_unlock(&g.inj_mu);
     atomic_fetch_add_explicit(&g.injected, n, memory_order_relaxed);
+}
+
+static void inject(struct kc_coro *c)
+{
+    inject_list(c, c, 1);
 }
 
 static struct kc_coro *inject_pop(void)
