@@ -514,10 +514,14 @@ int ffarm_conn_start(ffarm_conn_t *c) {
   uv_tcp_nodelay(&c->tcp, 1);
   /* room for a few big frames in flight each way (the kernel caps these at
    * net.core.[rw]mem_max; autotuning may go beyond on its own) */
-  int sb = 4 << 20;
-  uv_send_buffer_size((uv_handle_t *)&c->tcp, &sb);
-  sb = 4 << 20;
-  uv_recv_buffer_size((uv_handle_t *)&c->tcp, &sb);
+  const char *xp = getenv("FFARM_XP_SOCKBUF");
+  int sb = xp ? atoi(xp) : (4 << 20);
+  if (sb > 0) {
+    int v = sb;
+    uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
+    v = sb;
+    uv_recv_buffer_size((uv_handle_t *)&c->tcp, &v);
+  }
   uv_tcp_keepalive(&c->tcp, 1, 10);
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc < 0) return rc;
