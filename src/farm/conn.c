@@ -8,8 +8,11 @@
  * The bulk path copies each byte as few times as it can: the sender read()s
  * file bytes straight into a pooled frame buffer and seals them there; the
  * receiver, once a DATA frame's header is known, lets libuv read the body
- * straight into the decoder's buffer, opens it there and write()s it to the
- * file.
+ * straight into the decoder's buffer and checks it there; a big frame's
+ * buffer then goes to the connection's writer thread, which pwrite()s it
+ * while the decoder reads the next frame into another buffer (at most
+ * WR_DEPTH in flight), so the page-cache copy runs beside the socket read
+ * and the tag check instead of after them.
  *
  * Integrity: every frame is sealed (AEAD tag = a keyed checksum of that
  * chunk) under a per-direction counter, so the receiver gets exactly the
@@ -33,6 +36,12 @@
 #include <unistd.h>
 
 #define HS_TIMEOUT_MS 10000
+/* Incoming DATA frames at least this big are written by the connection's
+ * writer thread (writer.c) while the loop reads and checks the next ones;
+ * smaller ones (small files, the tail of a file) directly. */
+#define WR_ASYNC_MIN (256u << 10)
+/* Writes in flight at most (each holds one FFARM_FRAME_MAX buffer). */
+#define WR_DEPTH 3
 
 typedef struct out_file {
   struct out_file *next;     /* FIFO */
@@ -90,6 +99,7 @@ struct ffarm_conn {
   const uint8_t *want_hash;  /* the hash it gave (NULL none) */
   uint64_t bytes_in, bytes_out; /* wire counters */
   char peer[64];             /* peer address text */
+  ffarm_wr_t *wr;            /* writer thread for big incoming DATA frames (lazy) */
   uint8_t rbuf[65536];       /* read buffer for small frames and headers */
   wreq_t *big_free;          /* idle big frame buffers */
   unsigned big_nfree;        /* how many */
@@ -160,6 +170,9 @@ static void wreq_free(ffarm_conn_t *c, wreq_t *w) {
 static void on_handle_closed(uv_handle_t *h) {
   ffarm_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
+  /* queued writes finish before on_close, where the caller may close the fd */
+  ffarm_wr_destroy(c->wr);
+  c->wr = NULL;
   while (c->big_free) {
     wreq_t *w = c->big_free;
     c->big_free = w->next;
@@ -357,22 +370,32 @@ static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
     return;
   }
   if (f->type == FFARM_T_DATA) {
+    uint64_t at = c->in_size;  /* explicit offsets: the writer thread and we share the fd */
     c->in_size += f->len;
-    if (c->in_fd >= 0 && !c->in_bad) {
-      size_t off = 0;
-      while (off < f->len) {
-        ssize_t n = write(c->in_fd, f->payload + off, f->len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          c->in_bad = true;
-          break;
-        }
-        off += (size_t)n;
+    if (c->in_fd < 0 || c->in_bad) return;
+    if (f->len >= WR_ASYNC_MIN && (c->wr || ffarm_wr_init(&c->wr, WR_DEPTH) == 0)) {
+      /* the decoder continues in a fresh buffer, the thread writes this one */
+      uint8_t *fresh = ffarm_wr_buf(c->wr);
+      if (fresh) {
+        uint8_t *full = ffarm_dec_swap(&c->dec, fresh);
+        if (ffarm_wr_put(c->wr, full, c->in_fd, f->payload, f->len, at) < 0) c->in_bad = true;
+        return;
       }
+    }
+    size_t off = 0;
+    while (off < f->len) {
+      ssize_t n = pwrite(c->in_fd, f->payload + off, f->len - off, (off_t)(at + off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        c->in_bad = true;
+        break;
+      }
+      off += (size_t)n;
     }
     return;
   }
-  /* END: size + checksum */
+  /* END: size + checksum, once every byte is on its way to the file */
+  if (ffarm_wr_drain(c->wr) < 0) c->in_bad = true;
   int status = 0;
   if (f->len != 8 + FFARM_HASH_LEN || ffarm_get_u64(f->payload) != c->in_size ||
       (c->in_expect && sodium_memcmp(c->in_hash, f->payload + 8, FFARM_HASH_LEN) != 0))
@@ -514,14 +537,10 @@ int ffarm_conn_start(ffarm_conn_t *c) {
   uv_tcp_nodelay(&c->tcp, 1);
   /* room for a few big frames in flight each way (the kernel caps these at
    * net.core.[rw]mem_max; autotuning may go beyond on its own) */
-  const char *xp = getenv("FFARM_XP_SOCKBUF");
-  int sb = xp ? atoi(xp) : (4 << 20);
-  if (sb > 0) {
-    int v = sb;
-    uv_send_buffer_size((uv_handle_t *)&c->tcp, &v);
-    v = sb;
-    uv_recv_buffer_size((uv_handle_t *)&c->tcp, &v);
-  }
+  int sb = 4 << 20;
+  uv_send_buffer_size((uv_handle_t *)&c->tcp, &sb);
+  sb = 4 << 20;
+  uv_recv_buffer_size((uv_handle_t *)&c->tcp, &sb);
   uv_tcp_keepalive(&c->tcp, 1, 10);
   int rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (rc < 0) return rc;

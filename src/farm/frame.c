@@ -91,6 +91,18 @@ int ffarm_dec_init(ffarm_dec_t *d) {
   return 0;
 }
 
+uint8_t *ffarm_dec_swap(ffarm_dec_t *d, uint8_t *buf) {
+  uint8_t *old = d->buf;
+  d->buf = buf;
+  /* the handed-out frame is complete: the next one starts from empty (the
+   * header-only case already reset have) */
+  if (d->have == d->need) {
+    d->have = 0;
+    d->need = FFARM_HDR_LEN;
+  }
+  return old;
+}
+
 void ffarm_dec_destroy(ffarm_dec_t *d) {
   if (!d) return;
   free(d->buf);
