@@ -364,6 +364,9 @@ void ffarm_conn_close(ffarm_conn_t *c, int err);
 bool ffarm_conn_ready(const ffarm_conn_t *c);
 /* The peer's address as text ("" unknown). */
 const char *ffarm_conn_peer(const ffarm_conn_t *c);
+/* What the handshake agreed, for logs: e.g. "aes-256-gcm, file data in
+ * clear" or "chacha20-poly1305, file data encrypted" ("" before ready). */
+const char *ffarm_conn_mode(const ffarm_conn_t *c);
 /* Sends a sealed message (json may be NULL/0). ERRORS: -ENOTCONN not ready
  * or closing; -EMSGSIZE; -ENOMEM. */
 int ffarm_conn_send(ffarm_conn_t *c, uint8_t type, const char *id, const char *json, size_t len);

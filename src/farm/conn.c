@@ -134,6 +134,13 @@ int ffarm_conn_init(ffarm_conn_t **out, uv_loop_t *loop, bool server, const ffar
 uv_tcp_t *ffarm_conn_tcp(ffarm_conn_t *c) { return &c->tcp; }
 bool ffarm_conn_ready(const ffarm_conn_t *c) { return c->ready && !c->closing; }
 const char *ffarm_conn_peer(const ffarm_conn_t *c) { return c->peer; }
+const char *ffarm_conn_mode(const ffarm_conn_t *c) {
+  if (!c->ready) return "";
+  if (c->sess.cipher == FFARM_CIPHER_AES)
+    return c->sess.clear_data ? "aes-256-gcm, file data in clear" : "aes-256-gcm, file data encrypted";
+  return c->sess.clear_data ? "chacha20-poly1305, file data in clear"
+                            : "chacha20-poly1305, file data encrypted";
+}
 uint64_t ffarm_conn_bytes_out(const ffarm_conn_t *c) { return c->bytes_out; }
 uint64_t ffarm_conn_bytes_in(const ffarm_conn_t *c) { return c->bytes_in; }
 void *ffarm_conn_arg(const ffarm_conn_t *c) { return c->arg; }
