@@ -159,7 +159,7 @@ static wreq_t *big_get(ffarm_conn_t *c) {
     c->big_nfree--;
     return w;
   }
-  w = malloc(sizeof(*w) + BIG_CAP);
+  w = ffarm_big_alloc(sizeof(*w) + BIG_CAP);
   if (w) w->cap = BIG_CAP;
   return w;
 }
@@ -171,7 +171,8 @@ static void wreq_free(ffarm_conn_t *c, wreq_t *w) {
     c->big_nfree++;
     return;
   }
-  free(w);
+  if (w->cap == BIG_CAP) ffarm_big_free(w, sizeof(*w) + BIG_CAP);
+  else free(w);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -183,7 +184,7 @@ static void on_handle_closed(uv_handle_t *h) {
   while (c->big_free) {
     wreq_t *w = c->big_free;
     c->big_free = w->next;
-    free(w);
+    ffarm_big_free(w, sizeof(*w) + BIG_CAP);
   }
   if (c->cbs.on_close) c->cbs.on_close(c, c->close_err, c->arg);
   while (c->oq_head) {

@@ -6,7 +6,7 @@
  * loop's thread, the three run one after the other; here the write runs on a
  * second core while the loop reads and checks the next frame.
  *
- * Ownership: buffers are plain malloc(FFARM_FRAME_MAX) blocks, so they are
+ * Ownership: buffers are ffarm_big_alloc(FFARM_FRAME_MAX) blocks, so they are
  * interchangeable with the decoder's own (ffarm_dec_swap). ffarm_wr_buf()
  * hands one to the loop; ffarm_wr_put() gives one (holding a frame) to the
  * thread, which keeps it on the free list once its bytes are written. At
@@ -24,7 +24,7 @@
 #define WR_MAX 8             /* depth bound */
 
 typedef struct wr_item {
-  uint8_t *buf;              /* the buffer (FFARM_FRAME_MAX bytes, malloc'd) */
+  uint8_t *buf;              /* the buffer (FFARM_FRAME_MAX bytes, ffarm_big_alloc) */
   const uint8_t *data;       /* the bytes, inside buf */
   size_t len;                /* how many */
   uint64_t off;              /* file offset */
@@ -63,7 +63,7 @@ static int write_all(const wr_item_t *it) {
 /* Under mu: a buffer the loop no longer needs. */
 static void give_back(ffarm_wr_t *w, uint8_t *buf) {
   if (w->nfree < WR_MAX + 2) w->free_bufs[w->nfree++] = buf;
-  else free(buf);
+  else ffarm_big_free(buf, FFARM_FRAME_MAX);
 }
 
 static void *wr_main(void *arg) {
@@ -110,7 +110,7 @@ uint8_t *ffarm_wr_buf(ffarm_wr_t *w) {
       break;
     }
     if (w->q_n + (w->busy ? 1u : 0u) < w->depth) {
-      buf = malloc(FFARM_FRAME_MAX);
+      buf = ffarm_big_alloc(FFARM_FRAME_MAX);
       break;
     }
     /* all in flight: wait for the oldest write (back-pressure) */
@@ -162,7 +162,7 @@ int ffarm_wr_drain(ffarm_wr_t *w) {
 void ffarm_wr_trim(ffarm_wr_t *w) {
   if (!w) return;
   pthread_mutex_lock(&w->mu);
-  while (w->nfree > 0) free(w->free_bufs[--w->nfree]);
+  while (w->nfree > 0) ffarm_big_free(w->free_bufs[--w->nfree], FFARM_FRAME_MAX);
   pthread_mutex_unlock(&w->mu);
 }
 
@@ -174,7 +174,7 @@ void ffarm_wr_destroy(ffarm_wr_t *w) {
   bool started = w->started;
   pthread_mutex_unlock(&w->mu);
   if (started) pthread_join(w->th, NULL);  /* the queue is written first */
-  while (w->nfree > 0) free(w->free_bufs[--w->nfree]);
+  while (w->nfree > 0) ffarm_big_free(w->free_bufs[--w->nfree], FFARM_FRAME_MAX);
   pthread_cond_destroy(&w->cv_done);
   pthread_cond_destroy(&w->cv_work);
   pthread_mutex_destroy(&w->mu);

@@ -151,7 +151,7 @@ Test(writer, decoder_swap_keeps_the_frame_and_goes_on, .timeout = 60) {
   ffarm_frame_t f;
   size_t used;
   cr_assert_eq(ffarm_dec_feed(&d, wire, sizeof(wire), &used, &f), 1);
-  uint8_t *fresh = malloc(FFARM_FRAME_MAX);
+  uint8_t *fresh = ffarm_big_alloc(FFARM_FRAME_MAX);
   uint8_t *old = ffarm_dec_swap(&d, fresh);
   cr_assert_eq(memcmp(f.payload, "12345", 5), 0);
   cr_assert(f.payload >= old && f.payload < old + FFARM_FRAME_MAX);
@@ -161,6 +161,6 @@ Test(writer, decoder_swap_keeps_the_frame_and_goes_on, .timeout = 60) {
   cr_assert_eq(memcmp(g.payload, "67890", 5), 0);
   cr_assert(g.payload >= fresh && g.payload < fresh + FFARM_FRAME_MAX);
   cr_assert_eq(memcmp(f.payload, "12345", 5), 0);  /* the old frame is untouched */
-  free(old);
+  ffarm_big_free(old, FFARM_FRAME_MAX);
   ffarm_dec_destroy(&d);
 }
