@@ -215,6 +215,33 @@ static inline void kt_op_start(pthread_t *t, struct kt_op *o, kc_chan_t *ch, int
     kt_start(t, kt_op_thread, o);
 }
 
+/* Starts a receiver on ch (its call times out after recv_timeout_ms) and
+ * returns once it is observed blocked in the channel. */
+static inline void kt_parked_recv(pthread_t *t, struct kt_op *r, kc_chan_t *ch, long recv_timeout_ms)
+{
+    kt_op_start(t, r, ch, KT_RECV, 0, recv_timeout_ms, NULL);
+    kt_wait_parked(&r->park);
+}
+
+/* Joins a receiver started by kt_parked_recv and checks that it got want. */
+static inline void kt_expect_received(pthread_t t, const struct kt_op *r, int want)
+{
+    kt_join(t, KT_PROMPT_MS);
+    cr_assert_eq(r->rc, 0);
+    cr_assert_eq(r->value, want);
+}
+
+/* The hand-over most channel kinds promise: a receiver blocks first, then
+ * kc_chan_send(v, send_timeout_ms) succeeds and the receiver gets v. */
+static inline void kt_expect_handoff(kc_chan_t *ch, long recv_timeout_ms, int v, long send_timeout_ms)
+{
+    pthread_t t;
+    struct kt_op r;
+    kt_parked_recv(&t, &r, ch, recv_timeout_ms);
+    cr_assert_eq(kc_chan_send(ch, &v, send_timeout_ms), 0);
+    kt_expect_received(t, &r, v);
+}
+
 /* Triggers a token after a delay, from another thread. */
 struct kt_trigger {
     kc_cancel_t *tok;

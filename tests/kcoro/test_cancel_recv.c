@@ -159,15 +159,7 @@ Test(cancel_recv, cancelled_waiter_does_not_steal_later_data)
     /* After a cancelled receiver leaves, data goes to the next receiver. */
     kc_chan_t *ch = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
     cancel_blocked(ch, KT_RECV);
-    pthread_t t;
-    struct kt_op r;
-    kt_op_start(&t, &r, ch, KT_RECV, 0, 10000, NULL);
-    kt_wait_parked(&r.park);
-    int v = 64;
-    cr_assert_eq(kc_chan_send(ch, &v, 10000), 0);
-    kt_join(t, KT_PROMPT_MS);
-    cr_assert_eq(r.rc, 0);
-    cr_assert_eq(r.value, 64);
+    kt_expect_handoff(ch, 10000, 64, 10000);
     kc_chan_destroy(ch);
 }
 

@@ -17,31 +17,15 @@ Test(chan_kinds, rendezvous_try_without_peer_is_eagain)
 Test(chan_kinds, rendezvous_blocked_receiver_gets_try_send)
 {
     kc_chan_t *ch = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
-    pthread_t t;
-    struct kt_op r;
-    kt_op_start(&t, &r, ch, KT_RECV, 0, 10000, NULL);
-    kt_wait_parked(&r.park);
-    int v = 4242;
     /* A receiver is waiting, so a try-once send can hand over at once. */
-    cr_assert_eq(kc_chan_send(ch, &v, 0), 0);
-    kt_join(t, KT_PROMPT_MS);
-    cr_assert_eq(r.rc, 0);
-    cr_assert_eq(r.value, 4242);
+    kt_expect_handoff(ch, 10000, 4242, 0);
     kc_chan_destroy(ch);
 }
 
 Test(chan_kinds, rendezvous_blocked_receiver_gets_blocking_send)
 {
     kc_chan_t *ch = kt_chan(KC_RENDEZVOUS, sizeof(int), 0);
-    pthread_t t;
-    struct kt_op r;
-    kt_op_start(&t, &r, ch, KT_RECV, 0, -1, NULL);
-    kt_wait_parked(&r.park);
-    int v = 77;
-    cr_assert_eq(kc_chan_send(ch, &v, 10000), 0);
-    kt_join(t, KT_PROMPT_MS);
-    cr_assert_eq(r.rc, 0);
-    cr_assert_eq(r.value, 77);
+    kt_expect_handoff(ch, -1, 77, 10000);
     kc_chan_destroy(ch);
 }
 
@@ -145,15 +129,7 @@ Test(chan_kinds, conflated_send_never_blocks)
 Test(chan_kinds, conflated_blocked_receiver_gets_value)
 {
     kc_chan_t *ch = kt_chan(KC_CONFLATED, sizeof(int), 0);
-    pthread_t t;
-    struct kt_op r;
-    kt_op_start(&t, &r, ch, KT_RECV, 0, 10000, NULL);
-    kt_wait_parked(&r.park);
-    int v = 31;
-    cr_assert_eq(kc_chan_send(ch, &v, 0), 0);
-    kt_join(t, KT_PROMPT_MS);
-    cr_assert_eq(r.rc, 0);
-    cr_assert_eq(r.value, 31);
+    kt_expect_handoff(ch, 10000, 31, 0);
     kc_chan_destroy(ch);
 }
 

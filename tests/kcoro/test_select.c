@@ -428,14 +428,11 @@ Test(select, try_select_meets_parked_plain_peers)
     /* a parked receiver: a try-once select send hands over */
     pthread_t t;
     struct kt_op r;
-    kt_op_start(&t, &r, rv, KT_RECV, 0, 10000, NULL);
-    kt_wait_parked(&r.park);
+    kt_parked_recv(&t, &r, rv, 10000);
     int o = 12;
     kc_select_clause_t cl = TX(rv, &o);
     cr_assert_eq(kc_select(&cl, 1, KC_SELECT_BIASED, 0, NULL), 0);
-    kt_join(t, KT_PROMPT_MS);
-    cr_assert_eq(r.rc, 0);
-    cr_assert_eq(r.value, 12);
+    kt_expect_received(t, &r, 12);
     /* a parked sender: a try-once select recv takes its element */
     struct kt_op s;
     kt_op_start(&t, &s, rv, KT_SEND, 13, 10000, NULL);
