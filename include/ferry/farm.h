@@ -5,14 +5,17 @@
  *   auth          shared-secret challenge-response (fresh nonces both ways),
  *                 then every frame sealed with an AEAD (AES-256-GCM where
  *                 both CPUs have it, else ChaCha20-Poly1305) under
- *                 per-direction session keys; authenticated UDP announces
+ *                 per-direction session keys (file bytes: tagged by the same
+ *                 AEAD but in clear, unless either side asks for encryption);
+ *                 authenticated UDP announces
  *   ledger        the employer's durable task table in SQLite (WAL)
  *   conn          one peer connection on libuv: handshake, sealed frames,
  *                 files streamed in bounded chunks with a BLAKE2b checksum
  *
  * Crypto is libsodium's; nothing here is hand-written cryptography.
  * Conventions: negative errno on failure, a failed call changes nothing,
- * destroy functions accept NULL. Single-threaded (the loop's thread).
+ * destroy functions accept NULL. Single-threaded (the loop's thread), except
+ * that a connection writes big incoming files from a writer thread of its own.
  * The protocol is documented in docs/farm.md.
  */
 #ifndef FERRY_FARM_H

@@ -14,8 +14,9 @@
  * WR_DEPTH in flight), so the page-cache copy runs beside the socket read
  * and the tag check instead of after them.
  *
- * Integrity: every frame is sealed (AEAD tag = a keyed checksum of that
- * chunk) under a per-direction counter, so the receiver gets exactly the
+ * Integrity: every frame carries its AEAD tag (a keyed checksum of that
+ * chunk; DATA frames in clear-data mode are tagged, not encrypted) under a
+ * per-direction counter, so the receiver gets exactly the
  * bytes the sender read, in order, none missing; END adds the size and the
  * file's BLAKE2b-256 as the sender states it, which the receiver compares
  * with the hash it expects (the task's identity) instead of hashing the
