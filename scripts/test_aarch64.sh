@@ -25,7 +25,7 @@ for f in src/kcoro/*.c src/kcoro/kc_ctx_aarch64.S src/kcoro/kc_ctx_x86_64.S; do
 done
 rm -f "$out/libkcoro.a"
 aarch64-linux-gnu-ar rcs "$out/libkcoro.a" "${objs[@]}"
-tests=(test_coro test_chan_basic test_chan_kinds test_select test_close test_timeout
+tests=(test_coro test_handoff test_chan_basic test_chan_kinds test_select test_close test_timeout
        test_cancel_recv test_stress_pc)
 coro_tests=(test_chan_kinds test_select test_close test_stress_pc)
 build() { # name source extra-flags...

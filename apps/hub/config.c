@@ -38,7 +38,7 @@ int hub_config_load(hub_config_t *c, int argc, char **argv) {
       {"secret", "GOLLAMA_SECRET", 's', S(secret), 0, 0, "shared secret spokes register with"},
       {"secret-file", "GOLLAMA_SECRET_FILE", 's', S(secret_file), 0, 0, "read the shared secret from this file"},
       {"no-auth", NULL, 'b', S(no_auth), 0, 0, "no API keys (local use): binds 127.0.0.1 unless -host"},
-      {"log", "GOLLAMA_LOG", 's', S(log_level), 0, 0, "info (default) or quiet"},
+      {"log", "GOLLAMA_LOG", 's', S(log_level), 0, 0, "info (default), quiet, or debug (adds one line per job: its queue wait)"},
   };
 #undef S
   int rc = gl_opts_parse("hub", "GoLlama hub: POST /chat, POST /v1/chat/completions, GET /v1/models,\n"
@@ -47,6 +47,10 @@ int hub_config_load(hub_config_t *c, int argc, char **argv) {
   if (rc) return rc;
   if (strcmp(c->policy, "least-loaded") && strcmp(c->policy, "round-robin")) {
     fprintf(stderr, "hub: -policy must be least-loaded or round-robin, got '%s'\n", c->policy);
+    return -EINVAL;
+  }
+  if (strcmp(c->log_level, "info") && strcmp(c->log_level, "quiet") && strcmp(c->log_level, "debug")) {
+    fprintf(stderr, "hub: -log must be info, quiet or debug, got '%s'\n", c->log_level);
     return -EINVAL;
   }
   if (c->secret_file[0]) {

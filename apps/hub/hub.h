@@ -30,7 +30,7 @@ typedef struct hub_config {
   char secret[GL_KEY_MAX];    /* spoke shared secret */
   char secret_file[512];      /* or read it from here */
   bool no_auth;               /* no API keys; bind 127.0.0.1 unless --host given */
-  char log_level[8];          /* "info" or "quiet" */
+  char log_level[8];          /* "info", "quiet" or "debug" (info plus a line per job) */
 } hub_config_t;
 
 /* One registered spoke. */
@@ -76,6 +76,7 @@ typedef struct hub {
   fnet_client_t *client;      /* requests to spokes */
   fdisp_t *disp;              /* the scheduler */
   hub_spoke_t *spokes;        /* registered spokes */
+  char secret_hdr[GL_KEY_MAX + 32]; /* "X-Spoke-Secret: <secret>", "" without a secret */
   uv_timer_t tick;            /* dispatcher deadlines and cool-downs */
   uv_prepare_t rearm;         /* re-arms tick before every poll */
   uv_timer_t health;          /* spoke health polls */

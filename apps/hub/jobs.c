@@ -3,9 +3,11 @@
  * to the client: whole, or relayed chunk by chunk for "stream": true.
  *
  * Failures are classified from the transport result and the spoke's status
- * code (never from text): unreachable spoke, 5xx and bad answers count
- * against the spoke and are retried elsewhere; 503 (spoke busy) is retried
- * without blame; other 4xx are the request's own fault and go back to the
+ * code and JSON (never from text): unreachable spoke, 5xx and bad answers
+ * count against the spoke and are retried elsewhere; a 503 {"busy": true}
+ * (no free slot: the hub's view of the spoke was stale) goes back to the
+ * head of the line without spending a retry, bounded by the deadline; other
+ * 503s are retried without blame; other 4xx are the request's own fault and go back to the
  * client. Nothing is retried once a byte of a stream reached the client: the
  * stream then ends with an error event. */
 #include <errno.h>
@@ -75,6 +77,15 @@ static void error_text(const char *body, size_t len, char *out, size_t size, con
   json_decref(v);
 }
 
+/* A spoke's "no free slot" answer: 503 with {"busy": true} (its other 503s,
+ * e.g. llama.cpp not ready, are plain failures). */
+static bool spoke_busy(const char *body, size_t len) {
+  json_t *v = body && len ? json_loadb(body, len, 0, NULL) : NULL;
+  bool busy = json_is_true(json_object_get(v, "busy"));
+  json_decref(v);
+  return busy;
+}
+
 /* /chat: the reply text of an OpenAI-style completion, or NULL. */
 static json_t *chat_reply(const char *body, size_t len) {
   json_t *v = json_loadb(body, len, 0, NULL);
@@ -88,7 +99,7 @@ static json_t *chat_reply(const char *body, size_t len) {
 
 static void fail_job(hjob_t *j, unsigned flags, int status, const char *msg) {
   hub_t *h = j->hub;
-  if (j->streaming) flags &= ~FDISP_F_RETRY;   /* bytes went out: never run twice */
+  if (j->streaming) flags &= ~(FDISP_F_RETRY | FDISP_F_BUSY);   /* bytes went out: never run twice */
   j->last_status = status;
   snprintf(j->last_error, sizeof(j->last_error), "%s", msg);
   fdisp_job_id_t id = j->id;
@@ -180,8 +191,10 @@ static void on_up_done(fnet_creq_t *up, int result, int status, const char *body
   char fb[64];
   snprintf(fb, sizeof(fb), "spoke answered %d", status);
   error_text(eb, el, msg, sizeof(msg), fb);
-  if (status == 503)
-    fail_job(j, FDISP_F_RETRY, 503, msg);                          /* busy: not its fault */
+  if (status == 503 && !j->streaming && spoke_busy(eb, el))
+    fail_job(j, FDISP_F_BUSY, 503, msg);    /* no free slot: back to the head of the line, no retry spent */
+  else if (status == 503)
+    fail_job(j, FDISP_F_RETRY, 503, msg);                          /* not ready: not its fault */
   else if (status >= 500 || status == 401 || status == 403 || status == 404 || status < 200)
     fail_job(j, FDISP_F_RETRY | FDISP_F_WORKER_FAULT, 502, msg);  /* broken spoke */
   else
@@ -194,20 +207,26 @@ static void disp_run(fdisp_t *d, fdisp_job_id_t id, void *jdata, fdisp_worker_id
   hub_t *h = j->hub;
   hub_spoke_t *sp = wdata;
   j->spoke = sp;
+  if (h->cfg.log_level[0] == 'd') {
+    /* the time it waited for a slot since it arrived (retries included) */
+    fdisp_worker_stats_t ws;
+    fdisp_worker_stat(d, w, &ws);
+    fprintf(stderr, "hub: job %llu waited %llu ms in the queue, runs on %s (busy %u, busy_other %u, slots %u)\n",
+            (unsigned long long)id, (unsigned long long)(uv_now(h->loop) - j->t0), sp->url, ws.busy,
+            ws.external, ws.capacity);
+  }
   j->up_status = 0;
   free(j->ebuf);
   j->ebuf = NULL;
   j->elen = 0;
-  char url[300];
-  snprintf(url, sizeof(url), "%s/execute", sp->url);
-  char sec[GL_KEY_MAX + 32];
-  snprintf(sec, sizeof(sec), "X-Spoke-Secret: %s", h->cfg.secret);
+  char url[320];
+  snprintf(url, sizeof(url), "%s/execute%s/v1/chat/completions", sp->url, j->stream ? "/stream" : "");
   /* the body is llama.cpp's request as is; the endpoint and the stream flag
-   * ride in headers, so the spoke neither parses nor re-encodes it (the
-   * spec's {"endpoint", "body"} envelope is still accepted by the spoke) */
-  const char *hdrs[] = {"Content-Type: application/json", "X-Execute-Endpoint: /v1/chat/completions",
-                        j->stream ? "X-Execute-Stream: 1" : "X-Execute-Stream: 0",
-                        h->cfg.secret[0] ? sec : NULL, NULL};
+   * ride in the path, so the spoke neither parses nor re-encodes it (the
+   * spec's {"endpoint", "body"} envelope is still accepted by the spoke).
+   * Two headers only and no query string: libcurl formats every one of
+   * those anew on each request (a query alone cost 7 k instructions). */
+  const char *hdrs[] = {"Content-Type: application/json", h->secret_hdr[0] ? h->secret_hdr : NULL, NULL};
   /* the dispatcher's deadline answers first; this only bounds the socket */
   uint64_t spent = uv_now(h->loop) - j->t0;
   uint64_t left = j->timeout_ms > spent ? j->timeout_ms - spent : 1;

@@ -41,7 +41,7 @@ static void on_signal(uv_signal_t *s, int sig) {
   hub_t *h = s->data;
   if (h->stopping) return;
   h->stopping = true;
-  if (h->cfg.log_level[0] == 'i') fprintf(stderr, "hub: stopping\n");
+  if (h->cfg.log_level[0] != 'q') fprintf(stderr, "hub: stopping\n");
   uv_prepare_stop(&h->rearm);
   uv_close((uv_handle_t *)&h->rearm, NULL);
   uv_timer_stop(&h->health);
@@ -61,6 +61,14 @@ int main(int argc, char **argv) {
   int rc = hub_config_load(&h->cfg, argc, argv);
   if (rc == 1) return 0;
   if (rc < 0) return 2;
+  if (h->cfg.secret[0]) {
+    /* built once: every request to a spoke carries it */
+    static const char name[] = "X-Spoke-Secret: ";
+    size_t sl = strnlen(h->cfg.secret, sizeof(h->cfg.secret) - 1);
+    memcpy(h->secret_hdr, name, sizeof(name) - 1);
+    memcpy(h->secret_hdr + sizeof(name) - 1, h->cfg.secret, sl);
+    h->secret_hdr[sizeof(name) - 1 + sl] = 0;
+  }
   signal(SIGPIPE, SIG_IGN);
   if (!h->cfg.no_auth) {
     rc = gl_keys_load(&h->keys, h->cfg.keys_file);

@@ -150,7 +150,7 @@ static void h_connect(fnet_req_t *req, void *arg) {
   bool ok = h->cfg.secret[0] ? (sec && gl_secret_eq(sec, h->cfg.secret)) : loopback(fnet_req_peer(req));
   if (!ok) {
     h->spoke_refused++;
-    if (h->cfg.log_level[0] == 'i')
+    if (h->cfg.log_level[0] != 'q')
       fprintf(stderr, "hub: refused a spoke registration from %s (bad secret)\n", fnet_req_peer(req));
     bad(h, req, 401, "spoke secret missing or wrong");
     return;
@@ -226,24 +226,26 @@ static void h_stats(fnet_req_t *req, void *arg) {
     double avg = ws[i].completed ? (double)ws[i].total_ms / (double)ws[i].completed : 0;
     json_array_append_new(
         workers,
-        json_pack("{s:I,s:s,s:I,s:I,s:f,s:I,s:s,s:b,s:s,s:i,s:i,s:i,s:i,s:i}", "id", (json_int_t)ws[i].id,
+        json_pack("{s:I,s:s,s:I,s:I,s:f,s:I,s:s,s:b,s:s,s:i,s:i,s:i,s:i,s:i,s:I}", "id", (json_int_t)ws[i].id,
                   "url", s ? s->url : "", "jobs_completed", (json_int_t)ws[i].completed,
                   "jobs_failed", (json_int_t)ws[i].failed, "avg_response_ms", avg, "requests",
                   (json_int_t)ws[i].requests, "last_active", last, "healthy",
                   ws[i].state == FDISP_W_HEALTHY, "state", fdisp_wstate_name(ws[i].state),
                   "slots_busy", (int)ws[i].busy, "slots_total", (int)ws[i].capacity,
                   "slots_busy_other", (int)ws[i].external, "ejections",
-                  (int)ws[i].ejections, "consecutive_failures", (int)ws[i].consecutive_faults));
+                  (int)ws[i].ejections, "consecutive_failures", (int)ws[i].consecutive_faults,
+                  "busy_refusals", (json_int_t)ws[i].busy_refusals));
   }
   json_t *gu = json_object();
   for (int r = FDISP_R_DEADLINE; r <= FDISP_R_SHUTDOWN; r++)
     json_object_set_new(gu, fdisp_reason_name(r), json_integer((json_int_t)st.gave_up[r]));
   json_t *out = json_pack(
-      "{s:o,s:i,s:i,s:{s:i,s:i,s:i,s:I},s:{s:I,s:I,s:I,s:I,s:o,s:i},s:I,s:I}", "workers", workers,
+      "{s:o,s:i,s:i,s:{s:i,s:i,s:i,s:I},s:{s:I,s:I,s:I,s:I,s:I,s:o,s:i},s:I,s:I}", "workers", workers,
       "total_workers", (int)st.workers, "healthy_workers", (int)st.workers_healthy, "queue", "length",
       (int)st.queued, "capacity", (int)h->cfg.queue_size, "peak", (int)st.queue_peak, "rejected",
       (json_int_t)st.rejected_full, "jobs", "submitted", (json_int_t)st.submitted, "completed",
-      (json_int_t)st.completed, "retries", (json_int_t)st.retries, "cancelled",
+      (json_int_t)st.completed, "retries", (json_int_t)st.retries, "requeued_busy",
+      (json_int_t)st.requeued_busy, "cancelled",
       (json_int_t)st.cancelled, "gave_up", gu, "running", (int)st.running, "uptime_s",
       (json_int_t)((uv_now(h->loop) - h->started_ms) / 1000), "spokes_refused",
       (json_int_t)h->spoke_refused);
@@ -292,6 +294,8 @@ static void h_metrics(fnet_req_t *req, void *arg) {
   P("# TYPE gollama_jobs_submitted_total counter\ngollama_jobs_submitted_total %lu\n", (unsigned long)st.submitted);
   P("# TYPE gollama_jobs_completed_total counter\ngollama_jobs_completed_total %lu\n", (unsigned long)st.completed);
   P("# TYPE gollama_job_retries_total counter\ngollama_job_retries_total %lu\n", (unsigned long)st.retries);
+  P("# HELP gollama_jobs_requeued_busy_total Jobs a spoke refused for lack of a slot, put back at the head (no retry spent).\n"
+    "# TYPE gollama_jobs_requeued_busy_total counter\ngollama_jobs_requeued_busy_total %lu\n", (unsigned long)st.requeued_busy);
   P("# TYPE gollama_jobs_cancelled_total counter\ngollama_jobs_cancelled_total %lu\n", (unsigned long)st.cancelled);
   P("# HELP gollama_jobs_gave_up_total Jobs that ended without success, by reason.\n# TYPE gollama_jobs_gave_up_total counter\n");
   for (int r = FDISP_R_DEADLINE; r <= FDISP_R_SHUTDOWN; r++)

@@ -42,7 +42,7 @@ int hub_spoke_register(hub_t *h, const char *url, uint32_t slots, bool ready, co
     }
     s->next = h->spokes;
     h->spokes = s;
-    if (h->cfg.log_level[0] == 'i') fprintf(stderr, "hub: spoke %s registered (%u slots)\n", url, slots);
+    if (h->cfg.log_level[0] != 'q') fprintf(stderr, "hub: spoke %s registered (%u slots)\n", url, slots);
   } else if (slots) {
     fdisp_worker_set_capacity(h->disp, s->wid, slots);
   }

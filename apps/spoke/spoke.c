@@ -2,8 +2,11 @@
  * runs the hub's jobs on it.
  *
  *   POST /execute  {"endpoint": "/v1/chat/completions", "body": {...}}, or
- *                  the body alone with the endpoint in X-Execute-Endpoint
- *                  (what the hub sends), proxied to llama.cpp; "stream": true is relayed chunk by
+ *                  the body alone with the endpoint in the path
+ *                  (POST /execute/v1/chat/completions, or
+ *                  /execute/stream/v1/chat/completions for a stream: what
+ *                  the hub sends) or in X-Execute-Endpoint, proxied to
+ *                  llama.cpp; "stream": true is relayed chunk by
  *                  chunk; at most as many at once as llama.cpp has slots
  *                  (beyond that: 503 at once, the hub tries elsewhere).
  *   GET  /health   llama.cpp's own /health, plus slot counts.
@@ -12,8 +15,12 @@
  * It registers with the hub on start and again every -register-ms, so a
  * restarted hub learns it back within one period. Slot counts come from
  * llama.cpp's /slots, polled every -slots-ms: the slots busy beyond our own
- * requests ("busy_other", clients talking to llama.cpp directly) are sent
- * to the hub at once when they change, so it routes by real free capacity.
+ * requests ("busy_other", clients talking to llama.cpp directly; slots.c
+ * says which are ours) are sent to the hub at once when they change, so it
+ * routes by real free capacity. Our own requests never need a poll: the hub
+ * counts them itself and frees their slot the moment they end. While others
+ * hold slots, the spoke polls every -busy-poll-ms, so their slots come back
+ * to the hub soon after they free.
  * The hub authenticates to it with the shared secret. */
 #include <errno.h>
 #include <jansson.h>
@@ -26,6 +33,7 @@
 #include "ferry/net_client.h"
 #include "ferry/net_json.h"
 #include "gollama.h"
+#include "slots.h"
 
 typedef struct spoke_config {
   uint32_t port;              /* -port, 9001 */
@@ -38,6 +46,7 @@ typedef struct spoke_config {
   char secret_file[512];      /* or from this file */
   uint32_t register_ms;       /* re-registration period */
   uint32_t slots_ms;          /* llama.cpp /slots poll period */
+  uint32_t busy_poll_ms;      /* its period while others hold slots */
   uint32_t timeout_ms;        /* one job at most */
   uint32_t default_slots;     /* if llama.cpp's /slots is disabled */
   uint32_t max_body;          /* request body limit */
@@ -59,8 +68,7 @@ typedef struct spoke {
   int nwaiters;               /* their count */
   uint32_t slots_total;       /* llama.cpp slots (0 = unknown) */
   uint32_t slots_busy;        /* llama.cpp slots processing (last poll) */
-  uint32_t inflight;          /* our /execute calls in progress */
-  uint32_t busy_other;        /* llama.cpp slots busy with others' requests (last poll) */
+  spoke_slots_t sl;           /* our requests in flight; slots busy with others' (busy_other) */
   bool llama_ok;              /* last poll reached llama.cpp */
   int last_reg;               /* last registration outcome (status or -errno), for logging changes */
   char model[128];            /* llama.cpp model id */
@@ -127,7 +135,7 @@ static void do_register(spoke_t *s) {
   bool ready = s->llama_ok && s->slots_total > 0;
   json_t *b = json_pack("{s:s,s:i,s:b,s:s,s:i}", "url", s->cfg.advertise, "slots",
                         (int)(s->slots_total ? s->slots_total : s->cfg.default_slots), "ready", ready,
-                        "model", s->model, "busy_other", (int)s->busy_other);
+                        "model", s->model, "busy_other", (int)s->sl.busy_other);
   char *body = b ? json_dumps(b, JSON_COMPACT) : NULL;
   json_decref(b);
   if (!body) return;
@@ -156,12 +164,15 @@ static void on_model(fnet_creq_t *r, int result, int status, const char *body, s
   json_decref(v);
 }
 
+static void on_slots_timer(uv_timer_t *t);
+
 static void on_slots(fnet_creq_t *r, int result, int status, const char *body, size_t len, void *arg) {
   spoke_t *s = arg;
   s->slots_req = NULL;
   bool was_ok = s->llama_ok && s->slots_total;
   uint32_t was_total = s->slots_total;
-  uint32_t was_other = s->busy_other;
+  uint32_t was_other = s->sl.busy_other;
+  bool learnt = false;
   s->llama_ok = result == 0 && status == 200;
   if (s->llama_ok) {
     json_t *v = json_loadb(body, len, 0, NULL);
@@ -172,21 +183,22 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
       json_array_foreach(v, i, e) busy += json_is_true(json_object_get(e, "is_processing"));
       s->slots_total = (uint32_t)json_array_size(v);
       s->slots_busy = busy;
-      /* busy beyond our own requests: clients talking to llama.cpp
-       * directly. Ours not yet started count as ours (an undercount at
-       * worst, which the 503 below and the hub's retry absorb). */
-      s->busy_other = busy > s->inflight ? busy - s->inflight : 0;
+      /* busy beyond the requests that were ours during the snapshot:
+       * clients talking to llama.cpp directly */
+      spoke_slots_poll_result(&s->sl, busy);
+      learnt = true;
     } else {
       s->slots_total = s->cfg.default_slots;
-      s->busy_other = 0;
+      s->sl.busy_other = 0;
     }
     json_decref(v);
   } else if (result == 0 && (status == 404 || status == 501)) {
     /* /slots disabled (--no-slots): llama.cpp answers, use the configured count */
     s->llama_ok = true;
     s->slots_total = s->cfg.default_slots;
-    s->busy_other = 0;
+    s->sl.busy_other = 0;
   }
+  if (!learnt) spoke_slots_poll_failed(&s->sl);
   if (s->llama_ok && !s->model[0] && !s->model_req) {
     char url[300];
     snprintf(url, sizeof(url), "%s/v1/models", s->cfg.llama_url);
@@ -198,9 +210,13 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
     info(s, ok ? "llama.cpp at %s ready, %d slots" : "llama.cpp at %s not ready (%d)", s->cfg.llama_url,
          ok ? (int)s->slots_total : result < 0 ? result : status);
     do_register(s);  /* tell the hub at once */
-  } else if (s->busy_other != was_other) {
+  } else if (s->sl.busy_other != was_other) {
+    info(s, "llama.cpp at %s: %d slots busy with other clients", s->cfg.llama_url, (int)s->sl.busy_other);
     do_register(s);  /* the free capacity changed: tell the hub at once (a small POST) */
   }
+  /* the next poll: soon while others hold slots (their end frees capacity) */
+  if (!s->stopping)
+    uv_timer_start(&s->slots_timer, on_slots_timer, s->sl.busy_other ? s->cfg.busy_poll_ms : s->cfg.slots_ms, 0);
 }
 
 static void on_slots_timer(uv_timer_t *t) {
@@ -210,7 +226,12 @@ static void on_slots_timer(uv_timer_t *t) {
   snprintf(url, sizeof(url), "%s/slots", s->cfg.llama_url);
   fnet_creq_opts_t o = {.url = url, .timeout_ms = s->cfg.slots_ms > 500 ? s->cfg.slots_ms : 500,
                         .max_body = 4u << 20, .on_done = on_slots, .arg = s};
-  if (fnet_client_request(s->client, &o, &s->slots_req) < 0) s->slots_req = NULL;
+  if (fnet_client_request(s->client, &o, &s->slots_req) < 0) {
+    s->slots_req = NULL;
+    uv_timer_start(&s->slots_timer, on_slots_timer, s->cfg.slots_ms, 0);   /* try again later */
+    return;
+  }
+  spoke_slots_poll_sent(&s->sl);
 }
 
 /* ---- the hub's requests ------------------------------------------------------ */
@@ -224,8 +245,9 @@ static bool hub_authed(spoke_t *s, fnet_req_t *req) {
   return false;
 }
 
-static void sjob_end(sjob_t *j) {
-  j->sp->inflight--;
+/* aborted: we cut the llama.cpp request before its end (its slot drains) */
+static void sjob_end(sjob_t *j, bool aborted) {
+  spoke_slots_end(&j->sp->sl, aborted);
   free(j->ebuf);
   free(j);
 }
@@ -263,7 +285,7 @@ static void on_up_done(fnet_creq_t *up, int result, int status, const char *body
   fnet_req_t *req = j->req;
   j->req = NULL;
   if (!req) {
-    sjob_end(j);
+    sjob_end(j, result < 0);
     return;
   }
   if (j->streaming) {
@@ -285,11 +307,12 @@ static void on_up_done(fnet_creq_t *up, int result, int status, const char *body
     const char *ct = fnet_creq_content_type(up);
     fnet_req_respond(req, status, ct ? ct : "application/json", body, len);
   }
-  sjob_end(j);
+  sjob_end(j, result < 0);   /* a cut transfer may hold its slot a little longer */
 }
 
 static void on_hub_gone(fnet_req_t *req, void *arg) {
   sjob_t *j = arg;
+  bool cut = j->up != NULL;
   if (j->up) {
     fnet_creq_abort(j->up);   /* closes the connection: llama.cpp frees the slot */
     j->up = NULL;
@@ -299,12 +322,13 @@ static void on_hub_gone(fnet_req_t *req, void *arg) {
     fnet_req_stream_end(req);
   else
     fnet_req_respond_error(req, 503, "gone");
-  sjob_end(j);
+  sjob_end(j, cut);
 }
 
+static const char *const allowed[] = {"/v1/chat/completions", "/v1/completions", "/completion",
+                                     "/v1/embeddings", NULL};
+
 static bool endpoint_ok(const char *e) {
-  static const char *allowed[] = {"/v1/chat/completions", "/v1/completions", "/completion",
-                                  "/v1/embeddings", NULL};
   for (int i = 0; allowed[i]; i++)
     if (!strcmp(e, allowed[i])) return true;
   return false;
@@ -314,9 +338,12 @@ static bool endpoint_ok(const char *e) {
 static void execute(spoke_t *s, fnet_req_t *req, const char *ep, const char *b, size_t blen,
                     bool stream) {
   uint32_t slots = s->slots_total ? s->slots_total : s->cfg.default_slots;
-  if (!s->llama_ok || (uint64_t)s->inflight + s->busy_other >= slots) {
+  if (!s->llama_ok || (uint64_t)s->sl.inflight + s->sl.busy_other >= slots) {
     fnet_req_add_header(req, "Retry-After", "1");
-    fnet_req_respond_error(req, 503, s->llama_ok ? "no free slot" : "llama.cpp not ready");
+    if (s->llama_ok)   /* "busy": the hub puts the job back at the head of its line, no retry spent */
+      fnet_req_respond_json(req, 503, json_pack("{s:s,s:i,s:b}", "error", "no free slot", "status", 503, "busy", 1));
+    else
+      fnet_req_respond_error(req, 503, "llama.cpp not ready");
     return;
   }
   char url[300];
@@ -339,25 +366,36 @@ static void execute(spoke_t *s, fnet_req_t *req, const char *ep, const char *b, 
     fnet_req_respond_error(req, 502, "cannot reach llama.cpp");
     return;
   }
-  s->inflight++;
+  spoke_slots_start(&s->sl);
   fnet_req_on_abort(req, on_hub_gone, j);
 }
 
-/* POST /execute, two forms:
- *  - the hub's: headers X-Execute-Endpoint (and X-Execute-Stream: 1 for a
- *    stream), the body is llama.cpp's request, relayed as it came (llama.cpp
- *    checks it; nothing is parsed or re-encoded here);
+/* POST /execute, three forms:
+ *  - the hub's: POST /execute<endpoint> or /execute/stream<endpoint> (no
+ *    extra headers and no query string: libcurl formats each of those on
+ *    every request), the body is llama.cpp's request, relayed as it came
+ *    (llama.cpp checks it; nothing is parsed or re-encoded here);
+ *  - the same with headers X-Execute-Endpoint and X-Execute-Stream: 1
+ *    (the hub of the previous release);
  *  - the spec's envelope {"endpoint": "...", "body": {...}}. */
 static void h_execute(fnet_req_t *req, void *arg) {
   spoke_t *s = arg;
   if (!hub_authed(s, req)) return;
-  const char *hep = fnet_req_header(req, "X-Execute-Endpoint");
+  const char *path = fnet_req_path(req);
+  const char *hep = NULL, *st = NULL;
+  if (!strncmp(path, "/execute/stream/", 16)) {
+    hep = path + 15;   /* routed: an allowed endpoint */
+    st = "1";
+  } else if (!strncmp(path, "/execute/", 9)) {
+    hep = path + 8;
+  } else if ((hep = fnet_req_header(req, "X-Execute-Endpoint"))) {
+    st = fnet_req_header(req, "X-Execute-Stream");
+  }
   if (hep) {
     if (!endpoint_ok(hep)) {
-      fnet_req_respond_error(req, 400, "X-Execute-Endpoint must be a llama.cpp completion endpoint");
+      fnet_req_respond_error(req, 400, "the endpoint must be a llama.cpp completion endpoint");
       return;
     }
-    const char *st = fnet_req_header(req, "X-Execute-Stream");
     size_t blen;
     const char *b = fnet_req_body(req, &blen);
     if (!b || !blen) {
@@ -421,7 +459,7 @@ static void on_llama_health(fnet_creq_t *r, int result, int status, const char *
     if (result == 0 && status == 200)
       fnet_req_respond_json(c->req, 200, json_pack("{s:s,s:s,s:i,s:i,s:i,s:i}", "status", "ok", "llama", "ok",
                                                    "slots", (int)s->slots_total, "busy", (int)s->slots_busy,
-                                                   "inflight", (int)s->inflight, "busy_other", (int)s->busy_other));
+                                                   "inflight", (int)s->sl.inflight, "busy_other", (int)s->sl.busy_other));
     else
       fnet_req_respond_json(c->req, 503, json_pack("{s:s,s:s,s:i}", "status", "error", "llama",
                                                    result < 0 ? "unreachable" : "not ready", "llama_status", status));
@@ -462,6 +500,19 @@ static void h_connect(fnet_req_t *req, void *arg) {
 
 /* ---- main ---------------------------------------------------------------------- */
 
+/* POST /execute<endpoint> and /execute/stream<endpoint>, one route each. */
+static int route_execute(spoke_t *s) {
+  for (int i = 0; allowed[i]; i++) {
+    char p[96];
+    int rc;
+    snprintf(p, sizeof(p), "/execute%s", allowed[i]);
+    if ((rc = fnet_http_route(s->http, "POST", p, h_execute, s)) < 0) return rc;
+    snprintf(p, sizeof(p), "/execute/stream%s", allowed[i]);
+    if ((rc = fnet_http_route(s->http, "POST", p, h_execute, s)) < 0) return rc;
+  }
+  return 0;
+}
+
 static int config_load(spoke_config_t *c, int argc, char **argv) {
   memset(c, 0, sizeof(*c));
   c->port = 9001;
@@ -470,6 +521,7 @@ static int config_load(spoke_config_t *c, int argc, char **argv) {
   strcpy(c->host, "0.0.0.0");
   c->register_ms = 2000;
   c->slots_ms = 1000;
+  c->busy_poll_ms = 20;
   c->timeout_ms = 600000;
   c->default_slots = 1;
   c->max_body = 1u << 20;
@@ -486,6 +538,7 @@ static int config_load(spoke_config_t *c, int argc, char **argv) {
       {"secret-file", "GOLLAMA_SECRET_FILE", 's', S(secret_file), 0, 0, "read the shared secret from this file"},
       {"register-ms", "SPOKE_REGISTER_MS", 'u', S(register_ms), 50, 3600000, "re-registration period (default 2000)"},
       {"slots-ms", "SPOKE_SLOTS_MS", 'u', S(slots_ms), 50, 3600000, "llama.cpp /slots poll period (default 1000)"},
+      {"busy-poll-ms", "SPOKE_BUSY_POLL_MS", 'u', S(busy_poll_ms), 5, 3600000, "its period while other clients hold slots (default 20)"},
       {"timeout-ms", "SPOKE_TIMEOUT_MS", 'u', S(timeout_ms), 100, 86400000, "one job at most (default 600000)"},
       {"slots", "SPOKE_SLOTS", 'u', S(default_slots), 1, 4096, "slots if llama.cpp's /slots is disabled (default 1)"},
       {"log", "SPOKE_LOG", 's', S(log_level), 0, 0, "info (default) or quiet"},
@@ -553,6 +606,7 @@ int main(int argc, char **argv) {
   hc.idle_timeout_ms = 60000;
   if ((rc = fnet_http_server_init(&s->http, s->loop, &hc)) < 0 ||
       (rc = fnet_http_route(s->http, "POST", "/execute", h_execute, s)) < 0 ||
+      (rc = route_execute(s)) < 0 ||
       (rc = fnet_http_route(s->http, "GET", "/health", h_health, s)) < 0 ||
       (rc = fnet_http_route(s->http, "GET", "/connect", h_connect, s)) < 0) {
     fprintf(stderr, "spoke: cannot start the HTTP server: %s\n", strerror(-rc));
@@ -575,7 +629,8 @@ int main(int argc, char **argv) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   /* poll llama.cpp at once (registration follows as soon as it is ready),
    * and register every period whatever happens (a restarted hub) */
-  uv_timer_start(&s->slots_timer, on_slots_timer, 0, s->cfg.slots_ms);
+  spoke_slots_init(&s->sl);
+  uv_timer_start(&s->slots_timer, on_slots_timer, 0, 0);   /* re-armed by each answer */
   uv_timer_start(&s->reg_timer, on_reg_timer, s->cfg.register_ms, s->cfg.register_ms);
   printf("listening on %s:%d\n", s->cfg.host, port);
   fflush(stdout);

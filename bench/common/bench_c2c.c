@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -259,4 +261,66 @@ int bench_c2c_yield_floor(double *median_ns, int *cpu_out)
         pthread_setaffinity_np(pthread_self(), sizeof before, &before);
     free(s);
     return rc < 0 ? rc : 0;
+}
+
+int bench_c2c_yield_floor_procs(double *median_ns, int cpu)
+{
+    struct yf_shared *s = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                               -1, 0);
+    if (s == MAP_FAILED)
+        return -errno;
+    s->rounds = (uint64_t)YF_BATCH * YF_BATCHES;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    cpu_set_t before;
+    bool restore = sched_getaffinity(0, sizeof before, &before) == 0;
+    int rc = 0;
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        munmap(s, 4096);
+        return rc;
+    }
+    if (pid == 0) {
+        /* B: only async-signal-safe calls (the parent may have threads). */
+        if (sched_setaffinity(0, sizeof set, &set) != 0)
+            _exit(1);
+        for (uint64_t i = 0; i < s->rounds; i++) {
+            uint64_t t;
+            while ((t = atomic_load_explicit(&s->token, memory_order_acquire)) != 2 * i + 1)
+                if (t == UINT64_MAX)
+                    _exit(0);
+                else
+                    sched_yield();
+            atomic_store_explicit(&s->token, 2 * i + 2, memory_order_release);
+        }
+        _exit(0);
+    }
+    if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+        double batch[YF_BATCHES];
+        uint64_t v = 0;
+        for (int k = 0; k < YF_BATCHES; k++) {
+            uint64_t t0 = now_ns();
+            for (int i = 0; i < YF_BATCH; i++, v += 2) {
+                atomic_store_explicit(&s->token, v + 1, memory_order_release);
+                while (atomic_load_explicit(&s->token, memory_order_acquire) != v + 2)
+                    sched_yield();
+            }
+            batch[k] = (double)(now_ns() - t0) / YF_BATCH;
+        }
+        qsort(batch, YF_BATCHES, sizeof *batch, cmp_double);
+        *median_ns = batch[YF_BATCHES / 2];
+    } else {
+        rc = -EINVAL;
+        atomic_store(&s->token, UINT64_MAX);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    if (rc == 0 && (!WIFEXITED(st) || WEXITSTATUS(st) != 0))
+        rc = -ECHILD; /* B could not pin itself: the figure is not the floor */
+    if (restore)
+        pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+    munmap(s, 4096);
+    return rc;
 }

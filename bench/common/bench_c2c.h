@@ -39,4 +39,13 @@ double bench_c2c_times(const bench_c2c_t *c, int rc, double ns);
  * in *median_ns, or a negative errno. */
 int bench_c2c_yield_floor(double *median_ns, int *cpu);
 
+/* The same hand-off between two processes (fork, a shared anonymous page),
+ * both pinned to cpu: what a round trip between a server and its worker
+ * process costs at best on one CPU. Each switch changes address space
+ * (page tables; with page-table isolation also on every system call), so on
+ * many machines this floor is several times the threads' one. Safe to call
+ * in a process that has threads (the child only yields, stores and exits).
+ * Returns 0 and the median round trip in *median_ns, or a negative errno. */
+int bench_c2c_yield_floor_procs(double *median_ns, int cpu);
+
 #endif

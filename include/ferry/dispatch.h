@@ -23,6 +23,13 @@
  *     every untried worker is down (fdisp_worker_set_up), a healthy worker
  *     it tried before may take it (it may have restarted); with no untried
  *     worker known at all it gives up (FDISP_R_NO_WORKER).
+ *   - A job a worker refused for lack of a free slot (FDISP_F_BUSY: the
+ *     transport's view of its capacity was stale) goes back to the head of
+ *     the line WITHOUT spending a retry, and may run on that worker again;
+ *     the worker takes no job for a short hold (busy_hold_ms, doubling on
+ *     each refusal in a row up to busy_hold_max_ms) or until one of its
+ *     jobs ends or the transport reports its capacity again. Such a job can
+ *     bounce any number of times; its deadline bounds the wait.
  *   - A worker whose jobs fail with FDISP_F_WORKER_FAULT eject_after times in
  *     a row is ejected for a cool-down (doubling on each ejection, capped),
  *     then gets one probe job (half-open): success heals it, failure ejects it
@@ -70,6 +77,8 @@ typedef enum fdisp_reason {
 /* Flags for fdisp_job_failed(). */
 #define FDISP_F_RETRY 1u         /* may run again on another worker */
 #define FDISP_F_WORKER_FAULT 2u  /* the worker is to blame: counts towards ejection */
+#define FDISP_F_BUSY 4u          /* the worker had no free slot: requeued at the head, no retry spent
+                                    (other flags are ignored) */
 
 typedef enum fdisp_wstate {
   FDISP_W_HEALTHY = 0,  /* takes jobs up to its capacity */
@@ -101,6 +110,8 @@ typedef struct fdisp_config {
   uint32_t cooldown_max_ms;   /* cool-down cap after repeated ejections (default 30000) */
   uint32_t default_deadline_ms; /* deadline when submit passes 0 (default 60000) */
   uint32_t max_running;       /* jobs running at once over all workers (0: only slots limit) */
+  uint32_t busy_hold_ms;      /* a worker that refused a job (FDISP_F_BUSY) takes none this long (default 50) */
+  uint32_t busy_hold_max_ms;  /* cap of that hold, doubling on refusals in a row (default 1000) */
 } fdisp_config_t;
 
 void fdisp_config_default(fdisp_config_t *cfg);
@@ -180,6 +191,7 @@ typedef struct fdisp_worker_stats {
   uint64_t last_active_ms;    /* clock value of its last start or end, 0 never */
   uint32_t consecutive_faults;/* worker faults since its last success */
   uint32_t ejections;         /* times ejected */
+  uint64_t busy_refusals;     /* jobs it refused for lack of a slot (FDISP_F_BUSY) */
 } fdisp_worker_stats_t;
 
 typedef struct fdisp_stats {
@@ -187,6 +199,7 @@ typedef struct fdisp_stats {
   uint64_t rejected_full;     /* submits refused: queue full */
   uint64_t completed;         /* jobs done */
   uint64_t retries;           /* re-runs after a retryable failure */
+  uint64_t requeued_busy;     /* jobs put back at the head after a worker's FDISP_F_BUSY */
   uint64_t cancelled;         /* jobs cancelled by the caller */
   uint64_t gave_up[FDISP_R_SHUTDOWN + 1]; /* jobs given up, by reason */
   uint32_t queued;            /* jobs waiting now */

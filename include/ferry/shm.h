@@ -46,7 +46,7 @@ extern "C" {
 #endif
 
 /* Segment layout version; a binary speaking another version refuses to attach. */
-#define FSHM_LAYOUT_VERSION 3u
+#define FSHM_LAYOUT_VERSION 4u
 
 /* Configuration. fshm_config_default() fills every field; zero in a numeric
  * field also means "default". */

@@ -471,6 +471,15 @@ int kc_ipc_chan_open(kc_ipc_chan_t **out, const char *path, uint32_t id, long ti
  * coroutine. In a coroutine they park it, in a thread they block it. */
 int kc_ipc_send(kc_ipc_chan_t *c, const void *msg, long timeout_ms);
 int kc_ipc_recv(kc_ipc_chan_t *c, void *out, long timeout_ms);
+/* The same with a cancellation token (may be NULL): -ECANCELED promptly
+ * once it is triggered (also before the call). The server is told and its
+ * wait on the channel ends, so a cancelled recv takes no element and a
+ * cancelled send puts none; if the operation completed before the cancel
+ * reached the server, its result (0, the element) is returned instead. The
+ * handle stays usable, unless the server does not answer the cancel within
+ * a second (a hung server): then it is broken (-ECONNRESET afterwards). */
+int kc_ipc_send_c(kc_ipc_chan_t *c, const void *msg, long timeout_ms, const kc_cancel_t *cancel);
+int kc_ipc_recv_c(kc_ipc_chan_t *c, void *out, long timeout_ms, const kc_cancel_t *cancel);
 int kc_ipc_close(kc_ipc_chan_t *c);
 size_t kc_ipc_elem_size(const kc_ipc_chan_t *c);
 int kc_ipc_kind(const kc_ipc_chan_t *c);

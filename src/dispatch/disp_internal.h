@@ -17,6 +17,7 @@ typedef struct fdisp_job {
   size_t heap_idx;               /* position in the deadline heap */
   fdisp_worker_t *worker;        /* worker it runs on, NULL while queued */
   bool probe;                    /* its run is a half-open probe */
+  bool fresh;                    /* queued and never run: counts against queue_size */
   uint8_t tries;                 /* runs started so far */
   fdisp_worker_id_t tried[FDISP_MAX_TRIES]; /* workers it ran on, in order */
 } fdisp_job_t;

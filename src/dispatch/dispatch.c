@@ -19,6 +19,8 @@ struct fdisp_worker {
   uint32_t busy;               /* slots in use */
   uint32_t external;           /* slots taken by others (clients of the backend we do not see) */
   uint64_t eject_until;        /* end of the cool-down while ejected */
+  uint64_t hold_until;         /* refused a job (FDISP_F_BUSY): takes none before this */
+  uint32_t hold_cur;           /* length of the next such hold (doubles on refusals in a row) */
   uint32_t cooldown_cur;       /* length of the next ejection */
   fdisp_worker_stats_t st;     /* counters (id, state, busy, capacity filled on read) */
 };
@@ -56,6 +58,8 @@ void fdisp_config_default(fdisp_config_t *c) {
   c->cooldown_ms = 2000;
   c->cooldown_max_ms = 30000;
   c->default_deadline_ms = 60000;
+  c->busy_hold_ms = 50;
+  c->busy_hold_max_ms = 1000;
 }
 
 int fdisp_init(fdisp_t **out, const fdisp_config_t *cfg, const fdisp_ops_t *ops, void *ops_arg,
@@ -76,6 +80,9 @@ int fdisp_init(fdisp_t **out, const fdisp_config_t *cfg, const fdisp_ops_t *ops,
   if (!c.cooldown_max_ms) c.cooldown_max_ms = def.cooldown_max_ms;
   if (c.cooldown_max_ms < c.cooldown_ms) c.cooldown_max_ms = c.cooldown_ms;
   if (!c.default_deadline_ms) c.default_deadline_ms = def.default_deadline_ms;
+  if (!c.busy_hold_ms) c.busy_hold_ms = def.busy_hold_ms;
+  if (!c.busy_hold_max_ms) c.busy_hold_max_ms = def.busy_hold_max_ms;
+  if (c.busy_hold_max_ms < c.busy_hold_ms) c.busy_hold_max_ms = c.busy_hold_ms;
   fdisp_t *d = calloc(1, sizeof(*d));
   if (!d) return -ENOMEM;
   if (fdisp__jt_init(&d->jobs) < 0) {
@@ -127,15 +134,21 @@ static void wfree_if_gone(fdisp_t *d, fdisp_worker_t *w) {
   free(w);
 }
 
-/* Can start a job now (ignoring which jobs tried it). */
+/* Can start a job now (ignoring which jobs tried it). A hold from a
+ * refusal (FDISP_F_BUSY) is cleared by whatever frees a slot or reports the
+ * capacity anew, and by fdisp_tick() once it is over. */
 static bool w_free(const fdisp_worker_t *w) {
-  if (w->removing || !w->up) return false;
+  if (w->removing || !w->up || w->hold_until) return false;
   if (w->state == FDISP_W_HEALTHY) return (uint64_t)w->busy + w->external < w->capacity;
   if (w->state == FDISP_W_PROBING) return w->busy == 0 && w->external < w->capacity;
   return false;
 }
 
 static void schedule(fdisp_t *d);
+
+/* Something freed a slot or re-reported the worker's capacity: a hold
+ * after a refusal ends. */
+static void unhold(fdisp_worker_t *w) { w->hold_until = 0; }
 
 int fdisp_worker_add(fdisp_t *d, uint32_t capacity, void *wdata, fdisp_worker_id_t *out) {
   if (!d || !capacity) return -EINVAL;
@@ -164,6 +177,7 @@ int fdisp_worker_set_capacity(fdisp_t *d, fdisp_worker_id_t id, uint32_t capacit
   if (!w || w->removing) return -ENOENT;
   if (!capacity) return -EINVAL;
   w->capacity = capacity;
+  unhold(w);
   schedule(d);
   return 0;
 }
@@ -171,8 +185,9 @@ int fdisp_worker_set_capacity(fdisp_t *d, fdisp_worker_id_t id, uint32_t capacit
 int fdisp_worker_set_external(fdisp_t *d, fdisp_worker_id_t id, uint32_t external) {
   fdisp_worker_t *w = d ? wfind(d, id) : NULL;
   if (!w || w->removing) return -ENOENT;
-  bool more_room = external < w->external;
+  bool more_room = external < w->external || w->hold_until;
   w->external = external;
+  unhold(w);
   if (more_room) schedule(d);
   return 0;
 }
@@ -182,6 +197,7 @@ int fdisp_worker_set_up(fdisp_t *d, fdisp_worker_id_t id, bool up) {
   if (!w || w->removing) return -ENOENT;
   bool was_up = w->up;
   w->up = up;
+  if (up) unhold(w);
   if (up && !was_up) {
     /* Back from down: the transport's own check saw it healthy. */
     w->state = FDISP_W_HEALTHY;
@@ -226,7 +242,8 @@ static void q_remove(fdisp_t *d, fdisp_job_t *j) {
     d->qtail = j->prev;
   j->prev = j->next = NULL;
   d->queued--;
-  if (!j->tries) d->fresh_queued--;
+  if (j->fresh) d->fresh_queued--;
+  j->fresh = false;
 }
 
 static void q_push_tail(fdisp_t *d, fdisp_job_t *j) {
@@ -239,13 +256,15 @@ static void q_push_tail(fdisp_t *d, fdisp_job_t *j) {
   d->qtail = j;
   d->queued++;
   d->fresh_queued++;
+  j->fresh = true;
 }
 
 /* A retried job goes before every job never tried; among retried jobs the
- * older (lower id) stays first. */
+ * older (lower id) stays first. (A job refused as busy before any real try
+ * has tries == 0 but keeps its place at the head the same way.) */
 static void q_push_retry(fdisp_t *d, fdisp_job_t *j) {
   fdisp_job_t *after = NULL, *p = d->qhead;
-  while (p && p->tries && p->id < j->id) {
+  while (p && !p->fresh && p->id < j->id) {
     after = p;
     p = p->next;
   }
@@ -329,6 +348,7 @@ static void give_up(fdisp_t *d, fdisp_job_t *j, fdisp_reason_t why) {
     d->st.running--;
     w->st.failed++;
     w->st.last_active_ms = now(d);
+    unhold(w);
   } else {
     q_remove(d, j);
   }
@@ -430,6 +450,8 @@ int fdisp_job_done(fdisp_t *d, fdisp_job_id_t id) {
   w->st.total_ms += t - j->started;
   w->st.last_active_ms = t;
   w->st.consecutive_faults = 0;
+  w->hold_cur = 0;
+  unhold(w);
   if (j->probe && w->state == FDISP_W_PROBING) {
     w->state = FDISP_W_HEALTHY;
     w->cooldown_cur = d->cfg.cooldown_ms;
@@ -443,11 +465,41 @@ int fdisp_job_done(fdisp_t *d, fdisp_job_id_t id) {
   return 0;
 }
 
+/* The worker refused j for lack of a free slot: the try did not happen. j
+ * goes back to the head of the line with its retries intact, and the
+ * worker takes nothing for a hold (its other jobs ending ends it sooner). */
+static void bounce(fdisp_t *d, fdisp_job_t *j) {
+  fdisp_worker_t *w = j->worker;
+  uint64_t t = now(d);
+  w->busy--;
+  w->st.busy_refusals++;
+  w->st.last_active_ms = t;
+  d->st.running--;
+  d->st.requeued_busy++;
+  j->tries--;              /* its run on w never started: w is not "tried" */
+  if (j->tries) d->st.retries--;   /* start() counted it as a retry */
+  j->worker = NULL;
+  j->probe = false;
+  if (!w->removing) {
+    uint32_t hold = w->hold_cur ? w->hold_cur : d->cfg.busy_hold_ms;
+    w->hold_until = t + hold;
+    uint64_t next = (uint64_t)hold * 2;
+    w->hold_cur = next > d->cfg.busy_hold_max_ms ? d->cfg.busy_hold_max_ms : (uint32_t)next;
+  }
+  q_push_retry(d, j);
+  wfree_if_gone(d, w);
+  schedule(d);
+}
+
 int fdisp_job_failed(fdisp_t *d, fdisp_job_id_t id, unsigned flags) {
   int err;
   fdisp_job_t *j = running_job(d, id, &err);
   if (!j) return err;
   fdisp_worker_t *w = j->worker;
+  if (flags & FDISP_F_BUSY) {
+    bounce(d, j);
+    return 0;
+  }
   if (flags & FDISP_F_WORKER_FAULT) {
     w->st.consecutive_faults++;
     if (!w->removing && w->state != FDISP_W_EJECTED &&
@@ -467,6 +519,7 @@ int fdisp_job_failed(fdisp_t *d, fdisp_job_id_t id, unsigned flags) {
   w->st.last_active_ms = now(d);
   d->st.running--;
   j->worker = NULL;
+  unhold(w);   /* a slot freed */
   q_push_retry(d, j);
   wfree_if_gone(d, w);
   schedule(d);
@@ -481,6 +534,7 @@ int fdisp_job_cancel(fdisp_t *d, fdisp_job_id_t id) {
     w->busy--;
     w->st.last_active_ms = now(d);
     d->st.running--;
+    unhold(w);
   } else {
     q_remove(d, j);
   }
@@ -520,6 +574,7 @@ void fdisp_tick(fdisp_t *d) {
   for (size_t i = 0; i < d->nworkers; i++) {
     fdisp_worker_t *w = d->workers[i];
     if (w->state == FDISP_W_EJECTED && w->eject_until <= t) w->state = FDISP_W_PROBING;
+    if (w->hold_until && w->hold_until <= t) unhold(w);
   }
   d->in_schedule = nest;
   schedule(d);
@@ -533,6 +588,7 @@ int64_t fdisp_next_timeout(const fdisp_t *d) {
   for (size_t i = 0; i < d->nworkers; i++) {
     fdisp_worker_t *w = d->workers[i];
     if (w->state == FDISP_W_EJECTED && w->eject_until < best) best = w->eject_until;
+    if (w->hold_until && w->hold_until < best) best = w->hold_until;
   }
   if (best == UINT64_MAX) return -1;
   return best <= t ? 0 : (int64_t)(best - t);

@@ -7,13 +7,18 @@
  *   a sequence number per cell, so a send or receive that neither finds the
  *   ring full nor empty touches no lock and no shared counter. Only an
  *   operation that must block takes the lock, registers (send_waiters /
- *   recv_waiters) and parks; the opposite side checks that count after each
- *   operation and wakes one waiter to retry. The registration and the
- *   re-check are sequentially consistent on both sides (Dekker), so either
- *   the waiter sees the new cell state or the peer sees the waiter.
+ *   recv_waiters, the lengths of the waiter queues) and parks; the opposite
+ *   side reads that count as it claims its ring position and then wakes one
+ *   waiter. The registration and the claim are sequentially consistent on
+ *   both sides (Dekker, on the positions: see lf_push), so either the
+ *   waiter sees the claimed position or the peer sees the waiter.
  *   One wake-up per element (or freed cell): a woken waiter that does not
  *   use it, a select that completed another clause, passes it on to the
  *   next waiter (kc__pass_on) so nobody sleeps on a non-empty channel.
+ *   A plain kc_chan_send/recv waiter is not just woken to retry: a send
+ *   copies its element straight to a parked receiver (handoff_recv), and a
+ *   receive that frees a cell pushes a parked sender's element for it
+ *   (wake_peer), so the woken side returns at once.
  *
  * - Rendezvous, unlimited and conflated channels keep everything under the
  *   lock and hand elements over directly: a sender that finds a receiver
@@ -37,6 +42,20 @@
  * touches in the channel fits the first cache line. */
 _Static_assert(offsetof(struct kc_chan, cap) == KC_CACHELINE,
                "kc_chan's hand-off fields must fit its first cache line");
+
+/* Copies one element. Most elements are a word or two: copied inline for
+ * those sizes instead of through a call to the library's memcpy (which
+ * costs more than the copy: a call and a size dispatch, each way of every
+ * hand-off). */
+static inline void copy_elem(void *dst, const void *src, size_t n)
+{
+    switch (n) {
+    case 4: memcpy(dst, src, 4); break;
+    case 8: memcpy(dst, src, 8); break;
+    case 16: memcpy(dst, src, 16); break;
+    default: memcpy(dst, src, n); break;
+    }
+}
 
 /* ---- waiter queues ---------------------------------------------------- */
 
@@ -70,6 +89,12 @@ void kc__wq_remove(kc_wqueue_t *q, kc_waiter_t *w)
  * (timeout, cancel) or another clause of its select already won. */
 static bool claim(kc_waiter_t *w)
 {
+    /* A solo waiter has no rival claimer (we unlinked it under the lock)
+     * and an owner that never aborts: no CAS needed. */
+    if (atomic_load_explicit(&w->sel->winner, memory_order_relaxed) == KC_SEL_SOLO) {
+        atomic_store_explicit(&w->sel->winner, (int16_t)w->clause, memory_order_relaxed);
+        return true;
+    }
     int16_t open = KC_SEL_OPEN;
     return atomic_compare_exchange_strong_explicit(&w->sel->winner, &open, (int16_t)w->clause,
                                                    memory_order_acq_rel, memory_order_acquire);
@@ -85,13 +110,29 @@ static void complete(kc_waiter_t *w, int res)
     kc_sel_t *s = w->sel;
     kc_parker_t *p = s->parker;
     s->result = (int16_t)res;
-    s->waker = kc__parker_self();
-    if (atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel) == KC_SEL_SLEEPY)
+    /* For the spin policy of thread owners (coroutines never spin). */
+    if (!p->coro)
+        s->waker = kc__parker_self();
+    /* PARKED: the owner is switched out and touches `done` no more until
+     * made runnable (kc__coro_park_on, wait1): no race left, a store does. */
+    if (atomic_load_explicit(&s->done, memory_order_relaxed) == KC_SEL_PARKED) {
+        atomic_store_explicit(&s->done, KC_SEL_DONE, memory_order_release);
+        kc__coro_ready(p->coro);
+        return;
+    }
+    uint32_t prev = atomic_exchange_explicit(&s->done, KC_SEL_DONE, memory_order_acq_rel);
+    if (prev == KC_SEL_SLEEPY)
         kc__unpark(p);
+    else if (prev == KC_SEL_PARKED)
+        kc__coro_ready(p->coro); /* switched out on `done` (kc__sel_wait) */
 }
 
-/* Pops the first waiter of q that can still be claimed, or NULL. */
-static kc_waiter_t *take_waiter(kc_wqueue_t *q)
+/* Pops the first waiter of q (one of ch's queues) that can still be
+ * claimed, or NULL. A buffered channel's waiter counts (send_waiters,
+ * recv_waiters) are the lengths of its queues: whoever unlinks a waiter
+ * uncounts it, so a waiter that was woken and has not run yet no longer
+ * makes every operation of the other side take the lock to look for it. */
+static kc_waiter_t *take_waiter(kc_chan_t *ch, kc_wqueue_t *q)
 {
     kc_waiter_t *w;
     while ((w = q->head)) {
@@ -100,6 +141,8 @@ static kc_waiter_t *take_waiter(kc_wqueue_t *q)
          * twice, shared and then exclusive, while its owner polls it. */
         kc__prefetchw(w);
         kc__wq_remove(q, w);
+        if (kc__is_notify_chan(ch))
+            kc__waiters_add(ch, q == &ch->sendq, -1);
         if (claim(w))
             return w;
     }
@@ -120,13 +163,13 @@ static inline unsigned char *slot(kc_chan_t *ch, size_t i)
 
 static void ring_push(kc_chan_t *ch, const void *src)
 {
-    memcpy(slot(ch, ch->count), src, ch->esz);
+    copy_elem(slot(ch, ch->count), src, ch->esz);
     ch->count++;
 }
 
 static void ring_pop(kc_chan_t *ch, void *dst)
 {
-    memcpy(dst, slot(ch, 0), ch->esz);
+    copy_elem(dst, slot(ch, 0), ch->esz);
     ch->head = (ch->head + 1) % ch->cap;
     ch->count--;
 }
@@ -182,8 +225,21 @@ static inline void *cell_data(_Atomic size_t *seq)
  * instead of reporting -EPIPE while an accepted element is still landing. */
 #define KC_POS_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
-/* Returns 1 pushed, 0 full, -EPIPE closed. */
-static int lf_push(kc_chan_t *ch, const void *src)
+/* The waiter handshake (see the file comment) is on the positions, not
+ * on the cells: a push claims its position by a sequentially consistent
+ * CAS on enq_pos and then reads recv_waiters; a receiver that registers
+ * (seq_cst increment of recv_waiters) then reads enq_pos. One of the two
+ * sees the other: the pusher wakes a registered receiver once its element
+ * is published, or the receiver sees the claimed position and retries
+ * instead of parking (kc__buf_landing), since the element is landing. The same
+ * holds for pops, deq_pos and senders. So the cells are published with a
+ * plain release store, where a sequentially consistent store (a locked
+ * exchange on x86-64, stalled until the cell's line arrives) cost about as
+ * much as the CAS itself.
+ *
+ * Returns 1 pushed, 0 full, -EPIPE closed; on 1, *waiters is the number of
+ * receivers registered when the position was claimed. */
+static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
     size_t base;
@@ -192,11 +248,11 @@ static int lf_push(kc_chan_t *ch, const void *src)
         if (pos & KC_POS_CLOSED)
             return -EPIPE;
         seq = cell_at(ch, pos, &base);
-        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - base);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (dif < 0) {
             return 0; /* full (or a consumer is just freeing the cell) */
@@ -204,29 +260,31 @@ static int lf_push(kc_chan_t *ch, const void *src)
             pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
         }
     }
-    memcpy(cell_data(seq), src, ch->esz);
+    *waiters = atomic_load_explicit(&ch->recv_waiters, memory_order_seq_cst);
+    copy_elem(cell_data(seq), src, ch->esz);
     /* Descriptor bytes are counted before the element can be taken, so a
      * receive can never be counted ahead of its send (see kc__buffered_counts). */
     if (ch->is_desc)
         atomic_fetch_add_explicit(&ch->bytes_sent, ((const kc_zdesc *)src)->len,
                                   memory_order_relaxed);
-    /* seq_cst: pairs with a receiver's registration (see file comment). */
-    atomic_store_explicit(seq, base + 1, memory_order_seq_cst);
+    atomic_store_explicit(seq, base + 1, memory_order_release);
     return 1;
 }
 
-static bool lf_pop(kc_chan_t *ch, void *dst)
+/* As lf_push: *waiters is the number of senders registered when the
+ * position was claimed. */
+static bool lf_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
 {
     size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
     size_t base;
     _Atomic size_t *seq;
     for (;;) {
         seq = cell_at(ch, pos, &base);
-        size_t s = atomic_load_explicit(seq, memory_order_seq_cst);
+        size_t s = atomic_load_explicit(seq, memory_order_acquire);
         intptr_t dif = (intptr_t)(s - (base + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
-                                                      memory_order_relaxed, memory_order_relaxed))
+                                                      memory_order_seq_cst, memory_order_relaxed))
                 break;
         } else if (dif < 0) {
             return false; /* empty (or a producer is just filling the cell) */
@@ -234,9 +292,22 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
             pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
         }
     }
-    memcpy(dst, cell_data(seq), ch->esz);
-    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_seq_cst);
+    *waiters = atomic_load_explicit(&ch->send_waiters, memory_order_seq_cst);
+    copy_elem(dst, cell_data(seq), ch->esz);
+    atomic_store_explicit(seq, base + 2 * ch->cap, memory_order_release);
     return true;
+}
+
+/* For a registered waiter whose attempt failed: true when a peer claimed a
+ * position that will make the attempt succeed once it completes (an
+ * element landing for a receiver, a cell being freed for a sender). That
+ * peer may have claimed it before seeing our registration, and would then
+ * not wake us: the caller retries instead of parking. */
+bool kc__buf_landing(kc_chan_t *ch, bool is_send)
+{
+    size_t e = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    size_t d = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    return is_send ? e - d < ch->cap : e > d;
 }
 
 /* Every successful buffered push claims exactly one position and every pop
@@ -255,10 +326,12 @@ static bool lf_pop(kc_chan_t *ch, void *dst)
  * visible first. */
 void kc__buffered_counts(const kc_chan_t *ch, struct kc_counts *c)
 {
-    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst);
+    /* Hand-offs count as one send and one receive (read once for both). */
+    uint64_t h = atomic_load_explicit(&ch->handed, memory_order_seq_cst);
+    c->recvs = atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst) + h;
     c->bytes_recv = ch->is_desc ? atomic_load_explicit(&ch->bytes_recv, memory_order_seq_cst)
                                 : c->recvs * ch->esz;
-    c->sends = atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED;
+    c->sends = (atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED) + h;
     c->bytes_sent = ch->is_desc ? atomic_load_explicit(&ch->bytes_sent, memory_order_seq_cst)
                                 : c->sends * ch->esz;
     if (c->sends < c->recvs)
@@ -282,15 +355,69 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
 {
     if (!locked)
         kc__lock(&ch->lock);
-    kc_waiter_t *w = take_waiter(after_send ? &ch->recvq : &ch->sendq);
+    kc_waiter_t *w = take_waiter(ch, after_send ? &ch->recvq : &ch->sendq);
+    int res = 0;
+    if (w && !after_send && w->handoff) {
+        /* A parked sender, and room was just made: push its element for
+         * it, so it returns at once instead of retrying (and maybe losing
+         * the cell to another sender and parking again). Its element comes
+         * after all of its earlier ones: it sends one at a time. */
+        uint32_t receivers;
+        if (lf_push(ch, w->buf.ptr, &receivers) == 1) {
+            res = KC_BUF_HANDED;
+            if (receivers) {
+                kc_waiter_t *r = take_waiter(ch, &ch->recvq);
+                if (r)
+                    complete(r, 0);
+            }
+        }
+    }
     if (w)
-        complete(w, 0);
+        complete(w, res);
     if (!locked)
         kc__unlock(&ch->lock);
 }
 
-/* After a buffered push/pop: wake one waiter of the other side, if any
- * registered. `locked` says whether the caller holds ch->lock. */
+/* A send that finds receivers registered: if the first one is a parked
+ * kc_chan_recv and nothing is buffered or landing (so no element of ours
+ * is still ahead of this one), copy the element straight into its buffer:
+ * no cell is filled and drained, and the receiver does not wake up only to
+ * retry (and maybe find the element taken by another receiver). Go does
+ * the same. False when that does not apply: push as usual. */
+static __attribute__((noinline)) bool handoff_recv(kc_chan_t *ch, const void *src, bool locked)
+{
+    bool ok = false;
+    if (!locked)
+        kc__lock(&ch->lock);
+    kc_waiter_t *w;
+    while (!ch->closed && (w = ch->recvq.head) && w->handoff &&
+           (atomic_load_explicit(&ch->enq_pos, memory_order_seq_cst) & ~KC_POS_CLOSED) ==
+               atomic_load_explicit(&ch->deq_pos, memory_order_seq_cst)) {
+        kc__wq_remove(&ch->recvq, w);
+        kc__waiters_add(ch, false, -1);
+        if (!claim(w))
+            continue; /* gave up (timeout, cancel): try the next one */
+        copy_elem(w->buf.ptr, src, ch->esz);
+        if (ch->is_desc) {
+            size_t len = ((const kc_zdesc *)src)->len;
+            atomic_fetch_add_explicit(&ch->bytes_sent, len, memory_order_relaxed);
+            atomic_fetch_add_explicit(&ch->bytes_recv, len, memory_order_relaxed);
+        }
+        /* Only changed under the lock: no locked add needed. */
+        atomic_store_explicit(&ch->handed,
+                              atomic_load_explicit(&ch->handed, memory_order_relaxed) + 1,
+                              memory_order_seq_cst);
+        complete(w, KC_BUF_HANDED);
+        ok = true;
+        break;
+    }
+    if (!locked)
+        kc__unlock(&ch->lock);
+    return ok;
+}
+
+/* Wakes one waiter of the other side, if any registered (for pass-on;
+ * pushes and pops read the count as they claim, see lf_push). */
 static inline void notify_peer(kc_chan_t *ch, bool after_send, bool locked)
 {
     _Atomic uint32_t *c = after_send ? &ch->recv_waiters : &ch->send_waiters;
@@ -330,14 +457,21 @@ static inline void count_recv(kc_chan_t *ch, const void *elem)
 /* Non-blocking buffered operations; `locked` as for notify_peer. */
 static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 {
-    int r = lf_push(ch, src);
+    if (atomic_load_explicit(&ch->recv_waiters, memory_order_relaxed) != 0 &&
+        handoff_recv(ch, src, locked)) {
+        *res = 0;
+        return true;
+    }
+    uint32_t waiters;
+    int r = lf_push(ch, src, &waiters);
     if (r == 0)
         return false;
     if (r < 0) {
         *res = r;
         return true;
     }
-    notify_peer(ch, true, locked);
+    if (waiters)
+        wake_peer(ch, true, locked);
     *res = 0;
     return true;
 }
@@ -345,11 +479,11 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 /* Receive on a closed ring: drain, including pushes that claimed a cell
  * before the close and are still copying (a few nanoseconds, unless the
  * producer was preempted: then yield to it). */
-static bool closed_pop(kc_chan_t *ch, void *dst)
+static bool closed_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
 {
     size_t end = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
     for (unsigned i = 0;; i++) {
-        if (lf_pop(ch, dst))
+        if (lf_pop(ch, dst, waiters))
             return true;
         if (atomic_load_explicit(&ch->deq_pos, memory_order_acquire) >= end)
             return false;
@@ -362,10 +496,11 @@ static bool closed_pop(kc_chan_t *ch, void *dst)
 
 static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
 {
-    if (!lf_pop(ch, dst)) {
+    uint32_t waiters;
+    if (!lf_pop(ch, dst, &waiters)) {
         if (!(atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & KC_POS_CLOSED))
             return false;
-        if (!closed_pop(ch, dst)) {
+        if (!closed_pop(ch, dst, &waiters)) {
             *res = -EPIPE;
             return true;
         }
@@ -373,7 +508,8 @@ static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
     if (ch->is_desc) /* counts are the ring positions: see kc__buffered_counts */
         atomic_fetch_add_explicit(&ch->bytes_recv, ((const kc_zdesc *)dst)->len,
                                   memory_order_relaxed);
-    notify_peer(ch, false, locked);
+    if (waiters)
+        wake_peer(ch, false, locked);
     *res = 0;
     return true;
 }
@@ -395,10 +531,10 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
         *res = -EPIPE;
         return true;
     }
-    kc_waiter_t *w = take_waiter(&ch->recvq);
+    kc_waiter_t *w = take_waiter(ch, &ch->recvq);
     if (w) {
         /* A receiver is waiting, so nothing is buffered: hand over directly. */
-        memcpy(kc__wbuf(w), src, ch->esz);
+        copy_elem(kc__wbuf(w), src, ch->esz);
         count_send(ch, src);
         count_recv(ch, src);
         complete(w, 0);
@@ -442,9 +578,9 @@ bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
         *res = 0;
         return true;
     }
-    kc_waiter_t *w = take_waiter(&ch->sendq);
+    kc_waiter_t *w = take_waiter(ch, &ch->sendq);
     if (w) {
-        memcpy(dst, kc__wbuf(w), ch->esz);
+        copy_elem(dst, kc__wbuf(w), ch->esz);
         count_send(ch, dst);
         count_recv(ch, dst);
         complete(w, 0);
@@ -483,7 +619,7 @@ static bool sel_done(kc_sel_t *sel)
 static int sel_completed(kc_sel_t *sel)
 {
     kc_parker_t *self = sel->parker;
-    if (self->peer != sel->waker)
+    if (!self->coro && self->peer != sel->waker)
         self->peer = sel->waker;
     return 1;
 }
@@ -493,6 +629,15 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     kc_cancel_hook_t hook;
     bool hooked = false;
     int err = 0;
+
+    if (sel->parker->coro && !deadline && !cancel) {
+        /* A coroutine that cannot time out or be cancelled: nothing but
+         * the completer can end this wait, so switch out on `done` itself
+         * (the completer makes us runnable) instead of on the parker. */
+        while (atomic_load_explicit(&sel->done, memory_order_acquire) != KC_SEL_DONE)
+            kc__coro_park_on(&sel->done, KC_SEL_WAITING, KC_SEL_PARKED);
+        return sel_completed(sel);
+    }
 
     /* Spin on `done` while the peer runs on another CPU (kc_sync.h). */
     if (kc__spin_until(sel->parker, &sel->done, KC_SEL_DONE, deadline))
@@ -532,6 +677,43 @@ int kc__sel_wait(kc_sel_t *sel, uint64_t deadline, const kc_cancel_t *cancel)
     while (!sel_done(sel))
         kc__park(sel->parker, 0);
     return sel_completed(sel);
+}
+
+/* Waits for a single operation's waiter, queued under ch->lock (held on
+ * entry, released here). Returns as kc__sel_wait. A coroutine that cannot
+ * time out or be cancelled parks with the lock still held and its worker
+ * releases it once the coroutine is switched out (Go's gopark with an
+ * unlock function): the completer, under the lock, then always finds it
+ * PARKED, stores DONE and readies it, with no race to settle. */
+static int wait1(kc_chan_t *ch, kc_wait1_t *wt, uint64_t deadline, const kc_cancel_t *cancel)
+{
+    kc_sel_t *sel = &wt->sel;
+    if (sel->parker->coro && !deadline && !cancel) {
+        atomic_store_explicit(&sel->done, KC_SEL_PARKED, memory_order_relaxed);
+        kc__coro_park_unlock(&ch->lock);
+        /* Only the completer readies us, after storing DONE. */
+        if (atomic_load_explicit(&sel->done, memory_order_acquire) != KC_SEL_DONE) {
+            fputs("kcoro: coroutine resumed before its channel wait completed\n", stderr);
+            abort();
+        }
+        return 1;
+    }
+    kc__unlock(&ch->lock);
+    return kc__sel_wait(sel, deadline, cancel);
+}
+
+/* Waits for a peer to complete the push or pop it claimed (kc__buf_landing):
+ * a few nanoseconds, unless that peer's thread was preempted in between;
+ * then let it run. */
+void kc__landing_pause(unsigned *n)
+{
+    if (++*n < 64) {
+        kc__cpu_relax();
+    } else if (kc__coro_current()) {
+        kc_yield();
+    } else {
+        sched_yield();
+    }
 }
 
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
@@ -574,31 +756,47 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             goto out;
     }
     kc_wqueue_t *q = is_send ? &ch->sendq : &ch->recvq;
+    unsigned landings = 0;
     for (;;) {
         /* Only woken to retry: the waiter carries no element. */
-        kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING, .parker = self}};
+        kc_wait1_t wt = {.sel = {.winner = deadline || cancel ? KC_SEL_OPEN : KC_SEL_SOLO,
+                                 .done = KC_SEL_WAITING,
+                                 .parker = self}};
         kc_waiter_t *w = &wt.w;
         w->sel = &wt.sel;
+        w->handoff = true;
+        w->buf.ptr = buf;
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
         done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
-        if (done) {
+        if (done || kc__buf_landing(ch, is_send)) {
             kc__waiters_add(ch, is_send, -1);
             kc__unlock(&ch->lock);
-            goto out;
+            if (done)
+                goto out;
+            kc__landing_pause(&landings);
+            continue;
         }
         kc__wq_push(q, w);
-        kc__unlock(&ch->lock);
+        int r = wait1(ch, &wt, deadline, cancel);
 
-        int r = kc__sel_wait(&wt.sel, deadline, cancel);
-
-        kc__lock(&ch->lock);
-        if (w->queued)
-            kc__wq_remove(q, w);
-        kc__waiters_add(ch, is_send, -1);
-        kc__unlock(&ch->lock);
+        /* Completed (r == 1): the peer that claimed it unlinked and
+         * uncounted it first (take_waiter). Else (timeout, cancel) it may
+         * still be queued: unlink and uncount it here. */
+        if (r != 1) {
+            kc__lock(&ch->lock);
+            if (w->queued) {
+                kc__wq_remove(q, w);
+                kc__waiters_add(ch, is_send, -1);
+            }
+            kc__unlock(&ch->lock);
+        }
         if (r != 1) {
             res = r; /* timed out or cancelled without being notified */
+            goto out;
+        }
+        if (wt.sel.result == KC_BUF_HANDED) {
+            res = 0; /* a peer moved our element (see wake_peer, handoff_recv) */
             goto out;
         }
         done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
@@ -643,7 +841,9 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     }
     /* One line holds the whole wait (kc_wait1_t); a small element travels
      * in it, so neither side touches the other's buffer. */
-    kc_wait1_t wt = {.sel = {.winner = KC_SEL_OPEN, .done = KC_SEL_WAITING,
+    uint64_t deadline = kc__deadline(timeout_ms);
+    kc_wait1_t wt = {.sel = {.winner = deadline || cancel ? KC_SEL_OPEN : KC_SEL_SOLO,
+                             .done = KC_SEL_WAITING,
                              .parker = kc__parker_self()}};
     kc_waiter_t *w = &wt.w;
     w->sel = &wt.sel;
@@ -651,15 +851,13 @@ static int chan_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     if (!w->inl)
         w->buf.ptr = buf;
     else if (is_send)
-        memcpy(w->buf.bytes, buf, ch->esz);
+        copy_elem(w->buf.bytes, buf, ch->esz);
     kc__wq_push(is_send ? &ch->sendq : &ch->recvq, w);
-    kc__unlock(&ch->lock);
-
-    int r = kc__sel_wait(&wt.sel, kc__deadline(timeout_ms), cancel);
+    int r = wait1(ch, &wt, deadline, cancel);
     if (r == 1) {
         res = wt.sel.result;
         if (res == 0 && !is_send && w->inl)
-            memcpy(buf, w->buf.bytes, ch->esz);
+            copy_elem(buf, w->buf.bytes, ch->esz);
     } else {
         kc__lock(&ch->lock);
         if (w->queued)
@@ -772,7 +970,8 @@ void kc_chan_destroy(kc_chan_t *ch)
     if (ch->kind == KC_BUFFERED) {
         unsigned char tmp[256];
         void *e = ch->esz <= sizeof tmp ? tmp : malloc(ch->esz);
-        while (e && lf_pop(ch, e))
+        uint32_t waiters;
+        while (e && lf_pop(ch, e, &waiters))
             kc__drop(ch, e);
         if (e != tmp)
             free(e);
@@ -863,9 +1062,9 @@ void kc_chan_close(kc_chan_t *ch)
         /* Locked kinds: receivers only wait on an empty buffer, so they are
          * done, and blocked senders never get their element in. Buffered
          * waiters are only notified: they retry, drain, then see -EPIPE. */
-        while ((w = take_waiter(&ch->recvq)))
+        while ((w = take_waiter(ch, &ch->recvq)))
             complete(w, -EPIPE);
-        while ((w = take_waiter(&ch->sendq)))
+        while ((w = take_waiter(ch, &ch->sendq)))
             complete(w, -EPIPE);
     }
     kc__unlock(&ch->lock);

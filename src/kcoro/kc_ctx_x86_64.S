@@ -30,11 +30,18 @@ kc__ctx_switch:
     subq    $8, %rsp
     stmxcsr (%rsp)
     fnstcw  4(%rsp)
+    movl    (%rsp), %eax
+    movzwl  4(%rsp), %ecx
     movq    %rsp, (%rdi)
     movq    %rsi, %rsp
-    ldmxcsr (%rsp)
-    fldcw   4(%rsp)
-    addq    $8, %rsp
+    /* Loading MXCSR and the x87 control word costs more than comparing:
+     * almost every context runs with the same words, so load only what
+     * differs (rax, rcx are caller-saved: free to use). */
+    cmpl    (%rsp), %eax
+    jne     1f
+2:  cmpw    4(%rsp), %cx
+    jne     3f
+4:  addq    $8, %rsp
     popq    %r15
     popq    %r14
     popq    %r13
@@ -42,6 +49,10 @@ kc__ctx_switch:
     popq    %rbx
     popq    %rbp
     ret
+1:  ldmxcsr (%rsp)
+    jmp     2b
+3:  fldcw   4(%rsp)
+    jmp     4b
     .cfi_endproc
     .size   kc__ctx_switch, .-kc__ctx_switch
 

@@ -26,10 +26,16 @@ typedef struct kc_sel {
     kc_parker_t *waker;      /* the completing thread (valid once DONE)          */
 } kc_sel_t;
 
-enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2 };
+/* sel->winner: open; aborted by its owner; KC_SEL_SOLO: open, and its one
+ * waiter can be claimed by nobody but the one peer that unlinks it, and
+ * its owner never gives up (one operation with no deadline and no cancel
+ * token): claimed by a plain store instead of a CAS. */
+enum { KC_SEL_OPEN = -1, KC_SEL_ABORTED = -2, KC_SEL_SOLO = -3 };
 /* sel->done: spinning owner; owner may sleep (completer must unpark);
- * completed (winner's copy and result are visible). */
-enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2 };
+ * completed (winner's copy and result are visible); a coroutine owner
+ * switched out on `done` itself (kc__coro_park_on: the completer makes it
+ * runnable directly, no parker involved). */
+enum { KC_SEL_WAITING = 0, KC_SEL_DONE = 1, KC_SEL_SLEEPY = 2, KC_SEL_PARKED = 3 };
 
 /* A waiter sits in a channel's send or receive queue (intrusive, no
  * allocation). It lives on the waiting thread's stack. */
@@ -44,7 +50,15 @@ typedef struct kc_waiter {
     int32_t clause;          /* index reported to the selector                 */
     bool queued;             /* still linked in a queue (guarded by chan lock)  */
     bool inl;                /* the element travels in buf.bytes (see below)   */
+    bool handoff;            /* buffered kc_chan_send/recv (not a select): a
+                              * peer may move its element (buf.ptr) and
+                              * complete it with KC_BUF_HANDED               */
 } kc_waiter_t;
+
+/* sel->result of a buffered waiter whose element a peer moved for it (into
+ * the ring for a sender, into buf.ptr for a receiver): the operation is
+ * over. Any other result only asks the waiter to retry. */
+#define KC_BUF_HANDED 1
 
 /* Where a completer copies to (recv waiter) or from (send waiter). */
 static inline void *kc__wbuf(kc_waiter_t *w)
@@ -111,11 +125,15 @@ struct kc_chan {
     _Alignas(KC_CACHELINE) _Atomic size_t deq_pos; /* next cell to drain   */
     _Atomic uint64_t bytes_recv; /* descriptor channels: payload bytes received */
     /* Read by every buffered operation, written only by slow paths. */
-    _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders registered to wait   */
-    _Atomic uint32_t recv_waiters; /* receivers registered to wait           */
+    _Alignas(KC_CACHELINE) _Atomic uint32_t send_waiters; /* senders queued in sendq (buffered)  */
+    _Atomic uint32_t recv_waiters; /* receivers queued in recvq (buffered) */
     /* Failure counters (off the hot path). */
     _Alignas(KC_CACHELINE) _Atomic uint64_t fail_again, fail_timeout, fail_canceled, fail_closed;
     _Atomic uint64_t dropped; /* elements handed to the undelivered callback */
+    _Atomic uint64_t handed; /* buffered: elements handed from a sender straight
+                              * to a parked receiver (counted in both
+                              * directions; under lock, read without)   */
+
 };
 
 /* Queue operations (chan lock held). */
@@ -145,6 +163,12 @@ void kc__waiters_add(kc_chan_t *ch, bool is_send, int delta);
  * receiver was woken) so nobody sleeps on a non-empty or non-full channel.
  * No channel lock may be held. */
 void kc__pass_on(kc_chan_t *ch, bool recv_side);
+/* A registered buffered waiter whose attempt failed: true when a peer's
+ * claimed push (for a receiver) or pop (for a sender) is still landing and
+ * may not wake it; retry after kc__landing_pause instead of parking. */
+bool kc__buf_landing(kc_chan_t *ch, bool is_send);
+/* One pause of such a retry loop (*n counts them: spins, then yields). */
+void kc__landing_pause(unsigned *n);
 /* Completed operations of a buffered channel, from its ring positions (and
  * byte counters for descriptors); always recvs <= sends, bytes likewise. */
 struct kc_counts {

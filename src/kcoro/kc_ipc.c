@@ -46,8 +46,19 @@
 /* How long the server waits for the rest of a frame that has begun, and
  * for a reply to go out (a client that stops reading is dropped). */
 #define IPC_IO_MS 10000
+/* How long a cancelled client call waits for the reply to its cancelled
+ * request (a live server answers at once; a hung one breaks the handle). */
+#define IPC_CANCEL_GRACE_MS 1000
+/* Largest body of a frame the server's watcher reads (a CANCEL is 10 B). */
+#define IPC_NOTICE_MAX 64u
 
-enum ipc_op { OP_OPEN = 1, OP_SEND = 2, OP_RECV = 3, OP_CLOSE = 4 };
+/* OP_CANCEL is a notice, not a request: it is never answered. A client
+ * whose wait for a reply was cancelled sends it (just the OP TLV); the
+ * server cancels the request that waits on the channel, if any, and answers
+ * that request as usual (-ECANCELED, or its result if it completed first);
+ * a CANCEL that finds no waiting request (it came after the reply left) is
+ * dropped. */
+enum ipc_op { OP_OPEN = 1, OP_SEND = 2, OP_RECV = 3, OP_CLOSE = 4, OP_CANCEL = 5 };
 enum ipc_tlv {
     T_OP = 1,        /* u32 enum ipc_op                    */
     T_CHAN = 2,      /* u32 channel id                     */
@@ -195,9 +206,11 @@ static int read_full(int fd, unsigned char *p, size_t n, long timeout_ms,
 
 /* Reads one frame into f->buf; *body_len gets the body's length.
  * -EPROTO (bad magic) and -EMSGSIZE (too long) leave the stream unusable.
- * The first byte waits up to first_ms, the rest of the frame IPC_IO_MS. */
+ * The first byte waits up to first_ms (cancelled by `cancel`: then nothing
+ * was read), the rest of the frame IPC_IO_MS (cancelled by rest_cancel: a
+ * frame cut in the middle leaves the stream unusable). */
 static int frame_read(int fd, frame_t *f, size_t *body_len, long first_ms,
-                      const kc_cancel_t *cancel)
+                      const kc_cancel_t *cancel, const kc_cancel_t *rest_cancel)
 {
     ssize_t r = kc_read(fd, f->buf, IPC_HDR, first_ms, cancel);
     if (r == 0)
@@ -205,7 +218,7 @@ static int frame_read(int fd, frame_t *f, size_t *body_len, long first_ms,
     if (r < 0)
         return (int)r;
     long rest_ms = first_ms < 0 ? -1 : IPC_IO_MS;
-    int e = read_full(fd, f->buf + r, IPC_HDR - (size_t)r, rest_ms, cancel);
+    int e = read_full(fd, f->buf + r, IPC_HDR - (size_t)r, rest_ms, rest_cancel);
     if (e < 0)
         return e;
     if (get32(f->buf) != IPC_MAGIC)
@@ -213,7 +226,7 @@ static int frame_read(int fd, frame_t *f, size_t *body_len, long first_ms,
     uint32_t n = get32(f->buf + 4);
     if (n > KC_IPC_FRAME_MAX)
         return -EMSGSIZE;
-    e = read_full(fd, f->buf + IPC_HDR, n, rest_ms, cancel);
+    e = read_full(fd, f->buf + IPC_HDR, n, rest_ms, rest_cancel);
     if (e < 0)
         return e;
     *body_len = n;
@@ -296,8 +309,10 @@ struct conn {
 };
 
 /* Watches the connection while a request waits on the channel: the client
- * sends nothing until it has its reply, so anything readable (EOF, error or
- * data) means it is gone or broken: cancel the wait. */
+ * sends nothing until it has its reply but a CANCEL notice, so a CANCEL
+ * cancels the wait (the request is answered), and anything else readable
+ * (EOF, an error, other bytes) means the client is gone or broken: cancel
+ * the wait and drop the connection. */
 struct watch {
     struct conn *c;            /* the connection                             */
     kc_cancel_t *done;         /* triggered when the request finished        */
@@ -306,12 +321,27 @@ struct watch {
 static void watcher(void *arg)
 {
     struct watch *w = arg;
-    unsigned char b;
-    ssize_t r = kc_read(w->c->fd, &b, 1, -1, w->done);
-    if (r != -ECANCELED) {
-        atomic_store(&w->c->peer_gone, true);
-        kc_cancel_trigger(w->c->tok);
+    struct conn *c = w->c;
+    unsigned char b[IPC_HDR + IPC_NOTICE_MAX];
+    /* Only the wait for the first byte ends with the request: a frame that
+     * has begun is read whole, so the stream stays in step. */
+    ssize_t r = kc_read(c->fd, b, IPC_HDR, -1, w->done);
+    if (r == -ECANCELED)
+        return;
+    bool notice = false;
+    if (r > 0 && read_full(c->fd, b + r, IPC_HDR - (size_t)r, IPC_IO_MS, c->s->stop) == 0 &&
+        get32(b) == IPC_MAGIC) {
+        uint32_t n = get32(b + 4);
+        msg_t m;
+        notice = n <= IPC_NOTICE_MAX &&
+                 read_full(c->fd, b + IPC_HDR, n, IPC_IO_MS, c->s->stop) == 0 &&
+                 msg_parse(b + IPC_HDR, n, &m) == 0 && has(&m, T_OP) && m.op == OP_CANCEL;
     }
+    if (notice)
+        kc__dbg("ipc server: fd %d client cancelled its request", c->fd);
+    else
+        atomic_store(&c->peer_gone, true);
+    kc_cancel_trigger(c->tok);
 }
 
 /* Runs a channel operation that may block, watched (see above). */
@@ -411,7 +441,7 @@ static void conn_main(void *arg)
     kc__dbg("ipc server: connection fd %d opened", c->fd);
     for (;;) {
         size_t n = 0;
-        int r = frame_read(c->fd, &c->f, &n, -1, s->stop);
+        int r = frame_read(c->fd, &c->f, &n, -1, s->stop, s->stop);
         if (r == -EPROTO || r == -EMSGSIZE) {
             atomic_fetch_add(&s->bad_frames, 1);
             kc__dbg("ipc server: fd %d bad frame (%s), closing", c->fd, kc_strerror(r));
@@ -423,9 +453,12 @@ static void conn_main(void *arg)
                     r == -ECONNRESET ? "closed by the client" : kc_strerror(r));
             break;
         }
-        atomic_fetch_add(&s->requests, 1);
         msg_t m;
-        if (msg_parse(c->f.buf + IPC_HDR, n, &m) < 0) {
+        int pr = msg_parse(c->f.buf + IPC_HDR, n, &m);
+        if (pr == 0 && has(&m, T_OP) && m.op == OP_CANCEL)
+            continue; /* a notice that came after its request's reply */
+        atomic_fetch_add(&s->requests, 1);
+        if (pr < 0) {
             atomic_fetch_add(&s->bad_frames, 1);
             kc__dbg("ipc server: fd %d malformed TLVs", c->fd);
             frame_begin(&c->f);
@@ -633,16 +666,35 @@ struct kc_ipc_chan {
     frame_t f;                 /* request out, reply in                      */
 };
 
+/* The wait for a reply was cancelled: tells the server (a CANCEL notice)
+ * and reads the reply, which then comes at once: -ECANCELED, or the
+ * request's own result if it completed first (a received element is not
+ * lost). -ECANCELED if no reply comes within IPC_CANCEL_GRACE_MS. */
+static int cancel_call(kc_ipc_chan_t *c, size_t *n)
+{
+    unsigned char b[IPC_HDR + 16];
+    frame_t f = {.buf = b};
+    frame_begin(&f);
+    tlv_u32(&f, T_OP, OP_CANCEL);
+    int r = frame_write(c->fd, &f, IPC_CANCEL_GRACE_MS, NULL);
+    if (r == 0)
+        r = frame_read(c->fd, &c->f, n, IPC_CANCEL_GRACE_MS, NULL, NULL);
+    return r == -ETIMEDOUT ? -ECANCELED : r;
+}
+
 /* One round trip. timeout_ms is the request's own; the reply may take that
  * plus a grace (forever if the request waits forever). On a transport
- * failure the handle is broken: later calls fail with -ECONNRESET. */
-static int call(kc_ipc_chan_t *c, msg_t *rep, long timeout_ms)
+ * failure the handle is broken: later calls fail with -ECONNRESET. The
+ * wait for the reply ends early when `cancel` fires (see cancel_call). */
+static int call(kc_ipc_chan_t *c, msg_t *rep, long timeout_ms, const kc_cancel_t *cancel)
 {
     long wait_ms = timeout_ms < 0 ? -1 : timeout_ms + IPC_REPLY_GRACE_MS;
     int r = frame_write(c->fd, &c->f, wait_ms, NULL);
     size_t n = 0;
     if (r == 0)
-        r = frame_read(c->fd, &c->f, &n, wait_ms, NULL);
+        r = frame_read(c->fd, &c->f, &n, wait_ms, cancel, NULL);
+    if (r == -ECANCELED)
+        r = cancel_call(c, &n);
     if (r == 0)
         r = msg_parse(c->f.buf + IPC_HDR, n, rep);
     if (r == 0 && !has(rep, T_RESULT))
@@ -701,7 +753,7 @@ int kc_ipc_chan_open(kc_ipc_chan_t **out, const char *path, uint32_t id, long ti
     tlv_u32(&c->f, T_CHAN, id);
     tlv_u32(&c->f, T_VERSION, IPC_VERSION);
     msg_t rep;
-    r = call(c, &rep, timeout_ms);
+    r = call(c, &rep, timeout_ms, NULL);
     if (r == 0)
         r = rep.result;
     if (r == 0 && (!has(&rep, T_ELEM) || !has(&rep, T_KIND) || rep.elem == 0 ||
@@ -722,11 +774,14 @@ fail:
     return r;
 }
 
-static int xfer(kc_ipc_chan_t *c, int op, const void *in, void *out, long timeout_ms)
+static int xfer(kc_ipc_chan_t *c, int op, const void *in, void *out, long timeout_ms,
+                const kc_cancel_t *cancel)
 {
     int r = enter(c);
     if (r < 0)
         return r;
+    if (cancel && kc_cancel_is_set(cancel))
+        return leave(c, -ECANCELED);
     frame_begin(&c->f);
     tlv_u32(&c->f, T_OP, (uint32_t)op);
     tlv_u32(&c->f, T_CHAN, c->id);
@@ -734,7 +789,7 @@ static int xfer(kc_ipc_chan_t *c, int op, const void *in, void *out, long timeou
     if (in)
         tlv_put(&c->f, T_DATA, in, (uint32_t)c->elem);
     msg_t rep;
-    r = call(c, &rep, timeout_ms);
+    r = call(c, &rep, timeout_ms, cancel);
     if (r < 0)
         return leave(c, r);
     r = rep.result;
@@ -748,21 +803,31 @@ static int xfer(kc_ipc_chan_t *c, int op, const void *in, void *out, long timeou
     return leave(c, r > 0 ? -EPROTO : r);
 }
 
-int kc_ipc_send(kc_ipc_chan_t *c, const void *msg, long timeout_ms)
+int kc_ipc_send_c(kc_ipc_chan_t *c, const void *msg, long timeout_ms, const kc_cancel_t *cancel)
 {
     if (!msg)
         return -EINVAL;
-    return xfer(c, OP_SEND, msg, NULL, timeout_ms);
+    return xfer(c, OP_SEND, msg, NULL, timeout_ms, cancel);
+}
+
+int kc_ipc_recv_c(kc_ipc_chan_t *c, void *out, long timeout_ms, const kc_cancel_t *cancel)
+{
+    if (!out)
+        return -EINVAL;
+    return xfer(c, OP_RECV, NULL, out, timeout_ms, cancel);
+}
+
+int kc_ipc_send(kc_ipc_chan_t *c, const void *msg, long timeout_ms)
+{
+    return kc_ipc_send_c(c, msg, timeout_ms, NULL);
 }
 
 int kc_ipc_recv(kc_ipc_chan_t *c, void *out, long timeout_ms)
 {
-    if (!out)
-        return -EINVAL;
-    return xfer(c, OP_RECV, NULL, out, timeout_ms);
+    return kc_ipc_recv_c(c, out, timeout_ms, NULL);
 }
 
-int kc_ipc_close(kc_ipc_chan_t *c) { return xfer(c, OP_CLOSE, NULL, NULL, 0); }
+int kc_ipc_close(kc_ipc_chan_t *c) { return xfer(c, OP_CLOSE, NULL, NULL, 0, NULL); }
 
 size_t kc_ipc_elem_size(const kc_ipc_chan_t *c) { return c ? c->elem : 0; }
 

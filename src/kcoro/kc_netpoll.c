@@ -13,17 +13,28 @@
  *   4. under the fd's lock: if the sequence moved since step 1, an edge came
  *      in between, retry; else queue a waiter and park.
  *
- * One poller thread (started on first use) sits in epoll_wait; for each
- * event it bumps the sequence of the ready directions and unparks their
- * waiters. The sequence check in step 4 and the bump under the same lock
- * make a lost wake-up impossible: an edge either happens before the waiter
- * looks (the sequence moved) or finds the waiter queued.
+ * Who polls (kc__netpoll, called by the scheduler, kc_sched.c): a worker
+ * that runs out of coroutines polls without blocking and takes every
+ * coroutine of the batch onto its own run queue (one wake-up of another
+ * worker at most, which steals from it); the last worker to go idle blocks
+ * in the poll, its timeout the nearest timer of its heap; a busy worker
+ * polls without blocking every so often so that I/O never waits for the
+ * run queues to drain. Ready coroutines thus move from the epoll batch to
+ * a run queue on the same thread, without a lock or a futex per wake-up.
+ * The blocked worker waits on a second epoll set holding the fd set and an
+ * eventfd (`wfd`), so the scheduler can break the wait when work arrives
+ * (kc__netpoll_break) without any other poller seeing that eventfd.
  *
- * Why a thread of its own and not a hook in the scheduler's idle path: it
- * keeps the scheduler unaware of I/O, it serves plain threads (which have no
- * scheduler) the same way, and a busy scheduler never delays I/O wake-ups.
- * The cost is a cross-thread wake-up per ready fd, amortized when many are
- * ready at once (one epoll_wait returns them all).
+ * Plain threads (no scheduler of their own) blocked in kc_read & co. are
+ * served by a poller thread started the first time a thread waits; it
+ * blocks on the fd set itself and wakes whoever waits (coroutines through
+ * the injection queue, all of one batch under one lock). A process that
+ * waits only in coroutines never starts it.
+ *
+ * The sequence check in step 4 and the bump under the same lock make a
+ * lost wake-up impossible whoever polls: an edge either happens before the
+ * waiter looks (the sequence moved) or finds the waiter queued; edge-
+ * triggered events go to one poller each.
  *
  * Step 3 runs on every park rather than once per fd because we cannot see
  * close(2): after a close the kernel drops the registration, the number is
@@ -44,6 +55,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -71,18 +84,31 @@ typedef struct kc_pd {
     _Atomic uint32_t seq[2];    /* readiness edges seen, per direction      */
     kc_fdw_t *head[2];          /* waiters per direction (oldest first)     */
     kc_fdw_t *tail[2];          /* newest waiter per direction              */
+    _Atomic uint32_t drained;   /* 1 + the read sequence seen before a short
+                                 * read (the fd was drained); 0: unknown     */
+    _Atomic bool hup;           /* a hang-up or error was reported: an EOF or
+                                 * error may wait to be read (no skipping)   */
 } kc_pd_t;
 
 static struct {
-    pthread_once_t once;        /* starts the poller                        */
-    int epfd;                   /* the epoll set (-errno if it failed)      */
-    int start_err;              /* 0 or why the poller could not start      */
+    pthread_once_t once;        /* creates the epoll sets                   */
+    pthread_once_t thread_once; /* starts the poller thread (thread waiters) */
+    int epfd;                   /* the epoll set of the fds                 */
+    int wfd;                    /* epoll set {epfd, evfd}: a blocked worker */
+    int evfd;                   /* eventfd that breaks a worker's poll      */
+    int start_err;              /* 0 or why the epoll sets could not be made */
+    int thread_err;             /* 0 or why the poller thread did not start  */
+    _Atomic bool ready;         /* the sets exist (workers may poll)         */
+    _Atomic bool thread_only;   /* KCORO_NETPOLL=thread: workers never poll  */
+    _Atomic int parked;         /* waiters parked now (0: nobody to poll for) */
+    _Atomic int break_pending;  /* evfd was written and not yet drained      */
     _Atomic(kc_pd_t *) chunks[KC_PD_CHUNKS]; /* the fd table               */
     _Atomic uint64_t waits;     /* parks for readiness                      */
     _Atomic uint64_t wakeups;   /* waiters woken by the poller              */
     _Atomic uint64_t events;    /* epoll events handled                     */
     _Atomic uint64_t polls;     /* epoll_wait calls that returned events    */
-} np = {.once = PTHREAD_ONCE_INIT, .epfd = -1};
+} np = {.once = PTHREAD_ONCE_INIT, .thread_once = PTHREAD_ONCE_INIT, .epfd = -1, .wfd = -1,
+         .evfd = -1};
 
 static kc_pd_t *pd_get(int fd)
 {
@@ -106,8 +132,8 @@ static kc_pd_t *pd_get(int fd)
     return &c[(size_t)fd % KC_PD_CHUNK];
 }
 
-/* Wakes every waiter of one direction (fd lock held). */
-static void wake_dir(kc_pd_t *pd, int dir)
+/* Wakes every waiter of one direction (fd lock held): coroutines into b. */
+static void wake_dir(kc_pd_t *pd, int dir, kc_batch_t *b)
 {
     atomic_fetch_add_explicit(&pd->seq[dir], 1, memory_order_release);
     for (kc_fdw_t *w = pd->head[dir], *next; w; w = next) {
@@ -115,10 +141,35 @@ static void wake_dir(kc_pd_t *pd, int dir)
         w->queued = false;
         /* The waiter's frame may vanish once we unlock; its parker never
          * does (kc_sync.h), and unparking does not block. */
-        kc__unpark(w->parker);
+        kc__batch_unpark(b, w->parker);
         atomic_fetch_add_explicit(&np.wakeups, 1, memory_order_relaxed);
     }
     pd->head[dir] = pd->tail[dir] = NULL;
+}
+
+/* Handles n events: bumps the ready directions' sequences and readies
+ * their waiters (coroutines into b). */
+static void dispatch(const struct epoll_event *ev, int n, kc_batch_t *b)
+{
+    atomic_fetch_add_explicit(&np.events, (uint64_t)n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&np.polls, 1, memory_order_relaxed);
+    for (int i = 0; i < n; i++) {
+        kc_pd_t *pd = pd_get((int)ev[i].data.u32);
+        if (!pd)
+            continue;
+        uint32_t e = ev[i].events;
+        /* Errors and hang-ups end waits of both directions: the retried
+         * call then reports what happened (0, -EPIPE, -ECONNRESET...). */
+        bool bad = e & (EPOLLERR | EPOLLHUP);
+        if (bad || (e & EPOLLRDHUP))
+            atomic_store_explicit(&pd->hup, true, memory_order_relaxed);
+        kc__lock(&pd->lock);
+        if (bad || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
+            wake_dir(pd, DIR_READ, b);
+        if (bad || (e & EPOLLOUT))
+            wake_dir(pd, DIR_WRITE, b);
+        kc__unlock(&pd->lock);
+    }
 }
 
 static void *poller_main(void *arg)
@@ -134,34 +185,44 @@ static void *poller_main(void *arg)
             perror("kcoro netpoller: epoll_wait");
             abort();
         }
-        atomic_fetch_add_explicit(&np.events, (uint64_t)n, memory_order_relaxed);
-        atomic_fetch_add_explicit(&np.polls, 1, memory_order_relaxed);
-        for (int i = 0; i < n; i++) {
-            kc_pd_t *pd = pd_get((int)ev[i].data.u32);
-            if (!pd)
-                continue;
-            uint32_t e = ev[i].events;
-            /* Errors and hang-ups end waits of both directions: the retried
-             * call then reports what happened (0, -EPIPE, -ECONNRESET...). */
-            bool bad = e & (EPOLLERR | EPOLLHUP);
-            kc__lock(&pd->lock);
-            if (bad || (e & (EPOLLIN | EPOLLRDHUP | EPOLLPRI)))
-                wake_dir(pd, DIR_READ);
-            if (bad || (e & EPOLLOUT))
-                wake_dir(pd, DIR_WRITE);
-            kc__unlock(&pd->lock);
-        }
+        kc_batch_t b = {0};
+        dispatch(ev, n, &b);
+        kc__batch_ready(&b);
     }
     return NULL;
 }
 
-static void poller_start(void)
+static void poll_init(void)
 {
+    /* For A/B measurements against the earlier design: one poller thread
+     * serves every waiter, the workers never poll. */
+    const char *mode = getenv("KCORO_NETPOLL");
+    atomic_store_explicit(&np.thread_only, mode && strcmp(mode, "thread") == 0,
+                          memory_order_relaxed);
     np.epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (np.epfd < 0) {
+    np.wfd = epoll_create1(EPOLL_CLOEXEC);
+    np.evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event a = {.events = EPOLLIN, .data.u32 = 0};
+    struct epoll_event e = {.events = EPOLLIN, .data.u32 = 1};
+    if (np.epfd < 0 || np.wfd < 0 || np.evfd < 0 ||
+        epoll_ctl(np.wfd, EPOLL_CTL_ADD, np.epfd, &a) < 0 ||
+        epoll_ctl(np.wfd, EPOLL_CTL_ADD, np.evfd, &e) < 0) {
         np.start_err = -errno;
+        if (np.epfd >= 0)
+            close(np.epfd);
+        if (np.wfd >= 0)
+            close(np.wfd);
+        if (np.evfd >= 0)
+            close(np.evfd);
+        np.epfd = np.wfd = np.evfd = -1;
         return;
     }
+    atomic_store_explicit(&np.ready, true, memory_order_release);
+    kc__dbg("netpoller ready (epoll fd %d, polled by the scheduler's workers)", np.epfd);
+}
+
+static void thread_poller_start(void)
+{
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -170,20 +231,78 @@ static void poller_start(void)
     int r = pthread_create(&th, &attr, poller_main, NULL);
     pthread_attr_destroy(&attr);
     if (r != 0) {
-        close(np.epfd);
-        np.epfd = -1;
-        np.start_err = -r;
+        np.thread_err = -r;
         return;
     }
-    kc__dbg("netpoller started (epoll fd %d)", np.epfd);
+    kc__dbg("netpoller thread started (a plain thread waits on an fd)");
+}
+
+bool kc__netpoll_waiting(void)
+{
+    return atomic_load_explicit(&np.parked, memory_order_relaxed) > 0 &&
+           !atomic_load_explicit(&np.thread_only, memory_order_relaxed);
+}
+
+void kc__netpoll_break(void)
+{
+    if (!atomic_load_explicit(&np.ready, memory_order_acquire))
+        return;
+    if (atomic_exchange(&np.break_pending, 1) == 0) {
+        uint64_t one = 1;
+        ssize_t w = write(np.evfd, &one, sizeof one);
+        (void)w; /* EAGAIN: the counter is already non-zero, which is all we need */
+    }
+}
+
+void kc__netpoll(uint64_t deadline_ns, kc_batch_t *b)
+{
+    if (!atomic_load_explicit(&np.ready, memory_order_acquire))
+        return;
+    if (deadline_ns) {
+        struct epoll_event w[2];
+        struct timespec ts, *tsp = NULL;
+        if (deadline_ns != UINT64_MAX) {
+            uint64_t now = kc_now_ns();
+            uint64_t d = deadline_ns > now ? deadline_ns - now : 0;
+            ts.tv_sec = (time_t)(d / 1000000000ull);
+            ts.tv_nsec = (long)(d % 1000000000ull);
+            tsp = &ts;
+        }
+        int n = epoll_pwait2(np.wfd, w, 2, tsp, NULL);
+        if (n < 0 && errno == ENOSYS) {
+            /* Kernels before 5.11: milliseconds, rounded up. */
+            int ms = -1;
+            if (tsp)
+                ms = (int)(ts.tv_sec * 1000 + (ts.tv_nsec + 999999) / 1000000);
+            n = epoll_wait(np.wfd, w, 2, ms);
+        }
+        for (int i = 0; i < n; i++) {
+            if (w[i].data.u32 == 1) {
+                uint64_t v;
+                ssize_t r = read(np.evfd, &v, sizeof v);
+                (void)r;
+                atomic_store(&np.break_pending, 0);
+            }
+        }
+    }
+    struct epoll_event ev[KC_POLL_EVENTS];
+    int n = epoll_wait(np.epfd, ev, KC_POLL_EVENTS, 0);
+    if (n > 0)
+        dispatch(ev, n, b);
 }
 
 /* Ensures fd is in the epoll set. */
 static int fd_register(int fd)
 {
-    pthread_once(&np.once, poller_start);
+    pthread_once(&np.once, poll_init);
     if (np.start_err)
         return np.start_err;
+    if (!kc__coro_current() || atomic_load_explicit(&np.thread_only, memory_order_relaxed)) {
+        /* A plain thread: the workers may be busy or absent. */
+        pthread_once(&np.thread_once, thread_poller_start);
+        if (np.thread_err)
+            return np.thread_err;
+    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                              .data.u32 = (uint32_t)fd};
     if (epoll_ctl(np.epfd, EPOLL_CTL_ADD, fd, &ev) == 0 || errno == EEXIST)
@@ -233,6 +352,11 @@ static int fd_wait(int fd, kc_pd_t *pd, int dir, uint32_t seen, uint64_t deadlin
         pd->head[dir] = &w;
     pd->tail[dir] = &w;
     w.queued = true;
+    /* Counted while queued. The worker a coroutine parks on reads the count
+     * on the same thread when it next looks for work, so while a coroutine
+     * waits some worker keeps polling (blocking only when idle); thread
+     * waiters have the poller thread. */
+    atomic_fetch_add(&np.parked, 1);
     kc__unlock(&pd->lock);
     atomic_fetch_add_explicit(&np.waits, 1, memory_order_relaxed);
     for (;;) {
@@ -254,6 +378,7 @@ static int fd_wait(int fd, kc_pd_t *pd, int dir, uint32_t seen, uint64_t deadlin
         }
         kc__unlock(&pd->lock); /* a stale notification: park again */
     }
+    atomic_fetch_sub(&np.parked, 1);
 out:
     if (cancel)
         kc__cancel_unhook(cancel, &hook);
@@ -272,9 +397,25 @@ typedef ssize_t (*io_try_fn)(int fd, void *arg);
 /* The loop kc_read and kc_accept share: try, and on -EAGAIN park until the
  * fd is ready in `dir` (the sequence is read before the attempt, so an event
  * between the attempt and the park is not missed). Inlined with each caller's
- * try function, so the hot path makes no indirect call. */
+ * try function, so the hot path makes no indirect call.
+ *
+ * want > 0 (kc_read: the buffer's size) skips a try that must fail: a read
+ * that returned less than it asked for drained the socket, and as long as
+ * no readiness edge came since (the sequence it saw before that read has
+ * not moved) no byte can have arrived, so the next call parks at once
+ * instead of making a read(2) that answers EAGAIN. That is one system call
+ * less per request for a request/response loop. It cannot lose a wake-up:
+ * bytes arriving after the drained read are an edge (the sequence moves,
+ * the park returns at once), and if the fd was not in the epoll set yet,
+ * adding it reports the bytes already there as an edge. A stale hint (the
+ * fd was closed and its number reused) costs one park that such an edge
+ * ends; a file epoll refuses (EPERM) is just read. A short read is no
+ * proof when the peer's FIN or an error came with the data (the next read
+ * returns 0 or the error, and no further edge comes): once the fd reported
+ * a hang-up or error (`hup`, sticky until kc_accept or kc_connect hands out
+ * that fd number for a new socket), every call tries the read. */
 static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_t *cancel,
-                              io_try_fn try_once, void *arg)
+                              io_try_fn try_once, void *arg, size_t want)
 {
     kc_pd_t *pd = pd_get(fd);
     if (!pd)
@@ -285,7 +426,19 @@ static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_
         if (r < 0)
             return r;
         uint32_t seen = atomic_load_explicit(&pd->seq[dir], memory_order_acquire);
+        if (want && timeout_ms != 0 &&
+            atomic_load_explicit(&pd->drained, memory_order_relaxed) == seen + 1 &&
+            !atomic_load_explicit(&pd->hup, memory_order_relaxed)) {
+            atomic_store_explicit(&pd->drained, 0, memory_order_relaxed);
+            r = fd_wait(fd, pd, dir, seen, deadline, cancel);
+            if (r < 0 && r != -EPERM)
+                return r;
+            continue;
+        }
         ssize_t got = try_once(fd, arg);
+        if (want)
+            atomic_store_explicit(&pd->drained, got > 0 && (size_t)got < want ? seen + 1 : 0,
+                                  memory_order_relaxed);
         if (got >= 0 || (got != -EINTR && got != -EAGAIN))
             return got;
         if (got == -EINTR)
@@ -313,7 +466,7 @@ static ssize_t read_try(int fd, void *arg)
 ssize_t kc_read(int fd, void *buf, size_t n, long timeout_ms, const kc_cancel_t *cancel)
 {
     read_args_t a = {.buf = buf, .n = n};
-    return io_loop(fd, DIR_READ, timeout_ms, cancel, read_try, &a);
+    return io_loop(fd, DIR_READ, timeout_ms, cancel, read_try, &a, n);
 }
 
 /* send(MSG_NOSIGNAL) on sockets, so a closed peer is -EPIPE, not SIGPIPE. */
@@ -376,11 +529,24 @@ static ssize_t accept_try(int fd, void *arg)
     return errno == ECONNABORTED ? -EINTR : errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
+/* A new socket took fd's number: forget what the old one reported. */
+static void pd_fresh(int fd)
+{
+    kc_pd_t *pd = pd_get(fd);
+    if (pd) {
+        atomic_store_explicit(&pd->hup, false, memory_order_relaxed);
+        atomic_store_explicit(&pd->drained, 0, memory_order_relaxed);
+    }
+}
+
 int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms,
               const kc_cancel_t *cancel)
 {
     accept_args_t a = {.addr = addr, .addrlen = addrlen};
-    return (int)io_loop(fd, DIR_READ, timeout_ms, cancel, accept_try, &a);
+    int c = (int)io_loop(fd, DIR_READ, timeout_ms, cancel, accept_try, &a, 0);
+    if (c >= 0)
+        pd_fresh(c);
+    return c;
 }
 
 int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
@@ -392,6 +558,7 @@ int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long time
     int r = check_cancel(cancel);
     if (r < 0)
         return r;
+    pd_fresh(fd);
     uint64_t deadline = kc__deadline(timeout_ms);
     long backoff_ms = 1;
     uint32_t seen;

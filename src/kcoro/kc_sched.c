@@ -50,7 +50,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "kc_internal.h"
 #include "kcoro/kcoro.h"
@@ -91,8 +94,9 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
 #define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
 #define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
+#define KC_POLL_BUSY_NS 100000 /* a busy worker polls I/O at most this often */
 
-enum { POST_NONE, POST_YIELD, POST_PARK, POST_EXIT };
+enum { POST_NONE, POST_YIELD, POST_PARK, POST_PARK_ON, POST_PARK_UNLOCK, POST_EXIT };
 
 struct kc_coro {
     kc_parker_t parker;          /* first: what channels park and unpark      */
@@ -102,6 +106,8 @@ struct kc_coro {
     unsigned char *stack;        /* usable stack [stack, stack + stack_size)  */
     size_t stack_size;           /* bytes (page multiple)                     */
     _Atomic int done;            /* 1 once ended and off its stack            */
+    _Atomic bool parked_on;      /* switched out by kc__coro_park_on/_unlock, not
+                                  * yet resumed (for kc_coro_is_parked)       */
     _Atomic(kc_parker_t *) joiner; /* who waits in kc_coro_join (1: finishing) */
     bool detached;               /* kc_go: recycled when it ends              */
     uint64_t id;                 /* process-unique                            */
@@ -124,6 +130,9 @@ struct kc_worker {
     void *sched_sp;              /* the scheduler context while a coroutine runs */
     struct kc_coro *cur;         /* the running coroutine or NULL             */
     int post;                    /* POST_* asked by the coroutine switching out */
+    _Atomic uint32_t *park_word; /* POST_PARK_ON: the word to move ...        */
+    uint32_t park_from, park_to; /* ... from park_from to park_to             */
+    kc_lock_t *park_lock;        /* POST_PARK_UNLOCK: the lock to release     */
     struct kc_timer *heap;       /* timer heap (owner only)                   */
     size_t nheap, capheap;       /* its length and capacity                   */
     struct kc_coro *pool;        /* recycled coroutine structs (owner only)   */
@@ -131,6 +140,7 @@ struct kc_worker {
     unsigned char *stacks[KC_STACKS_LOCAL]; /* cached default-size stacks (owner only) */
     size_t nstacks;              /* their count                               */
     uint32_t ticks;              /* picks so far (for KC_INJECT_EVERY)        */
+    uint64_t last_poll;          /* when this worker last polled I/O while busy */
     uint32_t rng;                /* victim choice                             */
     int index;                   /* in g.w                                    */
     pthread_t thread;            /* the worker thread                         */
@@ -155,6 +165,7 @@ static struct {
     _Atomic int nidle;           /* workers spinning for work, or asleep      */
     _Atomic int nspinning;       /* of those, the ones still looking          */
     _Atomic int waking;          /* 1: a sleeper was woken and is not spinning yet */
+    _Atomic int poll_blocked;    /* 1: an idle worker blocks in kc__netpoll   */
     _Atomic int64_t live;        /* coroutines spawned and not yet ended      */
     _Atomic uint64_t spawned, finished, injected, next_id; /* counters        */
     uint64_t old_steals, old_switches, old_sleeps; /* of stopped runtimes     */
@@ -240,11 +251,11 @@ static void arrived(void *fake)
 #endif
 }
 
-/* Coroutine c -> its worker's scheduler, with w->post set by the caller.
- * Returns when c is resumed (maybe by another worker). */
-static void switch_to_sched(struct kc_coro *c, bool exiting)
+/* Coroutine c -> its worker w's scheduler, asking it for `post` (POST_*).
+ * Returns when c is resumed (maybe by another worker: w is stale then). */
+static void switch_to_sched(struct kc_worker *w, struct kc_coro *c, int post, bool exiting)
 {
-    struct kc_worker *w = cur_worker();
+    w->post = post;
 #ifdef KC_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(exiting ? NULL : &fake, w->sched_stack_bottom,
@@ -264,8 +275,7 @@ static void coro_main(struct kc_coro *c)
 {
     arrived(NULL);
     c->fn(c->arg);
-    cur_worker()->post = POST_EXIT;
-    switch_to_sched(c, true);
+    switch_to_sched(cur_worker(), c, POST_EXIT, true);
     abort(); /* never resumed */
 }
 
@@ -284,6 +294,13 @@ static inline void fence_sc(_Atomic int *rmw_word)
 #endif
 }
 
+/* FUTEX_WAKE returning how many it woke (0 also on error). */
+static int futex_wake_n(_Atomic uint32_t *addr, int n)
+{
+    long r = syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    return r > 0 ? (int)r : 0;
+}
+
 /* Called after work was published where any worker may take it. Wakes
  * one sleeper, unless a worker is already looking for work (it will find
  * it) or a woken one has not started looking yet. Dekker with idle(): we
@@ -299,7 +316,18 @@ static void notify(void)
     if (!atomic_compare_exchange_strong(&g.waking, &z, 1))
         return;
     atomic_fetch_add(&g.wake_seq, 1);
-    kc__futex_wake(&g.wake_seq, 1);
+    /* The idle worker may be the one blocked in the netpoller (it set
+     * poll_blocked before its last look at the queues: Dekker as above). */
+    if (futex_wake_n(&g.wake_seq, 1) == 0 && atomic_load(&g.poll_blocked))
+        kc__netpoll_break();
+}
+
+/* Wakes every idle worker (stop). */
+static void wake_all(void)
+{
+    atomic_fetch_add(&g.wake_seq, 1);
+    kc__futex_wake(&g.wake_seq, INT_MAX);
+    kc__netpoll_break();
 }
 
 static void inject(struct kc_coro *c)
@@ -314,6 +342,21 @@ static void inject(struct kc_coro *c)
     atomic_fetch_add(&g.inj_n, 1);
     pthread_mutex_unlock(&g.inj_mu);
     atomic_fetch_add_explicit(&g.injected, 1, memory_order_relaxed);
+}
+
+/* Appends the list head..tail (n coroutines, linked by next) at once. */
+static void inject_list(struct kc_coro *head, struct kc_coro *tail, uint32_t n)
+{
+    tail->next = NULL;
+    pthread_mutex_lock(&g.inj_mu);
+    if (g.inj_tail)
+        g.inj_tail->next = head;
+    else
+        g.inj_head = head;
+    g.inj_tail = tail;
+    atomic_fetch_add(&g.inj_n, n);
+    pthread_mutex_unlock(&g.inj_mu);
+    atomic_fetch_add_explicit(&g.injected, n, memory_order_relaxed);
 }
 
 static struct kc_coro *inject_pop(void)
@@ -459,6 +502,65 @@ void kc__coro_ready(struct kc_coro *c)
     notify();
 }
 
+void kc__batch_unpark(kc_batch_t *b, kc_parker_t *p)
+{
+    if (!p->coro) {
+        kc__unpark(p);
+        return;
+    }
+    /* kc__unpark's transition; the coroutine is not in any queue while
+     * SLEEPING, so its `next` link is free. */
+    if (atomic_exchange_explicit(&p->state, KC_PARK_NOTIFIED, memory_order_acq_rel) !=
+        KC_PARK_SLEEPING)
+        return;
+    struct kc_coro *c = p->coro;
+    c->next = NULL;
+    if (b->tail)
+        b->tail->next = c;
+    else
+        b->head = c;
+    b->tail = c;
+    b->n++;
+}
+
+/* Worker: pushes the batch but its first coroutine, which it returns (to
+ * run at once), onto w's deque, and lets one idle worker know (it steals,
+ * and wakes another if there is more: spin_end). */
+static struct kc_coro *batch_take(struct kc_worker *w, kc_batch_t *b)
+{
+    struct kc_coro *c = b->head;
+    if (!c)
+        return NULL;
+    struct kc_coro *n = c->next;
+    if (!n)
+        return c;
+    while (n) {
+        struct kc_coro *next = n->next;
+        if (!deque_push(w, n))
+            inject(n);
+        n = next;
+    }
+    notify();
+    return c;
+}
+
+void kc__batch_ready(kc_batch_t *b)
+{
+    if (!b->n)
+        return;
+    struct kc_worker *w = cur_worker();
+    if (w) {
+        for (struct kc_coro *c = b->head, *next; c; c = next) {
+            next = c->next;
+            if (!deque_push(w, c))
+                inject(c);
+        }
+    } else {
+        inject_list(b->head, b->tail, b->n);
+    }
+    notify();
+}
+
 /* ---- timers ------------------------------------------------------------ */
 
 static void heap_swap(struct kc_timer *a, struct kc_timer *b)
@@ -505,21 +607,31 @@ static void timer_pop(struct kc_worker *w)
 }
 
 /* Wakes the coroutines whose deadline passed (a timer of a park that
- * already ended is stale: its sequence number moved on). */
+ * already ended is stale: its sequence number moved on), earliest first:
+ * the owner pops its deque newest first, so several that expire together
+ * are pushed latest deadline first (a worker held up for longer than the
+ * gap between two deadlines, as under qemu-user, woke them in reverse). */
 static void run_timers(struct kc_worker *w)
 {
     if (!w->nheap)
         return;
     uint64_t now = kc_now_ns();
     while (w->nheap && w->heap[0].deadline <= now) {
-        struct kc_timer t = w->heap[0];
-        timer_pop(w);
-        kc_parker_t *p = &t.c->parker;
-        uint32_t s = KC_PARK_SLEEPING;
-        if (atomic_load_explicit(&p->park_seq, memory_order_acquire) == t.seq &&
-            atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_EMPTY,
-                                                    memory_order_acq_rel, memory_order_relaxed))
-            runq_put(w, t.c);
+        struct kc_coro *due[32];
+        int n = 0;
+        while (n < 32 && w->nheap && w->heap[0].deadline <= now) {
+            struct kc_timer t = w->heap[0];
+            timer_pop(w);
+            kc_parker_t *p = &t.c->parker;
+            uint32_t s = KC_PARK_SLEEPING;
+            if (atomic_load_explicit(&p->park_seq, memory_order_acquire) == t.seq &&
+                atomic_compare_exchange_strong_explicit(&p->state, &s, KC_PARK_EMPTY,
+                                                        memory_order_acq_rel,
+                                                        memory_order_relaxed))
+                due[n++] = t.c;
+        }
+        while (n > 0)
+            runq_put(w, due[--n]);
     }
 }
 
@@ -541,18 +653,36 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
         struct kc_worker *w = cur_worker();
         if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
             /* No memory for a timer: poll the deadline by yielding. */
-            w->post = POST_YIELD;
-            switch_to_sched(c, false);
+            switch_to_sched(w, c, POST_YIELD, false);
             continue;
         }
-        w->post = POST_PARK;
-        switch_to_sched(c, false);
+        switch_to_sched(w, c, POST_PARK, false);
         uint32_t prev = atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
         if (prev == KC_PARK_NOTIFIED)
             return 0;
         if (deadline_ns && kc_now_ns() >= deadline_ns)
             return -ETIME;
     }
+}
+
+void kc__coro_park_on(_Atomic uint32_t *word, uint32_t from, uint32_t to)
+{
+    struct kc_coro *c = kc__coro_current();
+    struct kc_worker *w = cur_worker();
+    w->park_word = word;
+    w->park_from = from;
+    w->park_to = to;
+    switch_to_sched(w, c, POST_PARK_ON, false);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
+}
+
+void kc__coro_park_unlock(kc_lock_t *lock)
+{
+    struct kc_coro *c = kc__coro_current();
+    struct kc_worker *w = cur_worker();
+    w->park_lock = lock;
+    switch_to_sched(w, c, POST_PARK_UNLOCK, false);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
 }
 
 /* ---- pools: coroutine structs and stacks ------------------------------ */
@@ -644,12 +774,38 @@ static void stack_put(struct kc_worker *w, unsigned char *lo, size_t size)
 
 /* ---- the worker loop --------------------------------------------------- */
 
+/* A worker that keeps finding work never gets to idle(): it polls I/O
+ * itself, without blocking, at most every KC_POLL_BUSY_NS (unless an idle
+ * worker blocks in the poll and gets the events anyway). */
+static void busy_poll(struct kc_worker *w)
+{
+    if (!kc__netpoll_waiting() || atomic_load_explicit(&g.poll_blocked, memory_order_relaxed))
+        return;
+    uint64_t now = kc_now_ns();
+    if (now - w->last_poll < KC_POLL_BUSY_NS)
+        return;
+    w->last_poll = now;
+    kc_batch_t b = {0};
+    kc__netpoll(0, &b);
+    kc__batch_ready(&b);
+}
+
 static struct kc_coro *find_work(struct kc_worker *w)
 {
     struct kc_coro *c;
     ++w->ticks;
-    if (w->ticks % KC_INJECT_EVERY == 0 && (c = inject_pop()))
-        return c;
+    if (w->ticks % KC_INJECT_EVERY == 0) {
+        if ((c = inject_pop())) {
+            /* runnext is the one slot thieves cannot take: if c never yields
+             * (a busy loop), whatever waits there would be stranded. */
+            if (w->runnext) {
+                runq_put(w, w->runnext);
+                w->runnext = NULL;
+            }
+            return c;
+        }
+        busy_poll(w);
+    }
     if ((c = w->runnext)) {
         w->runnext = NULL;
         return c;
@@ -685,14 +841,22 @@ static void spin_end(bool found)
 /* Nothing to run: spin a little looking for work (a hand-off from another
  * worker usually comes within microseconds; sleeping and being woken costs
  * two system calls and a trip through the kernel's scheduler), then sleep
- * on the futex until notify() or the next timer. Returns work found while
- * spinning, or NULL. */
+ * until notify() or the next timer. While coroutines wait for fds, I/O is
+ * polled here too (see kc_netpoll.c): once without blocking before the
+ * spin, and the worker that goes to sleep first blocks in the poll itself,
+ * the others on the futex. Returns work found, or NULL. */
 static struct kc_coro *idle(struct kc_worker *w)
 {
     struct kc_coro *c = NULL;
+    kc_batch_t b = {0};
     atomic_fetch_add(&g.nidle, 1); /* seq_cst RMW: see notify() */
     atomic_fetch_add(&g.nspinning, 1);
     atomic_store(&g.waking, 0);    /* a woken worker is spinning now */
+    if (kc__netpoll_waiting() && !atomic_load(&g.poll_blocked)) {
+        kc__netpoll(0, &b);
+        c = batch_take(w, &b); /* a wake-up, if any, comes from spin_end */
+        b = (kc_batch_t){0};
+    }
     for (int r = 0; r < KC_SPIN_ROUNDS && !c && !all_done(); r++) {
         for (int i = 0; i < KC_SPIN_PAUSES; i++)
             kc__cpu_relax();
@@ -702,21 +866,41 @@ static struct kc_coro *idle(struct kc_worker *w)
             break;
     }
     spin_end(c != NULL);
+    bool slept = false;
     if (!c) {
         uint32_t seq = atomic_load(&g.wake_seq);
+        int z = 0;
+        bool poller = kc__netpoll_waiting() && atomic_compare_exchange_strong(&g.poll_blocked, &z, 1);
         fence_sc(&g.nspinning);
         if (!any_work() && !all_done()) {
             uint64_t dl = w->nheap ? w->heap[0].deadline : 0;
             if (!dl || dl > kc_now_ns()) {
                 atomic_fetch_add_explicit(&w->sleeps, 1, memory_order_relaxed);
-                kc__futex_wait(&g.wake_seq, seq, dl);
+                if (poller)
+                    kc__netpoll(dl ? dl : UINT64_MAX, &b);
+                else
+                    kc__futex_wait(&g.wake_seq, seq, dl);
+                slept = true;
             }
         }
+        if (poller)
+            atomic_store(&g.poll_blocked, 0);
     }
     atomic_fetch_sub(&g.nidle, 1);
     /* Whoever was woken is awake now (maybe us, maybe it took the work
      * without sleeping): the next notify() may wake another sleeper. */
     atomic_store(&g.waking, 0);
+    if (!c)
+        c = batch_take(w, &b); /* no longer idle: notify() wakes another */
+    /* notify() calls made while `waking` was set woke nobody. If work is
+     * queued (maybe more than we are about to take), pass the wake-up on,
+     * or it could wait behind a coroutine that never yields while the
+     * other workers sleep (seen: four coroutines left in the injection
+     * queue, one worker asleep, the other in a busy loop). */
+    if (slept)
+        fence_sc(&g.nidle);
+    if (slept && any_work())
+        notify();
     return c;
 }
 
@@ -740,10 +924,55 @@ static void finish(struct kc_worker *w, struct kc_coro *c)
         if (j)
             kc__unpark(j);
     }
-    if (atomic_fetch_sub(&g.live, 1) == 1 && atomic_load(&g.stopping)) {
-        atomic_fetch_add(&g.wake_seq, 1);
-        kc__futex_wake(&g.wake_seq, INT_MAX);
+    if (atomic_fetch_sub(&g.live, 1) == 1 && atomic_load(&g.stopping))
+        wake_all();
+}
+
+/* The yielder c goes behind this worker's other runnable coroutines:
+ * runnext, if any, runs first anyway; else the newest deque entry runs
+ * next and c takes its place at the bottom. Nothing is added to what other
+ * workers can see when c swaps places (the deque's length is the same
+ * before and after, and never drops to zero in between), so no idle worker
+ * needs a wake-up and notify()'s fence is skipped: a yield ping-pong costs
+ * one locked instruction besides the two switches. */
+static void yield_requeue(struct kc_worker *w, struct kc_coro *c)
+{
+    if (w->runnext) {
+        runq_put(w, c);
+        return;
     }
+    int64_t b = atomic_load_explicit(&w->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&w->top, memory_order_acquire);
+    if (t >= b) {
+        /* Alone on this worker (thieves could only take it to run it
+         * later than we do): it runs again at once. */
+        w->runnext = c;
+        return;
+    }
+    if (b - t == 1) {
+        /* One other entry, which is both the newest and the oldest: push c
+         * first (the deque holds two), then take the other from the top
+         * as a thief would (the CAS settles a race with a real thief; if
+         * one won, c runs next from the bottom). */
+        if (!deque_push(w, c)) {
+            runq_put(w, c);
+            return;
+        }
+        struct kc_coro *n = atomic_load_explicit(&w->ring[t % KC_RUNQ], memory_order_relaxed);
+        if (atomic_compare_exchange_strong_explicit(&w->top, &t, t + 1, memory_order_seq_cst,
+                                                    memory_order_relaxed))
+            w->runnext = n;
+        return;
+    }
+    /* Two or more: the deque keeps at least one entry throughout. */
+    struct kc_coro *n = deque_pop(w);
+    if (!n) {
+        runq_put(w, c); /* thieves emptied it meanwhile */
+        return;
+    }
+    if (!deque_push(w, c))
+        runq_put(w, c);
+    w->runnext = n;
 }
 
 static void run(struct kc_worker *w, struct kc_coro *c)
@@ -751,15 +980,9 @@ static void run(struct kc_worker *w, struct kc_coro *c)
     w->post = POST_NONE;
     switch_to_coro(w, c);
     switch (w->post) {
-    case POST_YIELD: {
-        /* runnext, if any, runs first anyway; else the newest entry does,
-         * and the yielder takes its place at the bottom. */
-        struct kc_coro *n = w->runnext ? NULL : deque_pop(w);
-        runq_put(w, c);
-        if (n)
-            w->runnext = n;
+    case POST_YIELD:
+        yield_requeue(w, c);
         break;
-    }
     case POST_PARK: {
         uint32_t s = KC_PARK_EMPTY;
         /* Now that its registers are saved, it may be woken; a notification
@@ -770,6 +993,21 @@ static void run(struct kc_worker *w, struct kc_coro *c)
             runq_put(w, c);
         break;
     }
+    case POST_PARK_ON: {
+        /* As POST_PARK, on the caller's word (see kc__coro_park_on). */
+        uint32_t s = w->park_from;
+        atomic_store_explicit(&c->parked_on, true, memory_order_relaxed);
+        if (!atomic_compare_exchange_strong_explicit(w->park_word, &s, w->park_to,
+                                                     memory_order_acq_rel,
+                                                     memory_order_acquire))
+            runq_put(w, c);
+        break;
+    }
+    case POST_PARK_UNLOCK:
+        /* Registers saved: whoever takes the lock next may wake it. */
+        atomic_store_explicit(&c->parked_on, true, memory_order_relaxed);
+        kc__unlock(w->park_lock);
+        break;
     case POST_EXIT:
         finish(w, c);
         break;
@@ -890,8 +1128,7 @@ int kc_sched_stop(void)
         return 0;
     }
     atomic_store(&g.stopping, true);
-    atomic_fetch_add(&g.wake_seq, 1);
-    kc__futex_wake(&g.wake_seq, INT_MAX);
+    wake_all();
     for (int i = 0; i < g.nw; i++)
         pthread_join(g.w[i].thread, NULL);
     for (int i = 0; i < g.nw; i++) {
@@ -1020,6 +1257,7 @@ static int coro_new(struct kc_coro **out, kc_coro_fn fn, void *arg, const kc_cor
     c->detached = detached;
     c->next = NULL;
     atomic_store(&c->done, 0);
+    atomic_store_explicit(&c->parked_on, false, memory_order_relaxed);
     atomic_store(&c->joiner, NULL);
     atomic_store(&c->parker.state, KC_PARK_EMPTY);
     c->parker.peer = NULL;
@@ -1096,7 +1334,8 @@ uint64_t kc_coro_id(const kc_coro_t *c) { return c ? c->id : 0; }
 
 bool kc_coro_is_parked(const kc_coro_t *c)
 {
-    return c && atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING;
+    return c && (atomic_load_explicit(&c->parker.state, memory_order_acquire) == KC_PARK_SLEEPING ||
+                 atomic_load_explicit(&c->parked_on, memory_order_acquire));
 }
 
 bool kc__coro_yield_if_busy(void)
@@ -1107,20 +1346,21 @@ bool kc__coro_yield_if_busy(void)
     struct kc_worker *w = cur_worker();
     if (!w->runnext && deque_empty(w))
         return false;
-    w->post = POST_YIELD;
-    switch_to_sched(c, false);
+    switch_to_sched(w, c, POST_YIELD, false);
     return true;
 }
 
 void kc_yield(void)
 {
-    struct kc_coro *c = kc__coro_current();
+    /* One out-of-line TLS read (the worker's `cur` is the running
+     * coroutine): this is the whole yield path besides the switches. */
+    struct kc_worker *w = cur_worker();
+    struct kc_coro *c = w ? w->cur : NULL;
     if (!c) {
         sched_yield();
         return;
     }
-    cur_worker()->post = POST_YIELD;
-    switch_to_sched(c, false);
+    switch_to_sched(w, c, POST_YIELD, false);
 }
 
 int kc_sleep_ms_c(long ms, const kc_cancel_t *cancel)

@@ -83,17 +83,29 @@ static int try_clauses(kc_select_clause_t *cl, size_t n, const uint8_t *order, b
     return -1;
 }
 
-/* Unlinks still-queued waiters and drops buffered registrations (locks held). */
+/* Unlinks still-queued waiters and uncounts their buffered registrations
+ * (locks held). */
 static void unregister(kc_select_clause_t *cl, size_t n, kc_waiter_t *w)
 {
     for (size_t i = 0; i < n; i++) {
         if (!cl[i].ch)
             continue;
-        if (w[i].queued)
-            kc__wq_remove(queue_of(&cl[i]), &w[i]);
+        if (!w[i].queued)
+            continue; /* unlinked, and uncounted, by a peer (take_waiter) */
+        kc__wq_remove(queue_of(&cl[i]), &w[i]);
         if (kc__is_notify_chan(cl[i].ch))
             kc__waiters_add(cl[i].ch, cl[i].op == KC_SELECT_SEND, -1);
     }
+}
+
+/* A buffered clause's peer operation is landing (see kc__buf_landing). */
+static bool landing(const kc_select_clause_t *cl, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (cl[i].ch && kc__is_notify_chan(cl[i].ch) &&
+            kc__buf_landing(cl[i].ch, cl[i].op == KC_SELECT_SEND))
+            return true;
+    return false;
 }
 
 /* A send clause that met a closed channel hands its element to the
@@ -160,6 +172,7 @@ static int select_rounds(kc_select_clause_t *cl, size_t n, const uint8_t *order,
                          int *notified)
 {
     kc_waiter_t w[KC_SELECT_MAX];
+    unsigned landings = 0;
     int r, win;
 
 retry:
@@ -193,6 +206,14 @@ retry:
         unregister(cl, n, w);
         unlock_all(chs, nch);
         return finish(cl, win);
+    }
+    if (landing(cl, n)) {
+        /* A peer's claimed operation will complete a clause but may have
+         * missed our registration: retry instead of parking. */
+        unregister(cl, n, w);
+        unlock_all(chs, nch);
+        kc__landing_pause(&landings);
+        goto retry;
     }
     unlock_all(chs, nch);
 

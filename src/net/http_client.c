@@ -19,6 +19,17 @@
 #define DEFAULT_CONNECT_MS 5000u
 #define DEFAULT_MAX_BODY (8u << 20)
 #define SPARE_EASY 32u   /* finished easy handles kept for the next requests */
+#define URL_CACHE 16u    /* parsed URLs kept (a hub calls the same few spoke URLs) */
+
+/* A URL parsed once and handed to libcurl as CURLOPT_CURLU, which saves
+ * libcurl its parse on every request (libcurl copies the handle for each
+ * transfer and only reads ours). Shared by the requests in flight that use
+ * it: it is replaced only while none does. */
+typedef struct urlent {
+  char *url;                   /* the URL as given, NULL if the entry is free */
+  CURLU *u;                    /* parsed */
+  unsigned refs;               /* requests in flight using it */
+} urlent_t;
 
 /* One socket libcurl asked us to watch. A connection socket we opened
  * ourselves (CURLOPT_OPENSOCKETFUNCTION) keeps its csock and its epoll
@@ -66,6 +77,7 @@ struct fnet_creq {
   bool finished;               /* on_done running: abort is a no-op */
   bool added;                  /* handed to libcurl (else waiting on the pending list) */
   bool retried;                /* already sent again on a fresh connection */
+  urlent_t *uent;              /* its parsed URL (CURLOPT_CURLU), NULL if CURLOPT_URL */
 };
 
 struct fnet_client {
@@ -85,6 +97,8 @@ struct fnet_client {
   unsigned nspare;             /* their count */
   fdslot_t *fds;               /* sockets we opened, indexed by descriptor */
   size_t nfds;                 /* entries in fds */
+  urlent_t urls[URL_CACHE];    /* parsed URLs */
+  unsigned url_next;           /* next entry to replace */
 };
 
 static void process(fnet_client_t *cl, curl_socket_t fd, int ev);
@@ -110,6 +124,7 @@ static void req_free(fnet_creq_t *r) {
   } else {
     curl_easy_cleanup(r->easy);
   }
+  if (r->uent) r->uent->refs--;   /* the easy handle no longer points at it */
   curl_slist_free_all(r->hdrs);
   free(r->buf);
   free(r);
@@ -415,6 +430,45 @@ static void process(fnet_client_t *cl, curl_socket_t fd, int ev) {
   check_done(cl);
 }
 
+/* The parsed form of url from the cache (parsed and cached now if need
+ * be), with a reference taken; NULL if it cannot be parsed or every entry
+ * is in use (the caller then passes the URL as text). */
+static urlent_t *url_get(fnet_client_t *cl, const char *url) {
+  for (unsigned i = 0; i < URL_CACHE; i++)
+    if (cl->urls[i].url && !strcmp(cl->urls[i].url, url)) {
+      cl->urls[i].refs++;
+      return &cl->urls[i];
+    }
+  urlent_t *e = NULL;
+  for (unsigned k = 0; k < URL_CACHE && !e; k++) {
+    urlent_t *c = &cl->urls[(cl->url_next + k) % URL_CACHE];
+    if (!c->refs) e = c;
+  }
+  if (!e) return NULL;
+  CURLU *u = curl_url();
+  char *copy = strdup(url);
+  if (!u || !copy || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
+    curl_url_cleanup(u);
+    free(copy);
+    return NULL;
+  }
+  cl->url_next = (unsigned)(e - cl->urls + 1) % URL_CACHE;
+  curl_url_cleanup(e->u);
+  free(e->url);
+  e->url = copy;
+  e->u = u;
+  e->refs = 1;
+  return e;
+}
+
+static void urls_free(fnet_client_t *cl) {
+  for (unsigned i = 0; i < URL_CACHE; i++) {
+    curl_url_cleanup(cl->urls[i].u);
+    free(cl->urls[i].url);
+    cl->urls[i] = (urlent_t){0};
+  }
+}
+
 /* ---- public ------------------------------------------------------------------ */
 
 int fnet_client_init(fnet_client_t **out, uv_loop_t *loop) {
@@ -466,6 +520,7 @@ void fnet_client_close(fnet_client_t *cl) {
   cl->fds = NULL;
   cl->nfds = 0;
   while (cl->nspare) curl_easy_cleanup(cl->spare[--cl->nspare]);
+  urls_free(cl);   /* no easy handle points at them any more */
   uv_timer_stop(&cl->timer);
   uv_close((uv_handle_t *)&cl->timer, on_timer_closed);
 }
@@ -492,7 +547,11 @@ int fnet_client_request(fnet_client_t *cl, const fnet_creq_opts_t *o, fnet_creq_
   CURL *e = r->easy;
   const char *method = o->method ? o->method : "GET";
   int bad = 0;
-  bad |= curl_easy_setopt(e, CURLOPT_URL, o->url);
+  r->uent = url_get(cl, o->url);
+  if (r->uent)
+    bad |= curl_easy_setopt(e, CURLOPT_CURLU, r->uent->u);
+  else
+    bad |= curl_easy_setopt(e, CURLOPT_URL, o->url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(e, CURLOPT_NOPROXY, "*");   /* spokes are reached directly */
@@ -515,21 +574,22 @@ int fnet_client_request(fnet_client_t *cl, const fnet_creq_opts_t *o, fnet_creq_
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o->body_len);
     bad |= curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o->body_len ? (const char *)o->body : "");
   }
-  /* no "Expect: 100-continue" round trip before small bodies */
-  r->hdrs = curl_slist_append(NULL, "Expect:");
-  for (const char *const *h = o->headers; h && *h && r->hdrs; h++) {
+  /* No "Expect: 100-continue" round trip: libcurl 7.88 asks for one only
+   * above 1 MiB (EXPECT_100_THRESHOLD), so the header that turns it off is
+   * sent only then. Every custom header costs libcurl a formatted line and
+   * a dozen name comparisons per request, so none is added needlessly. */
+  bool nomem = false;
+  if (o->body_len > (1u << 20) && !(r->hdrs = curl_slist_append(NULL, "Expect:"))) nomem = true;
+  for (const char *const *h = o->headers; h && *h && !nomem; h++) {
     struct curl_slist *n = curl_slist_append(r->hdrs, *h);
-    if (!n) {
-      curl_slist_free_all(r->hdrs);
-      r->hdrs = NULL;
-    }
-    r->hdrs = n;
+    if (!n) nomem = true;
+    else r->hdrs = n;
   }
-  if (!r->hdrs || bad) {
+  if (nomem || bad) {
     req_free(r);
     return bad ? -EINVAL : -ENOMEM;
   }
-  curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
+  if (r->hdrs) curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
   if (cl->in_curl) {
     /* inside a libcurl callback: added once curl_multi_socket_action returns */
     fnet_creq_t **pp = &cl->pend;

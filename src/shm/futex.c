@@ -48,6 +48,13 @@ uint64_t fshm__now_ms(void)
     return fshm__now_ns() / 1000000ull;
 }
 
+uint64_t fshm__now_coarse_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+}
+
 const struct timespec *fshm__deadline(struct timespec *ts, int timeout_ms)
 {
     if (timeout_ms < 0)
@@ -91,13 +98,16 @@ static uint32_t count_cpus(void)
     return n > 0 ? (uint32_t)n : 1;
 }
 
-/* Learns from a spin that started at start with that budget. */
-static void spin_learn(uint64_t *learned, uint64_t budget, uint64_t start, bool ok,
+/* Learns from a spin that started at start with that budget; now is the
+ * clock's last reading (on success: the last one taken while polling, so
+ * a success costs no clock read between seeing the event and returning,
+ * where it would delay the reaction by a clock read, ~30 ns in a VM). */
+static void spin_learn(uint64_t *learned, uint64_t budget, uint64_t start, uint64_t now, bool ok,
                        uint64_t max_ns)
 {
     if (ok) {
         /* Worked: allow twice as long next time (up to the max). */
-        uint64_t took = fshm__now_ns() - start;
+        uint64_t took = now - start;
         uint64_t b = 2 * (budget > took ? budget : took);
         *learned = b < max_ns ? b : max_ns;
     } else {
@@ -108,20 +118,55 @@ static void spin_learn(uint64_t *learned, uint64_t budget, uint64_t start, bool 
     }
 }
 
+void fshm__run_here(_Atomic uint32_t *word)
+{
+    int cpu = sched_getcpu(); /* rseq: a load, no system call */
+    uint32_t v = cpu < 0 ? FSHM_RUN_UNKNOWN : (uint32_t)cpu + 1;
+    if (atomic_load_explicit(word, memory_order_relaxed) != v)
+        atomic_store_explicit(word, v, memory_order_relaxed);
+}
+
+void fshm__run_asleep(_Atomic uint32_t *word)
+{
+    if (atomic_load_explicit(word, memory_order_relaxed) != FSHM_RUN_ASLEEP)
+        atomic_store_explicit(word, FSHM_RUN_ASLEEP, memory_order_relaxed);
+}
+
+fshm_peer_t fshm__peer(uint32_t v)
+{
+    if (v == FSHM_RUN_UNKNOWN)
+        return FSHM_PEER_UNKNOWN;
+    if (v == FSHM_RUN_ASLEEP)
+        return FSHM_PEER_ASLEEP;
+    int cpu = sched_getcpu();
+    if (cpu < 0)
+        return FSHM_PEER_UNKNOWN;
+    return v == (uint32_t)cpu + 1 ? FSHM_PEER_HERE : FSHM_PEER_ELSEWHERE;
+}
+
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
+{
+    return fshm__spin_peer(ready, arg, spin_ns, FSHM_PEER_UNKNOWN);
+}
+
+bool fshm__spin_peer(bool (*ready)(void *arg), void *arg, uint64_t spin_ns, fshm_peer_t peer)
 {
     if (ready(arg))
         return true;
-    if (spin_ns == 0)
+    /* Asleep: nothing we could see while spinning can come from it. */
+    if (spin_ns == 0 || peer == FSHM_PEER_ASLEEP)
         return false;
     if (t_ncpu == 0 || t_ncpu_age >= FSHM_NCPU_REFRESH) {
         t_ncpu = count_cpus();
         t_ncpu_age = 0;
     }
-    bool one_cpu = t_ncpu < 2;
+    /* Yield-only when the peer is on our CPU, or, not knowing where it
+     * is, when we may use only one CPU (then it cannot be elsewhere
+     * either, unless its affinity differs: it publishes nothing then). */
+    bool one_cpu = peer == FSHM_PEER_HERE || (peer == FSHM_PEER_UNKNOWN && t_ncpu < 2);
     uint64_t *learned = one_cpu ? &t_yield_ns : &t_spin_ns;
     uint64_t budget = *learned && *learned < spin_ns ? *learned : spin_ns;
-    uint64_t start = fshm__now_ns(), end = start + budget;
+    uint64_t start = fshm__now_ns(), now = start, end = start + budget;
     if (one_cpu) {
         /* The process we wait for cannot run while we poll: give it the
          * CPU between polls. It ends our wait without a futex wake-up (we
@@ -129,13 +174,13 @@ bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
         for (;;) {
             sched_yield();
             if (ready(arg)) {
-                spin_learn(learned, budget, start, true, spin_ns);
+                spin_learn(learned, budget, start, now, true, spin_ns);
                 return true;
             }
-            if (fshm__now_ns() >= end)
+            if ((now = fshm__now_ns()) >= end)
                 break;
         }
-        spin_learn(learned, budget, start, false, spin_ns);
+        spin_learn(learned, budget, start, now, false, spin_ns);
         return false;
     }
     /* Several CPUs: pause-spin for the learned part of the budget (it
@@ -150,19 +195,20 @@ bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns)
         for (int i = 0; i < 64; i++) {
             fshm__cpu_relax();
             if (ready(arg)) {
-                uint64_t took = fshm__now_ns() - start;
-                /* Success while pausing: keep (or grow) the pause phase. */
-                spin_learn(learned, pause_ns, start, took <= pause_ns, FSHM_PAUSE_NS);
+                /* Success while still pausing at the last clock reading:
+                 * keep (or grow) the pause phase. */
+                spin_learn(learned, pause_ns, start, now, now - start <= pause_ns,
+                           FSHM_PAUSE_NS);
                 return true;
             }
         }
-        uint64_t now = fshm__now_ns();
+        now = fshm__now_ns();
         if (now >= end)
             break;
         if (now - start > pause_ns)
             sched_yield();
     }
-    spin_learn(learned, pause_ns, start, false, FSHM_PAUSE_NS);
+    spin_learn(learned, pause_ns, start, now, false, FSHM_PAUSE_NS);
     return false;
 }
 
@@ -186,13 +232,14 @@ int fshm__evc_commit(fshm_evc_t *e, uint32_t seq, const struct timespec *deadlin
     return rc;
 }
 
-void fshm__evc_notify(fshm_evc_t *e, int n)
+bool fshm__evc_notify(fshm_evc_t *e, int n)
 {
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&e->waiters, memory_order_relaxed) == 0)
-        return;
+        return false;
     atomic_fetch_add_explicit(&e->seq, 1, memory_order_release);
     fshm__futex_wake(&e->seq, n, true);
+    return true;
 }
 
 void fshm__evc_broadcast(fshm_evc_t *e)

@@ -24,6 +24,10 @@ int fshm__futex_wake(_Atomic uint32_t *word, int n, bool shared);
 /* CLOCK_MONOTONIC now, and now + ms as a deadline (ms < 0: none, returns NULL). */
 uint64_t fshm__now_ns(void);
 uint64_t fshm__now_ms(void);
+/* CLOCK_MONOTONIC_COARSE in ms: a few ns instead of a full clock read, one
+ * scheduler tick (1-10 ms) of resolution; for "at most once per period"
+ * checks on hot paths. */
+uint64_t fshm__now_coarse_ms(void);
 const struct timespec *fshm__deadline(struct timespec *ts, int timeout_ms);
 bool fshm__deadline_passed(const struct timespec *deadline);
 
@@ -50,6 +54,39 @@ static inline void fshm__cpu_relax(void)
  * spin_ns: a yield takes the CPU from nobody who needs it. */
 bool fshm__spin(bool (*ready)(void *arg), void *arg, uint64_t spin_ns);
 
+/* Where the process we wait for is, as it last published it (see
+ * fshm__run_word and fshm__peer): spinning pays only while it runs on
+ * another CPU. */
+typedef enum fshm_peer {
+    FSHM_PEER_UNKNOWN = 0, /* no word published: fshm__spin's own policy */
+    FSHM_PEER_ELSEWHERE,   /* running on another CPU: pause-spin (learned budget) */
+    FSHM_PEER_HERE,        /* runnable on our CPU: it cannot run while we poll, so
+                            * hand it the CPU (sched_yield between polls) */
+    FSHM_PEER_ASLEEP,      /* asleep in the kernel: it cannot end our wait until
+                            * something wakes it, so do not spin: sleep at once */
+} fshm_peer_t;
+
+/* fshm__spin for a wait whose peer's whereabouts are known: ASLEEP looks
+ * once and returns; HERE only yields between polls; ELSEWHERE pause-spins
+ * for the learned budget then yields; UNKNOWN is fshm__spin. */
+bool fshm__spin_peer(bool (*ready)(void *arg), void *arg, uint64_t spin_ns, fshm_peer_t peer);
+
+/* A "run word" says where its owner thread is: FSHM_RUN_ASLEEP (in a futex
+ * or poll sleep), CPU + 1 while running or spinning, FSHM_RUN_UNKNOWN when
+ * the owner does not publish (e.g. a server driven by an event loop). It
+ * sits on a line of its own and is written only when it changes (falling
+ * asleep, waking, moving to another CPU), so in a steady spin it costs no
+ * cache-line transfer: readers hit their shared copy. */
+#define FSHM_RUN_ASLEEP 0u
+#define FSHM_RUN_UNKNOWN UINT32_MAX
+
+/* Publishes "running on the CPU we are on now" (no store if unchanged). */
+void fshm__run_here(_Atomic uint32_t *word);
+/* Publishes "asleep" before a sleep. */
+void fshm__run_asleep(_Atomic uint32_t *word);
+/* What a waiter on our current CPU should assume about the owner of v. */
+fshm_peer_t fshm__peer(uint32_t v);
+
 /* Event count in shared memory. Sleeper: s = prepare(); re-check the
  * condition; if still false, commit(s) (sleeps), else cancel(). Notifier:
  * make the condition true, then notify(): the seq_cst fences on both sides
@@ -63,8 +100,8 @@ typedef struct fshm_evc {
 uint32_t fshm__evc_prepare(fshm_evc_t *e);
 void fshm__evc_cancel(fshm_evc_t *e);
 int fshm__evc_commit(fshm_evc_t *e, uint32_t seq, const struct timespec *deadline);
-/* Wakes up to n sleepers if any are registered. */
-void fshm__evc_notify(fshm_evc_t *e, int n);
+/* Wakes up to n sleepers if any are registered; true if there were. */
+bool fshm__evc_notify(fshm_evc_t *e, int n);
 /* Wakes every sleeper, registered or not (shutdown). */
 void fshm__evc_broadcast(fshm_evc_t *e);
 

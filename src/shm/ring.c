@@ -17,6 +17,8 @@ void fshm__ring_attach(fshm_ring_t *r, void *mem, uint32_t cap)
 {
     r->sh = mem;
     r->mask = (uint64_t)cap - 1;
+    atomic_store_explicit(&r->known_free, UINT64_MAX, memory_order_relaxed);
+    r->single_consumer = false;
 }
 
 void fshm__ring_init(fshm_ring_t *r, void *mem, uint32_t cap)
@@ -50,12 +52,20 @@ static int claim_push(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *inten
 
     for (;;) {
         fshm_cell_t *c = &sh->cells[pos & r->mask];
-        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        /* A position found free earlier (see verify_next) needs no load:
+         * the consumer polls this very line, so it is shared at best, and
+         * a load would cost a transfer before the fill's own. */
+        /* Acquire: pairs with the release in verify_next, which itself
+         * acquired the consumer's hand-back of this cell. */
+        uint64_t seq = pos == atomic_load_explicit(&r->known_free, memory_order_acquire)
+                           ? pos
+                           : atomic_load_explicit(&c->seq, memory_order_acquire);
         int64_t dif = (int64_t)(seq - pos);
 
         if (dif == 0) {
+            /* Release: ordered before the claim by the CAS (see claim_pop). */
             if (intent)
-                atomic_store_explicit(intent, pos + 1, memory_order_seq_cst);
+                atomic_store_explicit(intent, pos + 1, memory_order_release);
             /* On failure pos is reloaded with the current enq. */
             if (atomic_compare_exchange_weak_explicit(&sh->enq, &pos, pos + 1,
                                                       memory_order_seq_cst,
@@ -84,6 +94,22 @@ static int claim_push(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *inten
     }
 }
 
+/* Looks now whether the cell of position next is free for that lap, so
+ * that the push that claims next need not load its seq then (see
+ * fshm_ring_t.known_free). Done right after a push, while the consumer is
+ * still polling the cell just filled: this line is not polled yet, and its
+ * transfer (it was handed back one lap ago) is off the round trip's path.
+ * A free cell stays free until the claimer of exactly that position fills
+ * it: nobody else writes a cell whose seq says "empty, lap of pos" (the
+ * repairs touch claimed positions only), so the knowledge cannot go stale
+ * while enq has not passed next; once it has, it is never used. */
+static void verify_next(fshm_ring_t *r, uint64_t next)
+{
+    const fshm_cell_t *c = &r->sh->cells[next & r->mask];
+    if (atomic_load_explicit(&c->seq, memory_order_acquire) == next)
+        atomic_store_explicit(&r->known_free, next, memory_order_release);
+}
+
 static int claim_pop(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *intent)
 {
     fshm_ring_shared_t *sh = r->sh;
@@ -95,8 +121,17 @@ static int claim_pop(fshm_ring_t *r, uint64_t *pos_out, _Atomic uint64_t *intent
         int64_t dif = (int64_t)(seq - (pos + 1));
 
         if (dif == 0) {
+            if (r->single_consumer) {
+                /* Nobody else moves deq: a store, not a locked CAS. */
+                atomic_store_explicit(&sh->deq, pos + 1, memory_order_release);
+                *pos_out = pos;
+                return 0;
+            }
+            /* Release: the CAS below (a release too) orders it before the
+             * claim, so a survivor that finds us dead finds the intent of
+             * any claim that landed; no full fence of its own needed. */
             if (intent)
-                atomic_store_explicit(intent, pos + 1, memory_order_seq_cst);
+                atomic_store_explicit(intent, pos + 1, memory_order_release);
             if (atomic_compare_exchange_weak_explicit(&sh->deq, &pos, pos + 1,
                                                       memory_order_seq_cst,
                                                       memory_order_relaxed)) {
@@ -135,6 +170,7 @@ int fshm__ring_push_msg(fshm_ring_t *r, uint64_t val, int32_t status, const void
     /* Publishes val and the message to the consumer of this lap. */
     atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
     intent_clear(intent);
+    verify_next(r, pos + 1);
     return 0;
 }
 
@@ -164,7 +200,7 @@ int fshm__ring_pop_msg(fshm_ring_t *r, uint64_t *val, int32_t *status, void *buf
     /* Record the value before the cell is reused, so that a death between
      * here and the caller's next step loses nothing. */
     if (popped)
-        atomic_store_explicit(popped, v, memory_order_seq_cst);
+        atomic_store_explicit(popped, v, memory_order_release);
     /* Hands the cell to the producer of the next lap. */
     atomic_store_explicit(&c->seq, pos + r->mask + 1, memory_order_release);
     intent_clear(intent);

@@ -57,6 +57,14 @@ typedef struct fshm_ring_shared {
 typedef struct fshm_ring {
     fshm_ring_shared_t *sh; /* the ring in the segment */
     uint64_t mask;          /* cap - 1, from this process's validated config */
+    _Atomic uint64_t known_free; /* a position whose cell a producer using this
+                             * view saw free for exactly that lap (UINT64_MAX:
+                             * none): its push skips loading the seq (a
+                             * transfer, see ring.c); atomic (release/acquire)
+                             * because threads may share a view */
+    bool single_consumer;   /* this process is the ring's only consumer (the
+                             * server on the completion ring): pops move deq
+                             * with a plain store instead of a locked CAS */
 } fshm_ring_t;
 
 /* Bytes of shared memory a ring of cap cells (power of two) needs. */

@@ -248,6 +248,8 @@ static void format(fshm_seg_t *seg)
     h->payload_stride = seg->lay.payload_stride;
     h->owner_pid = getpid();
     h->owner_uid = getuid();
+    /* Until the server waits in fshm_server_wait(), workers know nothing. */
+    atomic_init(&h->srv_cpu, FSHM_RUN_UNKNOWN);
     h->owner_start = start;
     atomic_store(&h->state, FSHM_SEG_OPEN);
     /* Last: a worker that sees the magic sees everything above. */

@@ -94,18 +94,25 @@ typedef struct fshm_slot {
     uint8_t pad[32];       /* one slot per cache line */
 } fshm_slot_t;
 
+/* Two cache lines. The first holds what the worker writes for every task
+ * (the server reads it only when it checks workers); the second what
+ * changes rarely, among it run_cpu, which the server reads whenever it is
+ * about to spin for a completion: it must not share a line with per-task
+ * writes, or every such read would move a line. */
 typedef struct fshm_wentry {
     _Atomic uint64_t word;         /* gen | state | pid, see fshm__wword */
     _Atomic uint64_t start_time;   /* /proc start time of pid (tells pid reuse); 0 unknown */
     _Atomic uint64_t heartbeat;    /* gen | CLOCK_MONOTONIC ms of the last beat, see fshm__hb */
     _Atomic uint64_t current_task; /* task id being run, 0 when idle */
     _Atomic uint64_t tasks_done;   /* answers with status 0 */
-    _Atomic uint64_t tasks_failed; /* answers with status < 0 */
     _Atomic uint64_t req_intent;   /* request-ring position + 1 being popped, 0 none */
     _Atomic uint64_t cmp_intent;   /* completion-ring position + 1 being pushed, 0 none */
     _Atomic uint64_t popped;       /* ticket popped and not yet claimed, 0 none */
+    _Alignas(64) _Atomic uint64_t tasks_failed; /* answers with status < 0 */
     _Atomic uint32_t hb_tid;       /* thread id of the heartbeat thread, 0 unknown */
-    uint8_t pad[52];               /* two cache lines per entry */
+    _Atomic uint32_t run_cpu;      /* the worker's main thread: FSHM_RUN_ASLEEP, or CPU + 1
+                                    * (see fshm__run_here); written only when it changes */
+    uint8_t pad[48];               /* two cache lines per entry */
 } fshm_wentry_t;
 
 typedef struct fshm_hdr {
@@ -137,6 +144,10 @@ typedef struct fshm_hdr {
     _Atomic uint32_t entries_freed; /* futex: bumped when a worker entry becomes free */
     _Alignas(64) fshm_evc_t work;  /* workers sleep here for requests */
     _Alignas(64) _Atomic uint32_t done_want; /* 1: the server's helper sleeps, wake it */
+    _Alignas(64) _Atomic uint32_t srv_cpu; /* the server's loop thread in fshm_server_wait():
+                                    * FSHM_RUN_ASLEEP, CPU + 1, or FSHM_RUN_UNKNOWN (it
+                                    * never waits there, e.g. an event loop); own line,
+                                    * written only when it changes */
 } fshm_hdr_t;
 
 /* Where everything lies, computed from the config alone (both sides compute

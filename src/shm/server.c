@@ -112,6 +112,8 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     char note[256];
     snprintf(note, sizeof(note), "%s", fshm_last_error());
 
+    /* Only the server pops completions. */
+    srv->seg.cmp.single_consumer = true;
     uint32_t n = srv->seg.cfg.ring_slots;
     srv->max_repairs = 2 * srv->seg.cfg.max_workers + 16;
     srv->tasks = calloc(n, sizeof(*srv->tasks));
@@ -129,7 +131,7 @@ int fshm_server_open(fshm_server_t **out, const fshm_config_t *cfg)
     for (uint32_t i = 0; i < n; i++)
         srv->free_stack[i] = n - 1 - i;
     srv->nfree = n;
-    srv->last_check_ms = fshm__now_ms();
+    srv->last_check_ms = fshm__now_coarse_ms();
     srv->seen_events = atomic_load(&srv->seg.hdr->worker_events);
 
     srv->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -321,15 +323,16 @@ void fshm__srv_flush(fshm_server_t *srv)
     }
     /* Wake as many workers as tickets went in (a worker that looked while
      * the ring was being compacted went back to sleep). */
-    if (pushed)
-        fshm__evc_notify(&srv->seg.hdr->work, pushed);
+    if (pushed && fshm__evc_notify(&srv->seg.hdr->work, pushed))
+        srv->woke = true;
 }
 
 /* Queues a ticket: into the ring at once if nothing waits before it. */
 static void push_request(fshm_server_t *srv, uint64_t ticket)
 {
     if (srv->bl_count == 0 && ring_put(srv, ticket) == 0) {
-        fshm__evc_notify(&srv->seg.hdr->work, 1);
+        if (fshm__evc_notify(&srv->seg.hdr->work, 1))
+            srv->woke = true;
         return;
     }
     backlog_add(srv, ticket);
@@ -578,7 +581,7 @@ static void maybe_check_workers(fshm_server_t *srv)
 {
     uint32_t ev = atomic_load_explicit(&srv->seg.hdr->worker_events, memory_order_acquire);
     if (ev != srv->seen_events ||
-        fshm__now_ms() - srv->last_check_ms >= srv->seg.cfg.heartbeat_ms)
+        fshm__now_coarse_ms() - srv->last_check_ms >= srv->seg.cfg.heartbeat_ms)
         fshm__srv_check_workers(srv);
 }
 
@@ -630,6 +633,31 @@ int fshm_server_poll(fshm_server_t *srv, fshm_done_cb cb, void *arg)
     return n;
 }
 
+/* Where the workers that could answer us are, from their run words (each
+ * on a line written only when it changes: reading it moves nothing while
+ * they spin). One running on another CPU: spinning pays. Only on ours:
+ * hand it the CPU. All asleep: nobody can answer before something wakes
+ * them, so sleep at once. A worker our submit just woke is about to run
+ * somewhere: unknown, the learned budget decides. */
+static fshm_peer_t workers_peer(fshm_server_t *srv)
+{
+    if (srv->woke) {
+        srv->woke = false;
+        return FSHM_PEER_UNKNOWN;
+    }
+    fshm_peer_t peer = FSHM_PEER_ASLEEP;
+    for (uint32_t i = 0; i < srv->live_hi && i < srv->seg.cfg.max_workers; i++) {
+        uint32_t v = atomic_load_explicit(&srv->seg.workers[i].run_cpu, memory_order_relaxed);
+        if (v == FSHM_RUN_ASLEEP)
+            continue;
+        fshm_peer_t p = fshm__peer(v);
+        if (p != FSHM_PEER_HERE)
+            return p; /* ELSEWHERE or UNKNOWN: spinning may pay */
+        peer = p;
+    }
+    return peer;
+}
+
 static bool loop_ready(void *arg)
 {
     fshm_server_t *srv = arg;
@@ -650,7 +678,9 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
         atomic_store(&srv->spin_mode, 1);
         atomic_store(&srv->seg.hdr->done_want, 0);
     }
-    if (fshm__spin(loop_ready, srv, FSHM_SERVER_SPIN_NS))
+    /* Tell workers where we are (they spin only while we run elsewhere). */
+    fshm__run_here(&srv->seg.hdr->srv_cpu);
+    if (fshm__spin_peer(loop_ready, srv, FSHM_SERVER_SPIN_NS, workers_peer(srv)))
         return 1;
     if (timeout_ms == 0)
         return 0;
@@ -687,7 +717,9 @@ int fshm_server_wait(fshm_server_t *srv, int timeout_ms)
             ms = ms < 0 || left < ms ? left : ms;
         }
         struct pollfd pfd = {.fd = srv->efd, .events = POLLIN};
+        fshm__run_asleep(&srv->seg.hdr->srv_cpu);
         int rc = poll(&pfd, 1, ms);
+        fshm__run_here(&srv->seg.hdr->srv_cpu);
         if (rc > 0)
             return 1;
         if (rc < 0 && errno != EINTR)

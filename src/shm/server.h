@@ -46,8 +46,10 @@ struct fshm_server {
     uint32_t nrepairs;      /* entries in repairs */
     uint32_t max_repairs;   /* capacity of repairs */
     uint64_t serial;        /* last task serial (task id = serial << 16 | slot) */
-    uint64_t last_check_ms; /* last worker check */
+    uint64_t last_check_ms; /* last worker check (fshm__now_coarse_ms) */
     uint32_t seen_events;   /* worker_events value at the last check */
+    uint32_t live_hi;       /* 1 + the highest worker entry in use at the last check */
+    bool woke;              /* a submit woke a sleeping worker since the last wait */
     fshm_stats_t stats;     /* counters (queue_depth etc. computed on demand) */
     char errtext[128];      /* error text for server-made failures */
     _Alignas(16) uint8_t inbuf[FSHM_INLINE_MAX]; /* an inline answer copied out of its cell */

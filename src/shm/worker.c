@@ -151,6 +151,7 @@ static int take_free(fshm_worker_t *w, uint64_t start)
         atomic_store(&e->req_intent, 0);
         atomic_store(&e->cmp_intent, 0);
         atomic_store(&e->heartbeat, fshm__hb(gen, fshm__now_ms()));
+        fshm__run_here(&e->run_cpu);
         w->me = e;
         w->index = i;
         w->gen = gen;
@@ -298,16 +299,15 @@ static int try_take(fshm_worker_t *w)
             continue; /* garbage */
         }
         fshm_slot_t *s = &w->seg.slots[idx];
-        uint64_t sw = atomic_load_explicit(&s->word, memory_order_acquire);
-        uint32_t st = fshm__sw_state(sw);
-        if (fshm__sw_seq(sw) != seq) {
-            atomic_store(&me->popped, 0);
-            continue; /* stale ticket: an older dispatch, or a cancelled task */
-        }
-        if (st != FSHM_SLOT_QUEUED ||
-            !atomic_compare_exchange_strong(&s->word, &sw,
+        /* Claim with one CAS from the word a live ticket must find, without
+         * loading it first: the line is in the server's cache (it wrote it
+         * at submit), and a load would fetch it shared only for the CAS to
+         * fetch it again exclusive, two transfers on the round trip's
+         * critical path instead of one. A failed CAS means a stale ticket
+         * (older dispatch, cancelled or revoked task): drop it. */
+        uint64_t sw = fshm__slot_word(seq, FSHM_SLOT_QUEUED, 0);
+        if (!atomic_compare_exchange_strong(&s->word, &sw,
                                             fshm__slot_word(seq, FSHM_SLOT_CLAIMED, w->index))) {
-            /* Cancelled or revoked between our load and CAS: drop it. */
             atomic_store(&me->popped, 0);
             continue;
         }
@@ -386,14 +386,23 @@ int fshm_worker_next(fshm_worker_t *w, uint64_t *task_id, const void **req, size
             return rc;
         if (timeout_ms == 0)
             return -ETIME;
-        if (fshm__spin(work_ready, w, FSHM_WORKER_SPIN_NS))
+        /* Spin only while the server runs on another CPU (it publishes
+         * where it is while it waits for completions); asleep, nothing can
+         * come until something wakes it: sleep at once. */
+        fshm_peer_t peer =
+            fshm__peer(atomic_load_explicit(&w->seg.hdr->srv_cpu, memory_order_relaxed));
+        if (fshm__spin_peer(work_ready, w, FSHM_WORKER_SPIN_NS, peer))
             continue;
         uint32_t s = fshm__evc_prepare(work);
         if (work_ready(w)) {
             fshm__evc_cancel(work);
             continue;
         }
+        /* The server spins for completions only while some worker runs on
+         * another CPU: say that we sleep. */
+        fshm__run_asleep(&w->me->run_cpu);
         rc = fshm__evc_commit(work, s, dl);
+        fshm__run_here(&w->me->run_cpu);
         if (rc == -ETIME || fshm__deadline_passed(dl)) {
             /* A wake may have raced with the deadline: take what is there. */
             if (!server_gone(w) && entry_ours(w) && try_take(w) == 0)
@@ -457,6 +466,7 @@ void fshm_worker_detach(fshm_worker_t *w)
         /* Holding a task: leave it to the server as if we died (it queues
          * the task again). Otherwise hand the entry back ourselves. */
         uint32_t st = w->has_task ? FSHM_W_DEAD : FSHM_W_FREE;
+        fshm__run_asleep(&w->me->run_cpu);
         if (st == FSHM_W_FREE)
             atomic_store(&w->me->current_task, 0);
         if (atomic_compare_exchange_strong(&w->me->word, &ew,

@@ -114,6 +114,7 @@ static bool reclaim(fshm_server_t *srv, uint32_t i, uint64_t w, uint64_t now)
     atomic_store(&e->current_task, 0);
     atomic_store(&e->heartbeat, 0);
     atomic_store(&e->hb_tid, 0);
+    atomic_store(&e->run_cpu, FSHM_RUN_ASLEEP);
     atomic_store(&e->start_time, 0);
     uint64_t expect = w;
     /* Keep gen: the next worker bumps it when it takes the entry. */
@@ -153,14 +154,17 @@ int fshm__srv_check_workers(fshm_server_t *srv)
     uint64_t now = fshm__now_ms();
     int reaped = 0;
 
-    srv->last_check_ms = now;
+    /* The coarse clock, as maybe_check_workers() reads it on every poll. */
+    srv->last_check_ms = fshm__now_coarse_ms();
     srv->seen_events = atomic_load(&srv->seg.hdr->worker_events);
+    uint32_t live_hi = 0;
     for (uint32_t i = 0; i < srv->seg.cfg.max_workers; i++) {
         fshm_wentry_t *e = &srv->seg.workers[i];
         uint64_t w = atomic_load(&e->word);
         uint32_t st = fshm__ww_state(w);
         if (st == FSHM_W_FREE)
             continue;
+        live_hi = i + 1;
         if (st == FSHM_W_IDLE || st == FSHM_W_BUSY) {
             if (!worker_dead(srv, e, w, now))
                 continue;
@@ -175,6 +179,8 @@ int fshm__srv_check_workers(fshm_server_t *srv)
         }
         reclaim(srv, i, w, now);
     }
+    /* fshm_server_wait() looks at the run words of entries below this. */
+    srv->live_hi = live_hi;
     run_repairs(srv, now);
     /* A repaired cell (or one a slow worker finished emptying) lets
      * backlogged tickets in. */

@@ -544,3 +544,142 @@ Test(dispatch, retry_never_reuses_an_ejected_tried_worker, .init = setup, .fini 
   fdisp_tick(F.d);
   expect_gave_up(j, 0, FDISP_R_DEADLINE);
 }
+
+/* ---- a worker that refuses a job for lack of a slot (FDISP_F_BUSY) ---------- */
+
+/* The hub_kill flake: with one spoke left, its "busy" 503s spent the job's
+ * retries and the client got a 503. A refusal now spends none, however
+ * often it comes (more often than FDISP_MAX_TRIES here). Fails on the old
+ * code (the unknown flag meant "not retryable": FDISP_R_FAILED at once). */
+Test(dispatch, busy_refusal_spends_no_retry, .init = setup, .fini = teardown, .timeout = 10) {
+  RESTART_WITH(c.max_retries = -1; c.busy_hold_ms = 10; c.busy_hold_max_ms = 10);
+  fdisp_worker_id_t w = add_worker(1);
+  fdisp_job_id_t j = submit(100000);
+  expect('r', j, w);
+  for (int i = 0; i < 3 * FDISP_MAX_TRIES; i++) {
+    cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_BUSY), 0);
+    expect_none();                              /* the worker is held */
+    cr_assert_eq(fdisp_job_worker(F.d, j), 0, "queued again");
+    F.now += 10;
+    fdisp_tick(F.d);
+    expect('r', j, w);                          /* the same worker, once the hold is over */
+  }
+  cr_assert_eq(fdisp_job_done(F.d, j), 0);
+  fdisp_stats_t st = stats();
+  cr_assert_eq(st.completed, 1);
+  cr_assert_eq(st.retries, 0);
+  cr_assert_eq(st.requeued_busy, 3 * FDISP_MAX_TRIES);
+  cr_assert_eq(st.gave_up[FDISP_R_FAILED] + st.gave_up[FDISP_R_RETRIES] + st.gave_up[FDISP_R_NO_WORKER], 0);
+  fdisp_worker_stats_t ws;
+  cr_assert_eq(fdisp_worker_stat(F.d, w, &ws), 0);
+  cr_assert_eq(ws.busy_refusals, 3 * FDISP_MAX_TRIES);
+  cr_assert_eq(ws.failed, 0);
+  cr_assert_eq(ws.consecutive_faults, 0, "a refusal is not a fault");
+}
+
+Test(dispatch, busy_refusal_keeps_the_head_of_the_line, .init = setup, .fini = teardown, .timeout = 10) {
+  fdisp_worker_id_t w = add_worker(1);
+  fdisp_job_id_t a = submit(0), b = submit(0);
+  expect('r', a, w);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  expect_none();
+  fdisp_stats_t st = stats();
+  cr_assert_eq(st.queued, 2);
+  F.now += (uint64_t)fdisp_next_timeout(F.d);   /* the hold's end is the next thing due */
+  fdisp_tick(F.d);
+  expect('r', a, w);                            /* a before b, which was queued before a's refusal */
+  expect_none();
+  cr_assert_eq(fdisp_job_done(F.d, a), 0);
+  expect('r', b, w);
+}
+
+Test(dispatch, busy_refusal_goes_to_another_free_worker_at_once, .init = setup, .fini = teardown, .timeout = 10) {
+  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
+  fdisp_job_id_t a = submit(0);
+  expect('r', a, w1);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  expect('r', a, w2);
+  expect_none();
+}
+
+Test(dispatch, busy_hold_ends_when_a_slot_frees_or_capacity_is_reported, .init = setup, .fini = teardown, .timeout = 10) {
+  fdisp_worker_id_t w = add_worker(2);
+  fdisp_job_id_t a = submit(0), b = submit(0);
+  expect('r', a, w);
+  expect('r', b, w);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  expect_none();
+  cr_assert_eq(fdisp_job_done(F.d, b), 0);      /* one of its own ended: a slot is free for sure */
+  expect('r', a, w);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  expect_none();
+  cr_assert_eq(fdisp_worker_set_external(F.d, w, 0), 0);   /* the transport reports afresh */
+  expect('r', a, w);
+  expect_none();
+}
+
+Test(dispatch, busy_refusals_are_bounded_by_the_deadline, .init = setup, .fini = teardown, .timeout = 10) {
+  RESTART_WITH(c.busy_hold_ms = 50; c.busy_hold_max_ms = 400);
+  fdisp_worker_id_t w = add_worker(1);
+  fdisp_job_id_t j = submit(2000);
+  uint64_t t0 = F.now;
+  expect('r', j, w);
+  uint64_t last_hold = 0;
+  int runs = 1;
+  for (;;) {
+    cr_assert_eq(fdisp_job_failed(F.d, j, FDISP_F_BUSY), 0);
+    int64_t due = fdisp_next_timeout(F.d);
+    cr_assert_gt(due, 0);
+    cr_assert_leq(due, 400, "the hold is capped");
+    /* holds grow while refusals go on (or end at the deadline) */
+    cr_assert(due >= (int64_t)last_hold || F.now + (uint64_t)due - t0 == 2000, "hold %ld after %lu", (long)due,
+              (unsigned long)last_hold);
+    last_hold = (uint64_t)due;
+    F.now += (uint64_t)due;
+    fdisp_tick(F.d);
+    if (F.now - t0 >= 2000) break;
+    expect('r', j, w);
+    runs++;
+    cr_assert_lt(runs, 100);
+  }
+  expect_gave_up(j, 0, FDISP_R_DEADLINE);
+  expect_none();
+}
+
+Test(dispatch, busy_refusal_after_a_real_retry_keeps_its_count, .init = setup, .fini = teardown, .timeout = 10) {
+  RESTART_WITH(c.max_retries = 1);
+  fdisp_worker_id_t w1 = add_worker(1), w2 = add_worker(1);
+  fdisp_job_id_t a = submit(0);
+  expect('r', a, w1);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_RETRY | FDISP_F_WORKER_FAULT), 0);
+  expect('r', a, w2);                            /* its one retry */
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  expect_none();                                 /* w1 tried, w2 held */
+  F.now += 50;
+  fdisp_tick(F.d);
+  expect('r', a, w2);
+  fdisp_stats_t st = stats();
+  cr_assert_eq(st.retries, 1, "the refusal is not a retry");
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_RETRY), 0);
+  expect_gave_up(a, w2, FDISP_R_RETRIES);        /* a real failure still spends the last one */
+  expect_none();
+}
+
+Test(dispatch, busy_refused_job_still_counts_in_no_queue_limit, .init = setup, .fini = teardown, .timeout = 10) {
+  RESTART_WITH(c.queue_size = 1);
+  fdisp_worker_id_t w = add_worker(1);
+  fdisp_job_id_t a = submit(0);
+  expect('r', a, w);
+  cr_assert_eq(fdisp_job_failed(F.d, a, FDISP_F_BUSY), 0);
+  /* the refused job is back in the line, but an accepted job never counts
+   * twice: one fresh submit still fits, the next does not */
+  fdisp_job_id_t b = submit(0);
+  fdisp_job_id_t c = 0;
+  cr_assert_eq(fdisp_submit(F.d, NULL, 0, &c), -EAGAIN);
+  F.now += 50;
+  fdisp_tick(F.d);
+  expect('r', a, w);
+  cr_assert_eq(fdisp_job_done(F.d, a), 0);
+  expect('r', b, w);
+  expect_none();
+}

@@ -205,6 +205,80 @@ Test(ipc, rendezvous_between_a_coroutine_and_a_thread)
     local_down(&l);
 }
 
+/* kc_ipc_recv_c: cancelling a thread or a coroutine blocked in a remote
+ * receive ends it with -ECANCELED, ends the server's wait on the channel
+ * too (no receiver is left behind to take an element nobody will read),
+ * and leaves the handle usable and in step with the server. */
+struct ipc_cancel {
+    kc_ipc_chan_t *c;       /* handle                               */
+    kc_cancel_t *tok;       /* the call's token                     */
+    int got;                /* element (never written when cancelled) */
+    int rc;                 /* result of the blocked recv           */
+    struct kt_park park;    /* to see it block                      */
+};
+
+static void *ipc_cancel_recv(void *arg)
+{
+    struct ipc_cancel *x = arg;
+    kt_park_enter(&x->park);
+    x->rc = kc_ipc_recv_c(x->c, &x->got, -1, x->tok);
+    atomic_store(&x->park.done, true);
+    return NULL;
+}
+
+static void ipc_cancel_recv_coro(void *arg) { ipc_cancel_recv(arg); }
+
+Test(ipc, cancel_ends_a_recv_blocked_in_a_thread_or_a_coroutine)
+{
+    struct local l;
+    local_up(&l, "cancel", KC_RENDEZVOUS, 0);
+    for (int as_coro = 0; as_coro < 2; as_coro++) {
+        struct ipc_cancel x = {.rc = 99, .got = -1};
+        cr_assert_eq(kc_ipc_chan_open(&x.c, l.path, 7, 5000), 0);
+        cr_assert_eq(kc_cancel_create(&x.tok, NULL), 0);
+        kc_chan_snapshot_t s0, s;
+        kc_chan_snapshot(l.ch, &s0);
+        pthread_t th;
+        kc_coro_t *co = NULL;
+        if (as_coro)
+            cr_assert_eq(kc_spawn(&co, ipc_cancel_recv_coro, &x, NULL), 0);
+        else
+            cr_assert_eq(pthread_create(&th, NULL, ipc_cancel_recv, &x), 0);
+        /* The server's try answered -EAGAIN: its receive now waits. */
+        uint64_t deadline = kt_now_ms() + 20000;
+        do {
+            cr_assert_lt(kt_now_ms(), deadline, "the server never waited");
+            kt_sleep_ms(5);
+            kc_chan_snapshot(l.ch, &s);
+        } while (s.fail_again == s0.fail_again);
+        if (!as_coro)
+            kt_wait_parked(&x.park);
+        cr_assert_not(atomic_load(&x.park.done), "recv on an empty channel returned");
+        kc_cancel_trigger(x.tok);
+        if (as_coro)
+            cr_assert_eq(kc_coro_join_ms(co, 20000), 0, "cancelled coroutine still blocked");
+        else
+            kt_join(th, 20000);
+        cr_assert_eq(x.rc, -ECANCELED, "%s: %s", as_coro ? "coroutine" : "thread",
+                     kc_strerror(x.rc));
+        cr_assert_eq(x.got, -1, "nothing received");
+        /* The reply came after the server's wait ended: counted, and no
+         * stale receiver takes a local send. */
+        kc_chan_snapshot(l.ch, &s);
+        cr_assert_gt(s.fail_canceled, s0.fail_canceled, "the server's wait was not cancelled");
+        cr_assert_eq(kc_chan_send(l.ch, &(int){1}, 0), -EAGAIN, "no stale receiver");
+        /* The handle is in step: a set token fails at once, a try answers. */
+        int v;
+        cr_assert_eq(kc_ipc_recv_c(x.c, &v, -1, x.tok), -ECANCELED);
+        cr_assert_eq(kc_ipc_send_c(x.c, &v, -1, x.tok), -ECANCELED);
+        cr_assert_eq(kc_ipc_recv_c(x.c, &v, 0, NULL), -EAGAIN);
+        cr_assert_eq(kc_ipc_recv(x.c, &v, 30), -ETIME);
+        kc_ipc_chan_release(x.c);
+        kc_cancel_destroy(x.tok);
+    }
+    local_down(&l);
+}
+
 Test(ipc, long_socket_path_is_refused)
 {
     char longp[200];
@@ -451,6 +525,37 @@ Test(ipc, fuzzed_frames_never_crash_or_hang_the_server, .timeout = 240)
     cr_assert_eq(kc_chan_recv(l.ch, &v, 1000), 0);
     cr_assert_eq(v, 77);
     kc_ipc_chan_release(c);
+    local_down(&l);
+}
+
+/* A CANCEL notice that reaches the server after its request was answered
+ * (or with no request at all) is dropped: no reply, the stream stays in
+ * step. */
+Test(ipc, stray_cancel_notice_is_not_answered)
+{
+    struct local l;
+    local_up(&l, "stray", KC_BUFFERED, 4);
+    int fd = raw_connect(l.path);
+    unsigned char f[128];
+    size_t k = 8;
+    k += tlv(f + k, 1, 4, "\x05\0\0\0"); /* CANCEL */
+    le32(f, 0x3149434Bu);
+    le32(f + 4, (uint32_t)(k - 8));
+    cr_assert(send_all(fd, f, k));
+    /* Then a request: its reply is the first thing to come back. */
+    k = 8;
+    int64_t zero = 0;
+    k += tlv(f + k, 1, 4, "\x03\0\0\0"); /* RECV */
+    k += tlv(f + k, 2, 4, "\x07\0\0\0");
+    k += tlv(f + k, 3, 8, &zero);
+    le32(f, 0x3149434Bu);
+    le32(f + 4, (uint32_t)(k - 8));
+    cr_assert(send_all(fd, f, k));
+    shutdown(fd, SHUT_WR); /* the server closes once it has answered */
+    int32_t res[4];
+    cr_assert_eq(read_replies(fd, res, 4), 1, "one reply: the RECV's, none for the CANCEL");
+    cr_assert_eq(res[0], -EAGAIN);
+    close(fd);
     local_down(&l);
 }
 

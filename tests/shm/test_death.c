@@ -5,6 +5,7 @@
  * answer refused; ring cells a worker left half-done are repaired. */
 #define _GNU_SOURCE
 #include "segment.h"
+#include "shm_setup.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -18,16 +19,9 @@
 static fshm_server_t *open_srv(const char *name, uint32_t attempts, uint32_t workers, uint32_t hb)
 {
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = name;
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
-    cfg.max_workers = workers;
+    shm_test_config(&cfg, name, 8, 512, workers, hb);
     cfg.max_attempts = attempts;
-    cfg.heartbeat_ms = hb;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
-    return srv;
+    return shm_test_open(&cfg);
 }
 
 typedef struct child {

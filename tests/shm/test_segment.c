@@ -4,6 +4,7 @@
  * workers notice a server that closed or died. */
 #define _GNU_SOURCE
 #include "segment.h"
+#include "shm_setup.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -82,12 +83,8 @@ Test(segment, created_with_mode_0600_and_unlinked_on_close, .timeout = 10)
 {
     char name[40], path[64];
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, sizeof(name), "mode");
-    cfg.ring_slots = 8;
-    cfg.payload_max = 1024;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    shm_test_config(&cfg, shm_test_name(name, sizeof(name), "mode"), 8, 1024, 0, 0);
+    fshm_server_t *srv = shm_test_open(&cfg);
     fshm_segment_name(name, path, sizeof(path));
     int fd = shm_open(path, O_RDONLY, 0);
     cr_assert_geq(fd, 0);
@@ -112,15 +109,8 @@ Test(segment, attach_without_server_is_enoent, .timeout = 10)
 static fshm_server_t *open_small(char *name, size_t size, const char *tag, uint32_t workers)
 {
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, size, tag);
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
-    cfg.max_workers = workers;
-    cfg.heartbeat_ms = 50;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
-    return srv;
+    shm_test_config(&cfg, shm_test_name(name, size, tag), 8, 512, workers, 50);
+    return shm_test_open(&cfg);
 }
 
 Test(segment, magic_mismatch_refuses_with_eproto, .timeout = 10)
@@ -223,10 +213,7 @@ Test(segment, stale_segment_of_a_crashed_server_is_replaced, .timeout = 10)
 {
     char name[40], path[64];
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, sizeof(name), "stale");
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
+    shm_test_config(&cfg, shm_test_name(name, sizeof(name), "stale"), 8, 512, 0, 0);
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -303,12 +290,8 @@ Test(segment, close_wakes_a_sleeping_worker, .timeout = 10)
         _exit(rc == -ESHUTDOWN ? 0 : 2);
     }
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = name;
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
+    shm_test_config(&cfg, name, 8, 512, 0, 0);
+    fshm_server_t *srv = shm_test_open(&cfg);
     cr_assert_eq(write(go[1], "g", 1), 1);
     /* Close once the worker is attached (its attach is a worker event). */
     fshm_stats_t st;
@@ -326,11 +309,7 @@ Test(segment, worker_notices_a_crashed_server, .timeout = 10)
 {
     char name[40];
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, sizeof(name), "crash");
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
-    cfg.heartbeat_ms = 20;
+    shm_test_config(&cfg, shm_test_name(name, sizeof(name), "crash"), 8, 512, 0, 20);
     int go[2], die[2];
     cr_assert_eq(pipe(go), 0);
     cr_assert_eq(pipe(die), 0);
@@ -395,10 +374,8 @@ static int small_shm_child(const char *name)
     if (mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,mode=1777") < 0)
         return 4;
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = name;
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512 * 1024; /* 8 x 2 x 512 KiB = 8 MiB of buffers */
+    /* 8 x 2 x 512 KiB = 8 MiB of buffers */
+    shm_test_config(&cfg, name, 8, 512 * 1024, 0, 0);
     fshm_server_t *srv = NULL, *srv2 = NULL;
     if (fshm_server_open(&srv, &cfg) != -ENOSPC)
         return 10; /* the old code started on a sparse file and died of SIGBUS later */
@@ -478,10 +455,7 @@ static int planted_child(const char *name, uid_t me, uid_t other)
     if (setgroups(0, NULL) < 0 || setresgid(me, me, me) < 0 || setresuid(me, me, me) < 0)
         return 2;
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = name;
-    cfg.ring_slots = 8;
-    cfg.payload_max = 512;
+    shm_test_config(&cfg, name, 8, 512, 0, 0);
     fshm_server_t *srv, *srv2;
     if (fshm_server_open(&srv, &cfg) != 0)
         return 10; /* the old code could not start at all */

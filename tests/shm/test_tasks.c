@@ -2,6 +2,7 @@
  * worker errors, size limits, back-pressure, cancellation, the event fd,
  * the worker table view, and a multi-worker stress run. */
 #include "segment.h"
+#include "shm_setup.h"
 #include "shm_test.h"
 
 #include <criterion/criterion.h>
@@ -14,15 +15,8 @@
 static fshm_server_t *open_srv(char *name, size_t size, const char *tag, uint32_t slots)
 {
     fshm_config_t cfg;
-    fshm_config_default(&cfg);
-    cfg.name = shm_test_name(name, size, tag);
-    cfg.ring_slots = slots;
-    cfg.payload_max = 1024;
-    cfg.max_workers = 8;
-    cfg.heartbeat_ms = 100;
-    fshm_server_t *srv;
-    cr_assert_eq(fshm_server_open(&srv, &cfg), 0, "%s", fshm_last_error());
-    return srv;
+    shm_test_config(&cfg, shm_test_name(name, size, tag), slots, 1024, 8, 100);
+    return shm_test_open(&cfg);
 }
 
 /* A worker thread: answers "rev:" + reversed request; "fail" gets -EIO with
@@ -583,5 +577,66 @@ Test(tasks, inline_and_out_of_line_messages_round_trip, .timeout = 20)
         cr_expect_eq(memcmp(sink.items[0].resp, req, n < 255 ? n : 255), 0, "echo of %zu", n);
     }
     fshm_worker_detach(w);
+    fshm_server_close(srv);
+}
+
+/* ---- run words (issue 6 item 23): where server and workers are ---- */
+
+typedef struct srv_waiter {
+    fshm_server_t *srv;         /* the server (only this thread calls it meanwhile) */
+    _Atomic int seen_asleep;    /* the main thread saw srv_cpu say "asleep" */
+    pthread_t th;               /* the thread */
+} srv_waiter_t;
+
+static void *srv_wait_main(void *arg)
+{
+    srv_waiter_t *sw = arg;
+    /* Nothing is pending: every wait sleeps until its timeout. */
+    while (!atomic_load(&sw->seen_asleep))
+        fshm_server_wait(sw->srv, 50);
+    return NULL;
+}
+
+Test(tasks, run_words_follow_server_and_worker, .timeout = 30)
+{
+    char name[40];
+    fshm_server_t *srv = open_srv(name, sizeof(name), "run", 4);
+    fshm_seg_t seg; /* a view of the segment, to read the run words */
+    cr_assert_eq(fshm__seg_attach(&seg, name), 0);
+    cr_expect_eq(atomic_load(&seg.hdr->srv_cpu), FSHM_RUN_UNKNOWN,
+                 "a server that never waited tells nothing");
+
+    /* A worker that waits for a task sleeps soon, and says so. */
+    wthread_t wt;
+    start_worker(&wt, name, 1);
+    while (atomic_load(&seg.workers[0].word) == 0 ||
+           atomic_load(&seg.workers[0].run_cpu) != FSHM_RUN_ASLEEP)
+        usleep(1000);
+
+    /* Woken by a task, it runs (CPU + 1) and answers. */
+    uint64_t id;
+    cr_assert_eq(fshm_server_submit(srv, "abc", 3, &id), 0);
+    shm_sink_t sink = {0};
+    shm_sink_wait(srv, &sink, 1);
+    cr_expect_str_eq(sink.items[0].resp, "rev:cba");
+    /* A wait that finds nothing ready (the answer above may have been
+     * there before any wait began) spins, saying where it runs. */
+    cr_expect_eq(fshm_server_wait(srv, 0), 0);
+    uint32_t v = atomic_load(&seg.hdr->srv_cpu);
+    cr_expect(v != FSHM_RUN_ASLEEP && v != FSHM_RUN_UNKNOWN,
+              "a server that waited says where it runs (%u)", v);
+    pthread_join(wt.th, NULL);
+    cr_expect_eq(atomic_load(&seg.workers[0].run_cpu), FSHM_RUN_ASLEEP,
+                 "a detached worker's entry says asleep");
+
+    /* The server asleep in fshm_server_wait() says so too. */
+    srv_waiter_t sw = {.srv = srv};
+    cr_assert_eq(pthread_create(&sw.th, NULL, srv_wait_main, &sw), 0);
+    while (atomic_load(&seg.hdr->srv_cpu) != FSHM_RUN_ASLEEP)
+        usleep(1000);
+    atomic_store(&sw.seen_asleep, 1);
+    pthread_join(sw.th, NULL);
+
+    fshm__seg_destroy(&seg, false);
     fshm_server_close(srv);
 }
