@@ -117,6 +117,8 @@ static void usage(FILE *f) {
           "  --out-limit MB    result size limit unless the employer sets one (default 1024)\n"
           "  --secret-file F   shared secret (env FERRY_FARM_SECRET_FILE); required unless\n"
           "  --insecure        everyone with the well-known key may connect (tests only)\n"
+          "  --encrypt-data    encrypt file bytes too (default: authenticated, in clear;\n"
+          "                    env FERRY_FARM_ENCRYPT_DATA=1; either side asking is enough)\n"
           "  --help\n");
 }
 
@@ -456,7 +458,7 @@ static void send_hello(ffarm_conn_t *c) {
 }
 
 static void on_ready(ffarm_conn_t *c, void *arg) {
-  logf_("employer %s authenticated", ffarm_conn_peer(c));
+  logf_("employer %s authenticated (%s)", ffarm_conn_peer(c), ffarm_conn_mode(c));
   E.cur = c;
   for (task_t *t = E.tasks; t; t = t->next) t->sending = false;
   send_hello(c);
@@ -688,7 +690,8 @@ int main(int argc, char **argv) {
       {"broadcast", 1, 0, 'B'}, {"announce-ms", 1, 0, 'a'}, {"workdir", 1, 0, 'w'},
       {"slots", 1, 0, 's'}, {"id", 1, 0, 'i'}, {"time-limit", 1, 0, 'T'},
       {"mem-limit", 1, 0, 'M'}, {"out-limit", 1, 0, 'O'}, {"secret-file", 1, 0, 'S'},
-      {"insecure", 0, 0, 'I'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+      {"insecure", 0, 0, 'I'}, {"encrypt-data", 0, 0, 'E'}, {"help", 0, 0, 'h'},
+      {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (o) {
@@ -705,6 +708,8 @@ int main(int argc, char **argv) {
     case 'O': E.def_out = strtoull(optarg, NULL, 10) << 20; break;
     case 'S': secret = optarg; break;
     case 'I': insecure = true; break;
+    /* read by ffarm_mode_local() at each handshake (the flag beats the env) */
+    case 'E': setenv("FERRY_FARM_ENCRYPT_DATA", "1", 1); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

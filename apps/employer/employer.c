@@ -678,7 +678,8 @@ static void c_msg(ffarm_conn_t *c, uint8_t type, const char *id, const char *js,
     uint32_t cap = e->slots < E.max_active ? e->slots : E.max_active;
     e->ready = true;
     if (!e->w) fdisp_worker_add(E.disp, cap, e, &e->w);
-    logf_("employee %s at %s:%d ready (%u slots)", e->id, e->host, e->port, cap);
+    logf_("employee %s at %s:%d ready (%u slots; %s)", e->id, e->host, e->port, cap,
+          ffarm_conn_mode(c));
     adopt_from_hello(e, j);
     disp_rearm();
   } else if (type == FFARM_T_RESULT && e->ready) {
@@ -1152,6 +1153,8 @@ static void usage(FILE *f) {
           "  --quiet              no log lines\n"
           "  --secret-file F      shared secret (env FERRY_FARM_SECRET_FILE); required unless\n"
           "  --insecure           the well-known key (tests only)\n"
+          "  --encrypt-data       encrypt file bytes too (default: authenticated, in clear;\n"
+          "                       env FERRY_FARM_ENCRYPT_DATA=1; either side asking is enough)\n"
           "  --help\n");
 }
 
@@ -1190,6 +1193,7 @@ int main(int argc, char **argv) {
       {"employee", 1, 0, 'e'}, {"udp-port", 1, 0, 'u'}, {"status-port", 1, 0, 'p'},
       {"watch", 0, 0, 'w'}, {"progress", 0, 0, 'g'}, {"no-progress", 0, 0, 'G'},
       {"quiet", 0, 0, 'q'}, {"secret-file", 1, 0, 'S'}, {"insecure", 0, 0, 'I'},
+      {"encrypt-data", 0, 0, 'E'},
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int o;
   while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1222,6 +1226,8 @@ int main(int argc, char **argv) {
     case 'q': E.quiet = true; break;
     case 'S': secret = optarg; break;
     case 'I': insecure = true; break;
+    /* read by ffarm_mode_local() at each handshake (the flag beats the env) */
+    case 'E': setenv("FERRY_FARM_ENCRYPT_DATA", "1", 1); break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

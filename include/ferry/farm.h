@@ -5,14 +5,17 @@
  *   auth          shared-secret challenge-response (fresh nonces both ways),
  *                 then every frame sealed with an AEAD (AES-256-GCM where
  *                 both CPUs have it, else ChaCha20-Poly1305) under
- *                 per-direction session keys; authenticated UDP announces
+ *                 per-direction session keys (file bytes: tagged by the same
+ *                 AEAD but in clear, unless either side asks for encryption);
+ *                 authenticated UDP announces
  *   ledger        the employer's durable task table in SQLite (WAL)
  *   conn          one peer connection on libuv: handshake, sealed frames,
  *                 files streamed in bounded chunks with a BLAKE2b checksum
  *
  * Crypto is libsodium's; nothing here is hand-written cryptography.
  * Conventions: negative errno on failure, a failed call changes nothing,
- * destroy functions accept NULL. Single-threaded (the loop's thread).
+ * destroy functions accept NULL. Single-threaded (the loop's thread), except
+ * that a connection writes big incoming files from a writer thread of its own.
  * The protocol is documented in docs/farm.md.
  */
 #ifndef FERRY_FARM_H
@@ -30,7 +33,9 @@ extern "C" {
 
 /* ---- limits --------------------------------------------------------------- */
 
-#define FFARM_VERSION 2            /* 2: 1 MiB DATA frames, negotiated AEAD */
+/* 2: 1 MiB DATA frames, negotiated AEAD; 3: DATA frames authenticated, not
+ * encrypted, unless either side asks for encrypted file data */
+#define FFARM_VERSION 3
 #define FFARM_HDR_LEN 16            /* fixed header bytes */
 #define FFARM_ID_MAX 128            /* task id bytes at most */
 #define FFARM_TAG_LEN 16            /* AEAD tag appended to sealed payloads */
@@ -55,6 +60,15 @@ extern "C" {
  * environment variable FERRY_FARM_CIPHER=chacha20 withholds AES (tests). */
 unsigned ffarm_ciphers_local(void);
 const char *ffarm_cipher_name(unsigned cipher);
+/* Bit 7 of the handshake's offer and choice bytes: file bytes (DATA frames)
+ * travel in clear under the AEAD's tag (header, id and bytes all additional
+ * data: authenticated exactly like a sealed frame, but readable on the
+ * wire). Offered unless FERRY_FARM_ENCRYPT_DATA is set to a value other
+ * than "0" (the programs' --encrypt-data sets it); chosen only when both
+ * sides offer it. Metadata and the handshake are unaffected. */
+#define FFARM_MODE_CLEAR_DATA 0x80u
+/* FFARM_MODE_CLEAR_DATA when this process offers it, else 0. */
+unsigned ffarm_mode_local(void);
 #define FFARM_DEFAULT_TCP_PORT 12345
 #define FFARM_DEFAULT_UDP_PORT 9876
 
@@ -162,6 +176,7 @@ typedef struct ffarm_sess {
   ffarm_dir_t tx;            /* frames we send */
   ffarm_dir_t rx;            /* frames we receive */
   unsigned cipher;           /* FFARM_CIPHER_* agreed in the handshake */
+  bool clear_data;           /* DATA frames: tag only, bytes in clear (FFARM_MODE_CLEAR_DATA) */
 } ffarm_sess_t;
 
 typedef enum ffarm_hs_state {
@@ -179,8 +194,9 @@ typedef struct ffarm_hs {
   ffarm_key_t key;                     /* shared secret */
   uint8_t mine[FFARM_NONCE_LEN];       /* our fresh nonce */
   uint8_t peer[FFARM_NONCE_LEN];       /* the peer's nonce */
-  uint8_t offer;                       /* AEADs the client offered (FFARM_CIPHER_* mask) */
+  uint8_t offer;                       /* AEADs the client offered (FFARM_CIPHER_* mask | FFARM_MODE_CLEAR_DATA) */
   uint8_t cipher;                      /* the one the server chose */
+  bool clear_data;                     /* the server chose FFARM_MODE_CLEAR_DATA */
 } ffarm_hs_t;
 
 /* Handshake steps. Each writes the frame to send (if any) into out (at least
@@ -214,7 +230,10 @@ ssize_t ffarm_frame_encode(ffarm_sess_t *s, uint8_t type, const char *id, size_t
 ssize_t ffarm_frame_seal_inplace(ffarm_sess_t *s, uint8_t type, const char *id, size_t id_len,
                                  size_t len, uint8_t *out);
 /* Opens a sealed frame in place (f->len shrinks by the tag, s->rx.seq
- * advances). ERRORS: -EBADMSG forged, replayed, reordered or corrupted;
+ * advances). With s->clear_data, DATA frames are only checked against
+ * their tag (their bytes were never encrypted); such a frame's payload must
+ * follow its header and id directly, as the decoder hands them out (else
+ * -EINVAL). ERRORS: -EBADMSG forged, replayed, reordered or corrupted;
  * -EPROTO a handshake type after the handshake. */
 int ffarm_frame_open(ffarm_sess_t *s, ffarm_frame_t *f);
 
@@ -348,6 +367,9 @@ void ffarm_conn_close(ffarm_conn_t *c, int err);
 bool ffarm_conn_ready(const ffarm_conn_t *c);
 /* The peer's address as text ("" unknown). */
 const char *ffarm_conn_peer(const ffarm_conn_t *c);
+/* What the handshake agreed, for logs: e.g. "aes-256-gcm, file data in
+ * clear" or "chacha20-poly1305, file data encrypted" ("" before ready). */
+const char *ffarm_conn_mode(const ffarm_conn_t *c);
 /* Sends a sealed message (json may be NULL/0). ERRORS: -ENOTCONN not ready
  * or closing; -EMSGSIZE; -ENOMEM. */
 int ffarm_conn_send(ffarm_conn_t *c, uint8_t type, const char *id, const char *json, size_t len);

@@ -11,6 +11,11 @@
  *                  the nonce: a replayed, dropped or reordered frame fails to
  *                  open. The choice travels in the handshake and is covered
  *                  by both proofs.
+ *   file bytes     in clear-data mode (negotiated like the cipher), a DATA
+ *                  frame is the same AEAD with an empty plaintext: header,
+ *                  id and file bytes are all additional data, so the tag
+ *                  (GMAC / Poly1305) authenticates them as before at half
+ *                  the cost of encrypting them (docs/farm.md says why).
  *   announces      XChaCha20-Poly1305 with a random nonce (UDP, no counter)
  * Nothing is sent to a peer that has not proved the secret except our nonce
  * and our own proof over its nonce, which teaches it nothing about the key. */
@@ -92,6 +97,11 @@ unsigned ffarm_ciphers_local(void) {
   return m;
 }
 
+unsigned ffarm_mode_local(void) {
+  const char *env = getenv("FERRY_FARM_ENCRYPT_DATA");
+  return env && *env && strcmp(env, "0") != 0 ? 0 : FFARM_MODE_CLEAR_DATA;
+}
+
 const char *ffarm_cipher_name(unsigned cipher) {
   switch (cipher) {
   case FFARM_CIPHER_CHACHA: return "chacha20-poly1305";
@@ -128,7 +138,7 @@ int ffarm_hs_client(ffarm_hs_t *hs, const ffarm_key_t *key, uint8_t *out, size_t
   memset(hs, 0, sizeof(*hs));
   hs->key = *key;
   randombytes_buf(hs->mine, sizeof(hs->mine));
-  hs->offer = (uint8_t)ffarm_ciphers_local();
+  hs->offer = (uint8_t)(ffarm_ciphers_local() | ffarm_mode_local());
   uint8_t body[FFARM_NONCE_LEN + 1];
   memcpy(body, hs->mine, FFARM_NONCE_LEN);
   body[FFARM_NONCE_LEN] = hs->offer;
@@ -166,10 +176,12 @@ int ffarm_hs_step(ffarm_hs_t *hs, const ffarm_frame_t *f, uint8_t *out, size_t *
       if (both & FFARM_CIPHER_AES) hs->cipher = FFARM_CIPHER_AES;
       else if (both & FFARM_CIPHER_CHACHA) hs->cipher = FFARM_CIPHER_CHACHA;
       else return hs_fail(hs, -EPROTO);
+      hs->clear_data = (hs->offer & ffarm_mode_local() & FFARM_MODE_CLEAR_DATA) != 0;
+      uint8_t choice = (uint8_t)(hs->cipher | (hs->clear_data ? FFARM_MODE_CLEAR_DATA : 0));
       uint8_t body[FFARM_NONCE_LEN + 32 + 1];
       memcpy(body, hs->mine, FFARM_NONCE_LEN);
-      proof(&hs->key, 'S', hs->peer, hs->mine, hs->offer, hs->cipher, body + FFARM_NONCE_LEN);
-      body[FFARM_NONCE_LEN + 32] = hs->cipher;
+      proof(&hs->key, 'S', hs->peer, hs->mine, hs->offer, choice, body + FFARM_NONCE_LEN);
+      body[FFARM_NONCE_LEN + 32] = choice;
       *out_len = put_clear(FFARM_T_AUTH2, body, sizeof(body), out);
     }
     hs->state = FFARM_HS_WAIT3;
@@ -179,20 +191,23 @@ int ffarm_hs_step(ffarm_hs_t *hs, const ffarm_frame_t *f, uint8_t *out, size_t *
       return hs_fail(hs, -EPROTO);
     memcpy(hs->peer, f->payload, FFARM_NONCE_LEN);
     if (sodium_memcmp(hs->peer, hs->mine, FFARM_NONCE_LEN) == 0) return hs_fail(hs, -EPROTO);
-    hs->cipher = f->payload[FFARM_NONCE_LEN + 32];
-    proof(&hs->key, 'S', hs->mine, hs->peer, hs->offer, hs->cipher, p);
+    uint8_t choice = f->payload[FFARM_NONCE_LEN + 32];
+    proof(&hs->key, 'S', hs->mine, hs->peer, hs->offer, choice, p);
     if (sodium_memcmp(p, f->payload + FFARM_NONCE_LEN, 32) != 0) return hs_fail(hs, -EACCES);
-    /* one of ours, exactly one bit */
+    hs->cipher = choice & (uint8_t)~FFARM_MODE_CLEAR_DATA;
+    hs->clear_data = (choice & FFARM_MODE_CLEAR_DATA) != 0;
+    /* one of ours, exactly one bit; clear data only if we offered it */
     if ((hs->cipher != FFARM_CIPHER_AES && hs->cipher != FFARM_CIPHER_CHACHA) ||
-        !(hs->cipher & hs->offer))
+        !(hs->cipher & hs->offer) || (hs->clear_data && !(hs->offer & FFARM_MODE_CLEAR_DATA)))
       return hs_fail(hs, -EPROTO);
-    proof(&hs->key, 'C', hs->peer, hs->mine, hs->offer, hs->cipher, p);
+    proof(&hs->key, 'C', hs->peer, hs->mine, hs->offer, choice, p);
     *out_len = put_clear(FFARM_T_AUTH3, p, 32, out);
     hs->state = FFARM_HS_DONE;
     return 0;
   case FFARM_HS_WAIT3:  /* server checks the client's proof */
     if (f->type != FFARM_T_AUTH3 || f->len != 32) return hs_fail(hs, -EPROTO);
-    proof(&hs->key, 'C', hs->mine, hs->peer, hs->offer, hs->cipher, p);
+    proof(&hs->key, 'C', hs->mine, hs->peer, hs->offer,
+          (uint8_t)(hs->cipher | (hs->clear_data ? FFARM_MODE_CLEAR_DATA : 0)), p);
     if (sodium_memcmp(p, f->payload, 32) != 0) return hs_fail(hs, -EACCES);
     hs->state = FFARM_HS_DONE;
     return 0;
@@ -217,6 +232,7 @@ int ffarm_hs_session(const ffarm_hs_t *hs, ffarm_sess_t *s) {
   const uint8_t *ns = hs->server ? hs->mine : hs->peer;
   memset(s, 0, sizeof(*s));
   s->cipher = hs->cipher;
+  s->clear_data = hs->clear_data;
   dir_key(&hs->key, "ffarm-c2s", nc, ns, hs->server ? s->rx.k : s->tx.k);
   dir_key(&hs->key, "ffarm-s2c", nc, ns, hs->server ? s->tx.k : s->rx.k);
   return 0;
@@ -248,12 +264,21 @@ static ssize_t put_head(ffarm_sess_t *s, uint8_t type, const char *id, size_t id
   return (ssize_t)total;
 }
 
-/* Seals body[0..len) in place (the tag goes to body + len) under s->tx. */
-static void seal_body(ffarm_sess_t *s, const uint8_t *ad, size_t adlen, uint8_t *body,
-                      size_t len) {
+/* Seals body[0..len) in place (the tag goes to body + len) under s->tx.
+ * body follows ad[0..adlen) directly. A DATA frame in clear-data mode: the
+ * AEAD over an empty plaintext with ad and body both additional data. */
+static void seal_body(ffarm_sess_t *s, uint8_t type, const uint8_t *ad, size_t adlen,
+                      uint8_t *body, size_t len) {
   uint8_t nonce[FFARM_AEAD_NONCE_LEN];
   seq_nonce(s->tx.seq, nonce);
-  if (s->cipher == FFARM_CIPHER_AES)
+  if (type == FFARM_T_DATA && s->clear_data) {
+    if (s->cipher == FFARM_CIPHER_AES)
+      crypto_aead_aes256gcm_encrypt_detached(body, body + len, NULL, body, 0, ad, adlen + len,
+                                             NULL, nonce, s->tx.k);
+    else
+      crypto_aead_chacha20poly1305_ietf_encrypt_detached(body, body + len, NULL, body, 0, ad,
+                                                         adlen + len, NULL, nonce, s->tx.k);
+  } else if (s->cipher == FFARM_CIPHER_AES)
     crypto_aead_aes256gcm_encrypt_detached(body, body + len, NULL, body, len, ad, adlen, NULL,
                                            nonce, s->tx.k);
   else
@@ -268,7 +293,7 @@ ssize_t ffarm_frame_encode(ffarm_sess_t *s, uint8_t type, const char *id, size_t
   if (total < 0) return total;
   uint8_t *body = out + FFARM_HDR_LEN + id_len;
   if (len) memmove(body, payload, len);
-  if (s) seal_body(s, out, FFARM_HDR_LEN + id_len, body, len);
+  if (s) seal_body(s, type, out, FFARM_HDR_LEN + id_len, body, len);
   return total;
 }
 
@@ -277,7 +302,7 @@ ssize_t ffarm_frame_seal_inplace(ffarm_sess_t *s, uint8_t type, const char *id, 
   if (!s) return -EINVAL;
   ssize_t total = put_head(s, type, id, id_len, len, out, ffarm_frame_size(id_len, len));
   if (total < 0) return total;
-  seal_body(s, out, FFARM_HDR_LEN + id_len, out + FFARM_HDR_LEN + id_len, len);
+  seal_body(s, type, out, FFARM_HDR_LEN + id_len, out + FFARM_HDR_LEN + id_len, len);
   return total;
 }
 
@@ -289,7 +314,17 @@ int ffarm_frame_open(ffarm_sess_t *s, ffarm_frame_t *f) {
   size_t clen = f->len - FFARM_TAG_LEN;
   const uint8_t *tag = f->payload + clen;
   int rc;
-  if (s->cipher == FFARM_CIPHER_AES)
+  /* payload follows header + id in the decoder's buffer: one additional-data span */
+  size_t adlen = FFARM_HDR_LEN + f->id_len + clen;
+  if (f->type == FFARM_T_DATA && s->clear_data && f->payload != f->hdr + FFARM_HDR_LEN + f->id_len)
+    return -EINVAL;
+  if (f->type == FFARM_T_DATA && s->clear_data && s->cipher == FFARM_CIPHER_AES)
+    rc = crypto_aead_aes256gcm_decrypt_detached(f->payload, NULL, f->payload, 0, tag, f->hdr,
+                                                adlen, nonce, s->rx.k);
+  else if (f->type == FFARM_T_DATA && s->clear_data)
+    rc = crypto_aead_chacha20poly1305_ietf_decrypt_detached(f->payload, NULL, f->payload, 0, tag,
+                                                            f->hdr, adlen, nonce, s->rx.k);
+  else if (s->cipher == FFARM_CIPHER_AES)
     rc = crypto_aead_aes256gcm_decrypt_detached(f->payload, NULL, f->payload, clen, tag, f->hdr,
                                                 FFARM_HDR_LEN + f->id_len, nonce, s->rx.k);
   else

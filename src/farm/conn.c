@@ -8,11 +8,15 @@
  * The bulk path copies each byte as few times as it can: the sender read()s
  * file bytes straight into a pooled frame buffer and seals them there; the
  * receiver, once a DATA frame's header is known, lets libuv read the body
- * straight into the decoder's buffer, opens it there and write()s it to the
- * file.
+ * straight into the decoder's buffer and checks it there; a big frame's
+ * buffer then goes to the connection's writer thread, which pwrite()s it
+ * while the decoder reads the next frame into another buffer (at most
+ * WR_DEPTH in flight), so the page-cache copy runs beside the socket read
+ * and the tag check instead of after them.
  *
- * Integrity: every frame is sealed (AEAD tag = a keyed checksum of that
- * chunk) under a per-direction counter, so the receiver gets exactly the
+ * Integrity: every frame carries its AEAD tag (a keyed checksum of that
+ * chunk; DATA frames in clear-data mode are tagged, not encrypted) under a
+ * per-direction counter, so the receiver gets exactly the
  * bytes the sender read, in order, none missing; END adds the size and the
  * file's BLAKE2b-256 as the sender states it, which the receiver compares
  * with the hash it expects (the task's identity) instead of hashing the
@@ -33,6 +37,12 @@
 #include <unistd.h>
 
 #define HS_TIMEOUT_MS 10000
+/* Incoming DATA frames at least this big are written by the connection's
+ * writer thread (writer.c) while the loop reads and checks the next ones;
+ * smaller ones (small files, the tail of a file) directly. */
+#define WR_ASYNC_MIN (256u << 10)
+/* Writes in flight at most (each holds one FFARM_FRAME_MAX buffer). */
+#define WR_DEPTH 3
 
 typedef struct out_file {
   struct out_file *next;     /* FIFO */
@@ -90,6 +100,7 @@ struct ffarm_conn {
   const uint8_t *want_hash;  /* the hash it gave (NULL none) */
   uint64_t bytes_in, bytes_out; /* wire counters */
   char peer[64];             /* peer address text */
+  ffarm_wr_t *wr;            /* writer thread for big incoming DATA frames (lazy) */
   uint8_t rbuf[65536];       /* read buffer for small frames and headers */
   wreq_t *big_free;          /* idle big frame buffers */
   unsigned big_nfree;        /* how many */
@@ -124,6 +135,13 @@ int ffarm_conn_init(ffarm_conn_t **out, uv_loop_t *loop, bool server, const ffar
 uv_tcp_t *ffarm_conn_tcp(ffarm_conn_t *c) { return &c->tcp; }
 bool ffarm_conn_ready(const ffarm_conn_t *c) { return c->ready && !c->closing; }
 const char *ffarm_conn_peer(const ffarm_conn_t *c) { return c->peer; }
+const char *ffarm_conn_mode(const ffarm_conn_t *c) {
+  if (!c->ready) return "";
+  if (c->sess.cipher == FFARM_CIPHER_AES)
+    return c->sess.clear_data ? "aes-256-gcm, file data in clear" : "aes-256-gcm, file data encrypted";
+  return c->sess.clear_data ? "chacha20-poly1305, file data in clear"
+                            : "chacha20-poly1305, file data encrypted";
+}
 uint64_t ffarm_conn_bytes_out(const ffarm_conn_t *c) { return c->bytes_out; }
 uint64_t ffarm_conn_bytes_in(const ffarm_conn_t *c) { return c->bytes_in; }
 void *ffarm_conn_arg(const ffarm_conn_t *c) { return c->arg; }
@@ -142,7 +160,7 @@ static wreq_t *big_get(ffarm_conn_t *c) {
     c->big_nfree--;
     return w;
   }
-  w = malloc(sizeof(*w) + BIG_CAP);
+  w = ffarm_big_alloc(sizeof(*w) + BIG_CAP);
   if (w) w->cap = BIG_CAP;
   return w;
 }
@@ -154,16 +172,20 @@ static void wreq_free(ffarm_conn_t *c, wreq_t *w) {
     c->big_nfree++;
     return;
   }
-  free(w);
+  if (w->cap == BIG_CAP) ffarm_big_free(w, sizeof(*w) + BIG_CAP);
+  else free(w);
 }
 
 static void on_handle_closed(uv_handle_t *h) {
   ffarm_conn_t *c = h->data;
   if (--c->handles_open > 0) return;
+  /* queued writes finish before on_close, where the caller may close the fd */
+  ffarm_wr_destroy(c->wr);
+  c->wr = NULL;
   while (c->big_free) {
     wreq_t *w = c->big_free;
     c->big_free = w->next;
-    free(w);
+    ffarm_big_free(w, sizeof(*w) + BIG_CAP);
   }
   if (c->cbs.on_close) c->cbs.on_close(c, c->close_err, c->arg);
   while (c->oq_head) {
@@ -357,22 +379,32 @@ static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
     return;
   }
   if (f->type == FFARM_T_DATA) {
+    uint64_t at = c->in_size;  /* explicit offsets: the writer thread and we share the fd */
     c->in_size += f->len;
-    if (c->in_fd >= 0 && !c->in_bad) {
-      size_t off = 0;
-      while (off < f->len) {
-        ssize_t n = write(c->in_fd, f->payload + off, f->len - off);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          c->in_bad = true;
-          break;
-        }
-        off += (size_t)n;
+    if (c->in_fd < 0 || c->in_bad) return;
+    if (f->len >= WR_ASYNC_MIN && (c->wr || ffarm_wr_init(&c->wr, WR_DEPTH) == 0)) {
+      /* the decoder continues in a fresh buffer, the thread writes this one */
+      uint8_t *fresh = ffarm_wr_buf(c->wr);
+      if (fresh) {
+        uint8_t *full = ffarm_dec_swap(&c->dec, fresh);
+        if (ffarm_wr_put(c->wr, full, c->in_fd, f->payload, f->len, at) < 0) c->in_bad = true;
+        return;
       }
+    }
+    size_t off = 0;
+    while (off < f->len) {
+      ssize_t n = pwrite(c->in_fd, f->payload + off, f->len - off, (off_t)(at + off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        c->in_bad = true;
+        break;
+      }
+      off += (size_t)n;
     }
     return;
   }
-  /* END: size + checksum */
+  /* END: size + checksum, once every byte is on its way to the file */
+  if (ffarm_wr_drain(c->wr) < 0) c->in_bad = true;
   int status = 0;
   if (f->len != 8 + FFARM_HASH_LEN || ffarm_get_u64(f->payload) != c->in_size ||
       (c->in_expect && sodium_memcmp(c->in_hash, f->payload + 8, FFARM_HASH_LEN) != 0))

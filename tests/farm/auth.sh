@@ -51,3 +51,16 @@ timeout 60 "$BUILD/employer" --tasks "$T/tasks" --results "$T/res" --secret-file
 expect_eq "right-secret employer" "$rc" 0
 [ -e "$T/canary" ] || fail "canary absent with the right secret"
 expect_eq "result" "$(cat "$T/res/result_c1.json")" ok
+# protocol v3: file bytes travel in clear under their tag by default; either
+# side's --encrypt-data (or FERRY_FARM_ENCRYPT_DATA=1) makes them encrypted,
+# and the task still runs right
+grep -q " ready (.*file data in clear)" "$T/employer.err" || fail "default mode not clear-data"
+ok "default: file data authenticated, in clear"
+echo '{"n": 2}' > "$T/tasks/c2.json"
+rc=0
+timeout 60 "$BUILD/employer" --tasks "$T/tasks" --results "$T/res" --secret-file "$T/good" \
+  --udp-port $UDP_PORT --no-progress --encrypt-data 2> "$T/employer_enc.err" || rc=$?
+expect_eq "employer --encrypt-data" "$rc" 0
+grep -q " ready (.*file data encrypted)" "$T/employer_enc.err" || fail "--encrypt-data not agreed"
+expect_eq "result with encrypted data" "$(cat "$T/res/result_c2.json")" ok
+ok "--encrypt-data: file data encrypted, task done"

@@ -313,8 +313,11 @@ static void seal_open_roundtrip(ffarm_sess_t *c, ffarm_sess_t *s) {
     for (size_t i = 0; i < FFARM_CHUNK; i++) body[i] = (uint8_t)(i * 7 + round);
     ssize_t n = ffarm_frame_seal_inplace(c, FFARM_T_DATA, "big.x", 5, FFARM_CHUNK, buf);
     cr_assert_eq(n, (ssize_t)ffarm_frame_size(5, FFARM_CHUNK));
-    cr_assert_eq(body[1] == (uint8_t)(7 + round) && body[2] == (uint8_t)(14 + round), false,
-                 "payload still in clear");
+    /* file bytes: encrypted unless the session agreed on clear data */
+    bool clear = true;
+    for (size_t i = 0; i < FFARM_CHUNK; i += 4099) clear = clear && body[i] == (uint8_t)(i * 7 + round);
+    cr_assert_eq(clear, c->clear_data, "payload in clear: %d, clear-data session: %d", clear,
+                 c->clear_data);
     ffarm_frame_t f;
     size_t used;
     uint8_t *p;
@@ -333,16 +336,27 @@ static void seal_open_roundtrip(ffarm_sess_t *c, ffarm_sess_t *s) {
     cr_assert_eq(f.len, FFARM_CHUNK);
     for (size_t i = 0; i < FFARM_CHUNK; i += 4099) cr_assert_eq(f.payload[i], (uint8_t)(i * 7 + round));
   }
-  /* a flipped bit in a big frame: refused */
+  /* a flipped bit in a frame's bytes, its tag or its header: refused (in
+   * clear-data mode too: the tag covers every byte) */
   uint8_t *body = buf + FFARM_HDR_LEN;
-  memset(body, 1, 4096);
-  ssize_t n = ffarm_frame_seal_inplace(c, FFARM_T_DATA, NULL, 0, 4096, buf);
-  cr_assert_gt(n, 0);
-  buf[FFARM_HDR_LEN + 100] ^= 4;
   ffarm_frame_t f;
   size_t used;
-  cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)n, &used, &f), 1);
-  cr_assert_eq(ffarm_frame_open(s, &f), -EBADMSG);
+  size_t where[3] = {FFARM_HDR_LEN + 100, FFARM_HDR_LEN + 4096 + 3, 3};
+  for (int w = 0; w < 3; w++) {
+    memset(body, 1, 4096);
+    ffarm_sess_t c2 = *c, s2 = *s;
+    ssize_t n = ffarm_frame_seal_inplace(&c2, FFARM_T_DATA, NULL, 0, 4096, buf);
+    cr_assert_gt(n, 0);
+    buf[where[w]] ^= 1;  /* header: DATA becomes END */
+    ffarm_dec_t d3;
+    ffarm_dec_init(&d3);
+    int rc = ffarm_dec_feed(&d3, buf, (size_t)n, &used, &f);
+    cr_assert_eq(rc, 1, "case %d", w);
+    cr_assert_eq(ffarm_frame_open(&s2, &f), -EBADMSG, "case %d", w);
+    ffarm_dec_destroy(&d3);
+  }
+  ssize_t n = ffarm_frame_seal_inplace(c, FFARM_T_DATA, NULL, 0, 4096, buf);
+  cr_assert_gt(n, 0);
   /* committing more than the room is a caller bug: the stream dies */
   ffarm_dec_t d2;
   ffarm_dec_init(&d2);
@@ -365,8 +379,86 @@ Test(auth, aes_gcm_when_both_have_it) {
                                                              : FFARM_CIPHER_CHACHA;
   cr_assert_eq(c.cipher, want);
   cr_assert_eq(s.cipher, want);
+  cr_assert(c.clear_data && s.clear_data);  /* the default: file bytes in clear, tagged */
   seal_open_roundtrip(&c, &s);
   seal_open_roundtrip(&s, &c);
+}
+
+/* Clear-data mode (the default) leaves metadata sealed: only DATA frames
+ * travel readable. Either side asking for encrypted file data gets it, and a
+ * frame of the other mode does not open. */
+static bool sealed_hello_hides(ffarm_sess_t *c) {
+  uint8_t buf[256];
+  const char *js = "{\"secret\":\"meta\"}";
+  ssize_t n = ffarm_frame_encode(c, FFARM_T_HELLO, NULL, 0, js, strlen(js), buf, sizeof(buf));
+  cr_assert_gt(n, 0);
+  return memmem(buf, (size_t)n, "secret", 6) == NULL;
+}
+
+Test(auth, encrypted_data_when_either_side_asks) {
+  unsetenv("FERRY_FARM_CIPHER");
+  unsetenv("FERRY_FARM_ENCRYPT_DATA");
+  cr_assert_eq(ffarm_mode_local(), FFARM_MODE_CLEAR_DATA);
+  ffarm_key_t k = key_of("mode");
+  ffarm_sess_t c, s;
+  int rc1, rc2;
+  pair(&k, &k, &c, &s, &rc1, &rc2);
+  cr_assert(rc1 == 0 && rc2 == 0 && c.clear_data && s.clear_data);
+  cr_assert(sealed_hello_hides(&c), "metadata must stay encrypted in clear-data mode");
+  setenv("FERRY_FARM_ENCRYPT_DATA", "0", 1);  /* "0" is no */
+  cr_assert_eq(ffarm_mode_local(), FFARM_MODE_CLEAR_DATA);
+  setenv("FERRY_FARM_ENCRYPT_DATA", "1", 1);
+  cr_assert_eq(ffarm_mode_local(), 0);
+  ffarm_sess_t ce, se;
+  pair(&k, &k, &ce, &se, &rc1, &rc2);
+  unsetenv("FERRY_FARM_ENCRYPT_DATA");
+  cr_assert(rc1 == 0 && rc2 == 0);
+  cr_assert(!ce.clear_data && !se.clear_data);
+  seal_open_roundtrip(&ce, &se);
+  /* only the server asks (the client offers clear data, the server does not
+   * choose it) and only the client asks (it does not offer it) */
+  for (int who = 0; who < 2; who++) {
+    ffarm_hs_t hc, hsv;
+    uint8_t out[256];
+    size_t n;
+    ffarm_dec_t d;
+    ffarm_dec_init(&d);
+    ffarm_frame_t f;
+    size_t used;
+    if (who == 1) setenv("FERRY_FARM_ENCRYPT_DATA", "yes", 1);
+    cr_assert_eq(ffarm_hs_client(&hc, &k, out, &n), 0);
+    unsetenv("FERRY_FARM_ENCRYPT_DATA");
+    if (who == 0) setenv("FERRY_FARM_ENCRYPT_DATA", "yes", 1);
+    ffarm_hs_server(&hsv, &k);
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);
+    unsetenv("FERRY_FARM_ENCRYPT_DATA");
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    cr_assert_eq(ffarm_hs_step(&hc, &f, out, &n), 0);
+    cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
+    cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);
+    cr_assert(!hc.clear_data && !hsv.clear_data, "case %d", who);
+    ffarm_dec_destroy(&d);
+  }
+  /* a clear-data DATA frame does not open in an encrypting session, nor the
+   * reverse (same keys, same counter: only the mode differs) */
+  uint8_t *buf = malloc(FFARM_FRAME_MAX);
+  cr_assert_not_null(buf);
+  for (int dir = 0; dir < 2; dir++) {
+    ffarm_sess_t tx = c, rx = s;
+    tx.clear_data = dir == 0;
+    rx.clear_data = dir != 0;
+    memset(buf + FFARM_HDR_LEN, 'x', 1000);
+    ssize_t n = ffarm_frame_seal_inplace(&tx, FFARM_T_DATA, NULL, 0, 1000, buf);
+    ffarm_dec_t d;
+    ffarm_dec_init(&d);
+    ffarm_frame_t f;
+    size_t used;
+    cr_assert_eq(ffarm_dec_feed(&d, buf, (size_t)n, &used, &f), 1);
+    cr_assert_eq(ffarm_frame_open(&rx, &f), -EBADMSG, "dir %d", dir);
+    ffarm_dec_destroy(&d);
+  }
+  free(buf);
 }
 
 Test(auth, chacha_when_one_side_lacks_aes) {
@@ -403,7 +495,8 @@ Test(auth, chacha_when_one_side_lacks_aes) {
 Test(auth, cipher_choice_cannot_be_changed_in_between) {
   unsetenv("FERRY_FARM_CIPHER");
   ffarm_key_t k = key_of("mitm");
-  for (int which = 0; which < 2; which++) {
+  unsetenv("FERRY_FARM_ENCRYPT_DATA");
+  for (int which = 0; which < 4; which++) {
     ffarm_hs_t hc, hsv;
     uint8_t out[256];
     size_t n;
@@ -414,15 +507,18 @@ Test(auth, cipher_choice_cannot_be_changed_in_between) {
     cr_assert_eq(ffarm_hs_client(&hc, &k, out, &n), 0);
     cr_assert_eq(n, FFARM_HDR_LEN + FFARM_NONCE_LEN + 1);
     if (which == 0) out[n - 1] = FFARM_CIPHER_CHACHA;  /* offer rewritten */
+    if (which == 3) out[n - 1] ^= FFARM_MODE_CLEAR_DATA;  /* data mode offer rewritten */
     ffarm_hs_server(&hsv, &k);
     cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
     cr_assert_eq(ffarm_hs_step(&hsv, &f, out, &n), 0);
     cr_assert_eq(n, FFARM_HDR_LEN + FFARM_NONCE_LEN + 32 + 1);
     if (which == 1) out[n - 1] = FFARM_CIPHER_CHACHA;  /* choice rewritten */
+    if (which == 2) out[n - 1] ^= FFARM_MODE_CLEAR_DATA;  /* data mode rewritten */
     cr_assert_eq(ffarm_dec_feed(&d, out, n, &used, &f), 1);
     int rc = ffarm_hs_step(&hc, &f, out, &n);
     /* without AES on this CPU both sides pick ChaCha anyway: nothing changed */
-    if (ffarm_ciphers_local() & FFARM_CIPHER_AES) cr_assert_eq(rc, -EACCES, "case %d", which);
+    if ((ffarm_ciphers_local() & FFARM_CIPHER_AES) || which >= 2)
+      cr_assert_eq(rc, -EACCES, "case %d", which);
     ffarm_dec_destroy(&d);
   }
 }
