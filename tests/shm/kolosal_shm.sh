@@ -18,14 +18,16 @@ else
   cat >"$T/small.sh" <<'INNER'
 set -euo pipefail
 pids=()
-trap 'for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done' EXIT
+# run() below is called as $(run ...), in a subshell: its server's pid can
+# only come back through a file, or the server outlives the test.
+trap 'for p in "${pids[@]}" $(cat "$T/small.pids" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done' EXIT
 mount --make-rprivate /
 mount -t tmpfs -o size=16m,mode=1777 tmpfs /dev/shm
 # starts SERVER with the given flags; prints "started PORT" or "exit RC".
 run() {
   "$SERVER" --port 0 --host 127.0.0.1 --name "$NAME" "$@" >"$T/small.out" 2>"$T/small.err" &
   local p=$! i port
-  pids+=("$p")
+  echo "$p" >>"$T/small.pids"
   for i in $(seq 1 400); do
     port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$T/small.out")
     [ -n "$port" ] && { echo "started $port"; return 0; }
@@ -62,6 +64,16 @@ INNER
   rc=0
   SERVER=$SERVER WORKER=$WORKER NAME=$NAME T=$T unshare -m bash "$T/small.sh" || rc=$?
   expect_eq "small /dev/shm part" "$rc" 0
+  # nothing it started outlives it (a server once did: its pid was lost in a
+  # subshell). $NAME is this run's own, and no other server of ours runs yet.
+  left=
+  for i in $(seq 1 40); do
+    left=$(pgrep -f -- "--name $NAME" || true)
+    [ -z "$left" ] && break
+    sleep 0.05
+  done
+  [ -z "$left" ] || { kill -9 $left 2>/dev/null; fail "the small /dev/shm part left process(es) $left behind"; }
+  ok "the small /dev/shm part left no process behind"
 fi
 
 # ---- 3: replacement right after a SIGKILL, table of two ----
