@@ -570,13 +570,20 @@ static int bind_path(int fd, const struct sockaddr_un *a)
     return bind(fd, (const struct sockaddr *)a, sizeof *a) == 0 ? 0 : -errno;
 }
 
-int kc_ipc_serve(kc_ipc_server_t **out, const char *path)
+/* What kc_ipc_serve and kc_ipc_chan_open both check first: an out pointer,
+ * debug logging set up once, and a socket path that fits sun_path. */
+static int call_begin(const void *out, const char *path, struct sockaddr_un *a)
 {
     if (!out)
         return -EINVAL;
     pthread_once(&g_dbg_once, dbg_init);
+    return sun_fill(a, path);
+}
+
+int kc_ipc_serve(kc_ipc_server_t **out, const char *path)
+{
     struct sockaddr_un a;
-    int r = sun_fill(&a, path);
+    int r = call_begin(out, path, &a);
     if (r < 0)
         return r;
     kc_ipc_server_t *s = calloc(1, sizeof *s);
@@ -728,11 +735,8 @@ static int leave(kc_ipc_chan_t *c, int r)
 
 int kc_ipc_chan_open(kc_ipc_chan_t **out, const char *path, uint32_t id, long timeout_ms)
 {
-    if (!out)
-        return -EINVAL;
-    pthread_once(&g_dbg_once, dbg_init);
     struct sockaddr_un a;
-    int r = sun_fill(&a, path);
+    int r = call_begin(out, path, &a);
     if (r < 0)
         return r;
     kc_ipc_chan_t *c = calloc(1, sizeof *c);
