@@ -114,8 +114,12 @@ static void complete(kc_waiter_t *w, int res)
     if (!p->coro)
         s->waker = kc__parker_self();
     /* PARKED: the owner is switched out and touches `done` no more until
-     * made runnable (kc__coro_park_on, wait1): no race left, a store does. */
-    if (atomic_load_explicit(&s->done, memory_order_relaxed) == KC_SEL_PARKED) {
+     * made runnable (kc__coro_park_on, wait1): no race left, a store does.
+     * The load acquires: PARKED was written by the worker that switched the
+     * owner out, after it saved the owner's frame; the owner, once resumed,
+     * reuses that frame (a select's next round puts a new sel at the same
+     * address), and that reuse must happen after the worker's write. */
+    if (atomic_load_explicit(&s->done, memory_order_acquire) == KC_SEL_PARKED) {
         atomic_store_explicit(&s->done, KC_SEL_DONE, memory_order_release);
         kc__coro_ready(p->coro);
         return;
