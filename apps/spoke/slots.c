@@ -39,7 +39,17 @@ uint32_t spoke_slots_poll_result(spoke_slots_t *s, uint32_t busy) {
   s->draining = s->draining - s->poll_draining + kept;
   if (s->drain_polls && --s->drain_polls == 0) s->draining = 0;
   s->polling = false;
+  s->timeouts = 0;
   return s->busy_other;
 }
 
-void spoke_slots_poll_failed(spoke_slots_t *s) { s->polling = false; }
+void spoke_slots_poll_failed(spoke_slots_t *s) {
+  s->polling = false;
+  s->timeouts = 0;
+}
+
+bool spoke_slots_poll_timed_out(spoke_slots_t *s, uint32_t limit) {
+  s->polling = false;
+  if (s->timeouts < limit) s->timeouts++;   /* saturates: stays "not ready" */
+  return s->timeouts < limit;
+}

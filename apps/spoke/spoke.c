@@ -47,6 +47,7 @@ typedef struct spoke_config {
   uint32_t register_ms;       /* re-registration period */
   uint32_t slots_ms;          /* llama.cpp /slots poll period */
   uint32_t busy_poll_ms;      /* its period while others hold slots */
+  uint32_t slow_polls;        /* /slots timeouts in a row before llama.cpp counts as not ready */
   uint32_t timeout_ms;        /* one job at most */
   uint32_t default_slots;     /* if llama.cpp's /slots is disabled */
   uint32_t max_body;          /* request body limit */
@@ -173,32 +174,39 @@ static void on_slots(fnet_creq_t *r, int result, int status, const char *body, s
   uint32_t was_total = s->slots_total;
   uint32_t was_other = s->sl.busy_other;
   bool learnt = false;
-  s->llama_ok = result == 0 && status == 200;
-  if (s->llama_ok) {
-    json_t *v = json_loadb(body, len, 0, NULL);
-    if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= 4096) {
-      size_t i;
-      json_t *e;
-      uint32_t busy = 0;
-      json_array_foreach(v, i, e) busy += json_is_true(json_object_get(e, "is_processing"));
-      s->slots_total = (uint32_t)json_array_size(v);
-      s->slots_busy = busy;
-      /* busy beyond the requests that were ours during the snapshot:
-       * clients talking to llama.cpp directly */
-      spoke_slots_poll_result(&s->sl, busy);
-      learnt = true;
-    } else {
+  if (result == -ETIMEDOUT && spoke_slots_poll_timed_out(&s->sl, s->cfg.slow_polls)) {
+    /* slow, not gone: llama.cpp answers /slots between two decode steps, so a
+     * loaded machine delays it. Keep the last view (ready, busy_other) rather
+     * than withdraw the spoke from the hub; only -slow-polls timeouts
+     * in a row (or a refusal, a reset, a 5xx) make llama.cpp not ready. */
+  } else {
+    s->llama_ok = result == 0 && status == 200;
+    if (s->llama_ok) {
+      json_t *v = json_loadb(body, len, 0, NULL);
+      if (json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= 4096) {
+        size_t i;
+        json_t *e;
+        uint32_t busy = 0;
+        json_array_foreach(v, i, e) busy += json_is_true(json_object_get(e, "is_processing"));
+        s->slots_total = (uint32_t)json_array_size(v);
+        s->slots_busy = busy;
+        /* busy beyond the requests that were ours during the snapshot:
+         * clients talking to llama.cpp directly */
+        spoke_slots_poll_result(&s->sl, busy);
+        learnt = true;
+      } else {
+        s->slots_total = s->cfg.default_slots;
+        s->sl.busy_other = 0;
+      }
+      json_decref(v);
+    } else if (result == 0 && (status == 404 || status == 501)) {
+      /* /slots disabled (--no-slots): llama.cpp answers, use the configured count */
+      s->llama_ok = true;
       s->slots_total = s->cfg.default_slots;
       s->sl.busy_other = 0;
     }
-    json_decref(v);
-  } else if (result == 0 && (status == 404 || status == 501)) {
-    /* /slots disabled (--no-slots): llama.cpp answers, use the configured count */
-    s->llama_ok = true;
-    s->slots_total = s->cfg.default_slots;
-    s->sl.busy_other = 0;
+    if (!learnt && result != -ETIMEDOUT) spoke_slots_poll_failed(&s->sl);
   }
-  if (!learnt) spoke_slots_poll_failed(&s->sl);
   if (s->llama_ok && !s->model[0] && !s->model_req) {
     char url[300];
     snprintf(url, sizeof(url), "%s/v1/models", s->cfg.llama_url);
@@ -522,6 +530,7 @@ static int config_load(spoke_config_t *c, int argc, char **argv) {
   c->register_ms = 2000;
   c->slots_ms = 1000;
   c->busy_poll_ms = 20;
+  c->slow_polls = SPOKE_SLOW_POLLS;
   c->timeout_ms = 600000;
   c->default_slots = 1;
   c->max_body = 1u << 20;
@@ -539,6 +548,7 @@ static int config_load(spoke_config_t *c, int argc, char **argv) {
       {"register-ms", "SPOKE_REGISTER_MS", 'u', S(register_ms), 50, 3600000, "re-registration period (default 2000)"},
       {"slots-ms", "SPOKE_SLOTS_MS", 'u', S(slots_ms), 50, 3600000, "llama.cpp /slots poll period (default 1000)"},
       {"busy-poll-ms", "SPOKE_BUSY_POLL_MS", 'u', S(busy_poll_ms), 5, 3600000, "its period while other clients hold slots (default 20)"},
+      {"slow-polls", "SPOKE_SLOW_POLLS", 'u', S(slow_polls), 1, 1000000, "/slots polls in a row that may time out (a loaded llama.cpp answers late) before llama.cpp counts as not ready (default 5)"},
       {"timeout-ms", "SPOKE_TIMEOUT_MS", 'u', S(timeout_ms), 100, 86400000, "one job at most (default 600000)"},
       {"slots", "SPOKE_SLOTS", 'u', S(default_slots), 1, 4096, "slots if llama.cpp's /slots is disabled (default 1)"},
       {"log", "SPOKE_LOG", 's', S(log_level), 0, 0, "info (default) or quiet"},

@@ -61,10 +61,13 @@ cleanup() {
 trap cleanup EXIT
 die() { echo "bench_hub: $*" >&2; exit 1; }
 
+# A free port below the kernel's ephemeral range (an outgoing connection may
+# hold a port in that range, and nginx's bind() then fails).
 free_port() {
-  local p
+  local p lo
+  lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % (lo - 10000)))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
   done
   return 1

@@ -3,7 +3,10 @@
  * parts of llama-server's API the spoke uses: /health, /slots, /v1/models,
  * POST /v1/chat/completions (JSON or "stream": true as server-sent events,
  * one token every -token-ms). A client that goes away frees its slot, as in
- * llama.cpp. Not a model: the reply is "tok0 tok1 ...". */
+ * llama.cpp. Not a model: the reply is "tok0 tok1 ...". Test controls:
+ * POST /slots-delay N makes /slots answer N ms late (a loaded llama.cpp);
+ * GET /served counts completions and /slots requests abandoned by their
+ * client before the answer. */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -27,6 +30,8 @@ static uv_loop_t *loop;
 static int np = 4, token_ms = 5, ctx_chars = 4000;
 static bool busy[64];
 static uint64_t served;
+static int slots_delay_ms;        /* /slots answers this late (POST /slots-delay sets it) */
+static uint64_t slots_abandoned;  /* /slots requests whose client left before the answer */
 
 static int slot_take(void) {
   for (int i = 0; i < np; i++)
@@ -139,10 +144,61 @@ static void h_chat(fnet_req_t *req, void *arg) {
 
 static void h_health(fnet_req_t *req, void *arg) { fnet_req_respond_json(req, 200, json_pack("{s:s}", "status", "ok")); }
 
-static void h_slots(fnet_req_t *req, void *arg) {
+static void slots_answer(fnet_req_t *req) {
   json_t *a = json_array();
   for (int i = 0; i < np; i++) json_array_append_new(a, json_pack("{s:i,s:b}", "id", i, "is_processing", busy[i]));
   fnet_req_respond_json(req, 200, a);
+}
+
+/* A /slots answer held back (llama.cpp answers /slots between two decode
+ * steps: a loaded server answers late). */
+typedef struct late {
+  fnet_req_t *req;          /* the client, NULL once gone */
+  uv_timer_t timer;         /* the answer's moment */
+} late_t;
+
+static void on_late_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_late(uv_timer_t *t) {
+  late_t *l = t->data;
+  fnet_req_on_abort(l->req, NULL, NULL);
+  slots_answer(l->req);
+  uv_close((uv_handle_t *)&l->timer, on_late_closed);
+}
+
+static void on_late_gone(fnet_req_t *req, void *arg) {
+  late_t *l = arg;
+  slots_abandoned++;
+  fnet_req_respond(req, 499, NULL, NULL, 0);
+  uv_timer_stop(&l->timer);
+  uv_close((uv_handle_t *)&l->timer, on_late_closed);
+}
+
+static void h_slots(fnet_req_t *req, void *arg) {
+  late_t *l = slots_delay_ms > 0 ? calloc(1, sizeof(*l)) : NULL;
+  if (!l) {
+    slots_answer(req);
+    return;
+  }
+  l->req = req;
+  uv_timer_init(loop, &l->timer);
+  l->timer.data = l;
+  fnet_req_on_abort(req, on_late_gone, l);
+  uv_timer_start(&l->timer, on_late, (uint64_t)slots_delay_ms, 0);
+}
+
+/* POST /slots-delay  N (ms; 0 = answer at once) */
+static void h_slots_delay(fnet_req_t *req, void *arg) {
+  size_t len;
+  const char *b = fnet_req_body(req, &len);
+  char num[16] = {0};
+  if (!b || !len || len >= sizeof(num)) {
+    fnet_req_respond(req, 400, NULL, NULL, 0);
+    return;
+  }
+  memcpy(num, b, len);
+  slots_delay_ms = atoi(num);
+  fnet_req_respond_json(req, 200, json_pack("{s:i}", "slots_delay_ms", slots_delay_ms));
 }
 
 static void h_models(fnet_req_t *req, void *arg) {
@@ -150,7 +206,8 @@ static void h_models(fnet_req_t *req, void *arg) {
 }
 
 static void h_served(fnet_req_t *req, void *arg) {
-  fnet_req_respond_json(req, 200, json_pack("{s:I}", "served", (json_int_t)served));
+  fnet_req_respond_json(req, 200, json_pack("{s:I,s:I}", "served", (json_int_t)served, "slots_abandoned",
+                                            (json_int_t)slots_abandoned));
 }
 
 static void on_sig(uv_signal_t *s, int n) { uv_stop(loop); }
@@ -187,6 +244,7 @@ int main(int argc, char **argv) {
   fnet_http_route(srv, "GET", "/slots", h_slots, NULL);
   fnet_http_route(srv, "GET", "/v1/models", h_models, NULL);
   fnet_http_route(srv, "GET", "/served", h_served, NULL);
+  fnet_http_route(srv, "POST", "/slots-delay", h_slots_delay, NULL);
   if (fnet_http_listen(srv, "127.0.0.1", port) < 0) {
     fprintf(stderr, "fake_llama_slow: cannot listen on %d\n", port);
     return 1;

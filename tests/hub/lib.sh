@@ -83,8 +83,10 @@ start_llama() {
   port=$(free_port)
   if [ "$BACKEND" = real ]; then
     # a large context per slot, so a long generation can hold a slot for a while
+    # LLAMA_EXTRA: more flags (words) for this server
+    # shellcheck disable=SC2086
     "$LLAMA_SERVER" -m "$T/model.gguf" --host 127.0.0.1 --port "$port" -np "$np" -t 1 --metrics \
-      -c $((np * CTX_PER_SLOT)) >"$T/llama$i.log" 2>&1 &
+      -c $((np * CTX_PER_SLOT)) ${LLAMA_EXTRA:-} >"$T/llama$i.log" 2>&1 &
   else
     "$BUILD/tests/fake_llama_slow" --port "$port" --np "$np" --token-ms "$tms" >"$T/llama$i.log" 2>&1 &
   fi

@@ -114,3 +114,32 @@ Test(spoke_slots, failed_poll_learns_nothing) {
   cr_expect_eq(s.poll_ours, 0, "no poll out: nothing to remember");
   cr_expect_eq(s.inflight, 1);
 }
+
+/* A loaded llama.cpp answers /slots late (it answers between two decode
+ * steps). A timed-out poll keeps the last view (busy_other, ready) until
+ * `limit` timeouts in a row; any answer starts the count again. */
+Test(spoke_slots, timeouts_keep_the_last_view_until_the_limit) {
+  spoke_slots_t s;
+  spoke_slots_init(&s);
+  spoke_slots_poll_sent(&s);
+  cr_assert_eq(spoke_slots_poll_result(&s, 1), 1);   /* someone else holds a slot */
+  for (int i = 1; i < SPOKE_SLOW_POLLS; i++) {
+    spoke_slots_poll_sent(&s);
+    cr_assert(spoke_slots_poll_timed_out(&s, SPOKE_SLOW_POLLS), "timeout %d withdrew the view", i);
+    cr_assert_eq(s.busy_other, 1, "timeout %d lost busy_other", i);
+    cr_assert(!s.polling);
+  }
+  spoke_slots_poll_sent(&s);
+  cr_expect(!spoke_slots_poll_timed_out(&s, SPOKE_SLOW_POLLS), "the limit's timeout must count as not ready");
+  spoke_slots_poll_sent(&s);
+  cr_expect(!spoke_slots_poll_timed_out(&s, SPOKE_SLOW_POLLS), "still not ready while timeouts go on");
+  /* an answer: the count starts again */
+  spoke_slots_poll_sent(&s);
+  cr_expect_eq(spoke_slots_poll_result(&s, 0), 0);
+  spoke_slots_poll_sent(&s);
+  cr_expect(spoke_slots_poll_timed_out(&s, SPOKE_SLOW_POLLS), "an answer must reset the count");
+  /* a failed poll (refused, 5xx) resets it too; limit 1 = every timeout counts */
+  spoke_slots_poll_failed(&s);
+  cr_expect_eq(s.timeouts, 0);
+  cr_expect(!spoke_slots_poll_timed_out(&s, 1));
+}
