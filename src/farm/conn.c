@@ -42,7 +42,7 @@
  * smaller ones (small files, the tail of a file) directly. */
 #define WR_ASYNC_MIN (256u << 10)
 /* Writes in flight at most (each holds one FFARM_DEC_BUF buffer). */
-#define WR_DEPTH 3
+#define WR_DEPTH 4
 
 typedef struct out_file {
   struct out_file *next;     /* FIFO */
@@ -422,6 +422,12 @@ static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
     status = -EBADMSG;
   else if (c->in_bad)
     status = -EIO;
+  /* the file ends where the sender's bytes end, whatever the caller
+   * reserved beforehand (fallocate of a stated size) */
+  struct stat st;
+  if (status == 0 && c->in_fd >= 0 && fstat(c->in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      (uint64_t)st.st_size > c->in_size && ftruncate(c->in_fd, (off_t)c->in_size) < 0)
+    status = -errno;
   c->in_file = false;
   c->in_fd = -1;
   char id[FFARM_ID_MAX + 1];
