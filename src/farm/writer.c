@@ -1,4 +1,4 @@
-/* ferry farm: a file writer thread for one connection's incoming file.
+/* ferry farm: file writer threads for one connection's incoming file.
  *
  * Why: on the receiving side a big DATA frame costs a socket read, the tag
  * check and a write() into the page cache, and the last is the largest part
@@ -6,7 +6,7 @@
  * loop's thread, the three run one after the other; here the write runs on a
  * second core while the loop reads and checks the next frame.
  *
- * Direct I/O: the thread writes the aligned part of each item through a
+ * Direct I/O: the threads write the aligned part of each item through a
  * second open file description of the same file with O_DIRECT (opened from
  * /proc/self/fd/N at the file's first item, closed by ffarm_wr_drain()).
  * The bytes then go from our (reused, already faulted-in) buffer to the disk
@@ -41,9 +41,11 @@
 
 #define WR_MAX 8             /* depth bound */
 /* Writer threads. Two: with direct I/O each write waits for the disk, and
- * two writes in flight keep it busier than one (1 GiB into a preallocated
- * file on the development VM: 1.2-1.3 GB/s with two, 0.9-1.2 GB/s with one);
- * through the page cache the file's lock makes them take turns (no loss). */
+ * a second write in flight keeps the disk busy while the first completes
+ * (1 GiB into a preallocated file on the shared development VM: 0.9-1.3 GB/s
+ * with two, 0.8-1.3 GB/s with one: within that box's noise, never worse).
+ * The second starts only once writes queue up. Through the page cache the
+ * file's lock makes them take turns (no loss). */
 #define WR_THREADS 2
 
 typedef struct wr_item {
