@@ -8,7 +8,11 @@
 #     frames tagged, metadata sealed; written to the employee's disk), against
 #     iperf3 on loopback: rate and ratio of
 #     the transfer, and (for information) of the whole employer run, which
-#     also hashes the new chunk once when it scans it.
+#     also hashes the new chunk once when it scans it. Then, as a floor, what
+#     the employee's disk takes in the same run: 1 GiB written to a new file
+#     in the same file system with O_DIRECT (the employee's way) and through
+#     the page cache (measured after the transfer: the freed pages would
+#     make the transfer's cheaper), since iperf3 writes no file.
 # Usage: bench/farm/bench_farm.sh [BUILD_DIR]
 #   env BENCH_TASKS (default 10000), BENCH_GIB (default 1),
 #       BENCH_PART (tasks, transfer or all; default all)
@@ -105,4 +109,20 @@ echo "whole employer run (+ scan-time BLAKE2b, ledger, script, result): $run_mb 
 r=$(calc "round($xfer_mb / $iperf_mb, 2)")
 echo "RATIO 1 GiB transfer farm/iperf3: $r (target >= 0.5: $(verdict "$r"))"
 echo "ratio whole run/iperf3: $(calc "round($run_mb / $iperf_mb, 2)") (for information)"
+# the floor: the receiver must put every byte into a new file; iperf3 does
+# not. dd from /dev/zero, 1 MiB writes, into the employee's file system.
+floor() {
+  local t0 t1
+  t0=$(now)
+  dd if=/dev/zero of="$T/w_e1/floor" bs=1M count=$((GIB << 10)) "$@" status=none
+  t1=$(now)
+  rm -f "$T/w_e1/floor"
+  calc "round(($GIB << 30) / ($t1 - $t0) / 1e6, 1)"
+}
+dio_mb=$(floor oflag=direct 2>/dev/null || echo 0)
+pc_mb=$(floor)
+echo "floor, ${GIB} GiB into a new file on the employee's disk: O_DIRECT $dio_mb MB/s" \
+  "($(calc "round($dio_mb / $iperf_mb, 2)")x iperf3), page cache $pc_mb MB/s" \
+  "($(calc "round($pc_mb / $iperf_mb, 2)")x iperf3, fresh pages, not yet on disk)"
+echo "transfer / O_DIRECT floor: $(calc "round($xfer_mb / max($dio_mb, 0.1), 2)") (1.0: the transfer runs at the disk's speed)"
 echo "load: $(uptime | sed 's/.*load/load/')"

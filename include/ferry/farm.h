@@ -47,6 +47,12 @@ extern "C" {
 /* Largest payload on the wire (plaintext at most FFARM_CHUNK, plus the tag). */
 #define FFARM_PAYLOAD_MAX (FFARM_CHUNK + FFARM_TAG_LEN)
 #define FFARM_FRAME_MAX (FFARM_HDR_LEN + FFARM_ID_MAX + FFARM_PAYLOAD_MAX)
+/* The decoder places each frame in its buffer so that the payload starts on
+ * this boundary (the page size and beyond any block device's direct-I/O
+ * alignment): a received DATA frame's bytes can then go to the disk with
+ * O_DIRECT straight from that buffer. Its buffer is one alignment larger. */
+#define FFARM_DATA_ALIGN 4096u
+#define FFARM_DEC_BUF (FFARM_FRAME_MAX + FFARM_DATA_ALIGN)
 #define FFARM_KEY_LEN 32
 #define FFARM_NONCE_LEN 32          /* handshake nonces */
 #define FFARM_HASH_LEN 32           /* BLAKE2b-256 file checksums */
@@ -128,9 +134,11 @@ typedef struct ffarm_frame {
   const uint8_t *hdr;      /* the raw header + id (additional data when sealed) */
 } ffarm_frame_t;
 
-/* Incremental decoder with one fixed buffer of FFARM_FRAME_MAX bytes. */
+/* Incremental decoder with one fixed buffer of FFARM_DEC_BUF bytes. */
 typedef struct ffarm_dec {
-  uint8_t *buf;            /* header + id + payload of the frame in progress */
+  uint8_t *buf;            /* the buffer; the frame in progress starts at buf + at */
+  size_t at;               /* where: 0 until the header is known, then the pad that puts
+                              the payload on an FFARM_DATA_ALIGN boundary */
   size_t have;             /* bytes of it received */
   size_t need;             /* bytes it has in total (FFARM_HDR_LEN until the header is known) */
   ffarm_hdr_t hdr;         /* its header once known */

@@ -41,8 +41,8 @@
  * writer thread (writer.c) while the loop reads and checks the next ones;
  * smaller ones (small files, the tail of a file) directly. */
 #define WR_ASYNC_MIN (256u << 10)
-/* Writes in flight at most (each holds one FFARM_FRAME_MAX buffer). */
-#define WR_DEPTH 3
+/* Writes in flight at most (each holds one FFARM_DEC_BUF buffer). */
+#define WR_DEPTH 4
 
 typedef struct out_file {
   struct out_file *next;     /* FIFO */
@@ -373,6 +373,17 @@ static void on_hs_timeout(uv_timer_t *t) {
   if (!c->ready) ffarm_conn_close(c, -ETIMEDOUT);
 }
 
+/* The writer thread, made at the first big incoming frame. Its direct I/O
+ * (writer.c) is on unless FERRY_FARM_DIRECT_IO=0 (to compare, or for a file
+ * system that accepts O_DIRECT but does it badly). */
+static int wr_start(ffarm_conn_t *c) {
+  int rc = ffarm_wr_init(&c->wr, WR_DEPTH);
+  if (rc < 0) return rc;
+  const char *e = getenv("FERRY_FARM_DIRECT_IO");
+  if (e && strcmp(e, "0") == 0) ffarm_wr_set_direct(c->wr, false);
+  return 0;
+}
+
 static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
   if (!c->in_file || f->id_len != strlen(c->in_id) || memcmp(f->id, c->in_id, f->id_len) != 0) {
     ffarm_conn_close(c, -EPROTO);
@@ -382,7 +393,7 @@ static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
     uint64_t at = c->in_size;  /* explicit offsets: the writer thread and we share the fd */
     c->in_size += f->len;
     if (c->in_fd < 0 || c->in_bad) return;
-    if (f->len >= WR_ASYNC_MIN && (c->wr || ffarm_wr_init(&c->wr, WR_DEPTH) == 0)) {
+    if (f->len >= WR_ASYNC_MIN && (c->wr || wr_start(c) == 0)) {
       /* the decoder continues in a fresh buffer, the thread writes this one */
       uint8_t *fresh = ffarm_wr_buf(c->wr);
       if (fresh) {
@@ -411,6 +422,12 @@ static void file_frame(ffarm_conn_t *c, const ffarm_frame_t *f) {
     status = -EBADMSG;
   else if (c->in_bad)
     status = -EIO;
+  /* the file ends where the sender's bytes end, whatever the caller
+   * reserved beforehand (fallocate of a stated size) */
+  struct stat st;
+  if (status == 0 && c->in_fd >= 0 && fstat(c->in_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+      (uint64_t)st.st_size > c->in_size && ftruncate(c->in_fd, (off_t)c->in_size) < 0)
+    status = -errno;
   c->in_file = false;
   c->in_fd = -1;
   char id[FFARM_ID_MAX + 1];

@@ -20,14 +20,18 @@ void *ffarm_big_alloc(size_t n);
 void ffarm_big_free(void *p, size_t n);
 
 /* A writer thread for incoming file bytes (writer.c). The loop takes an
- * empty FFARM_FRAME_MAX buffer with ffarm_wr_buf() (waits while `depth`
+ * empty FFARM_DEC_BUF buffer with ffarm_wr_buf() (waits while `depth`
  * writes are in flight; NULL: out of memory) and hands a full one to the
  * thread with ffarm_wr_put() (data .. data+len inside buf, written at file
  * offset off; the thread starts at the first put, and without one the write
  * happens in the caller). ffarm_wr_drain() waits until every queued write is
  * done and returns the first error since the last drain (-errno, or 0).
  * ffarm_wr_trim() frees idle buffers; ffarm_wr_destroy() writes what is
- * queued, stops the thread and frees the buffers it holds (NULL ok). */
+ * queued, stops the thread and frees the buffers it holds (NULL ok).
+ * The aligned part of each write goes to the disk with O_DIRECT (through a
+ * twin descriptor of the same file, closed by drain: drain between files)
+ * unless ffarm_wr_set_direct(w, false); ffarm_wr_direct_bytes() counts the
+ * bytes written that way. */
 typedef struct ffarm_wr ffarm_wr_t;
 int ffarm_wr_init(ffarm_wr_t **w, unsigned depth);
 uint8_t *ffarm_wr_buf(ffarm_wr_t *w);
@@ -36,8 +40,10 @@ int ffarm_wr_put(ffarm_wr_t *w, uint8_t *buf, int fd, const uint8_t *data, size_
 int ffarm_wr_drain(ffarm_wr_t *w);
 void ffarm_wr_trim(ffarm_wr_t *w);
 void ffarm_wr_destroy(ffarm_wr_t *w);
+void ffarm_wr_set_direct(ffarm_wr_t *w, bool on);
+uint64_t ffarm_wr_direct_bytes(ffarm_wr_t *w);
 
-/* Gives the decoder a new FFARM_FRAME_MAX buffer (ffarm_big_alloc) once the frame
+/* Gives the decoder a new FFARM_DEC_BUF buffer (ffarm_big_alloc) once the frame
  * it handed out is no longer needed by it, and returns the old one, which
  * still holds that frame (its ffarm_frame_t pointers stay valid). Only right
  * after ffarm_dec_feed()/ffarm_dec_commit() returned 1. */

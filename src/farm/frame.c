@@ -116,7 +116,7 @@ void ffarm_big_free(void *p, size_t n) {
 
 int ffarm_dec_init(ffarm_dec_t *d) {
   memset(d, 0, sizeof(*d));
-  d->buf = ffarm_big_alloc(FFARM_FRAME_MAX);
+  d->buf = ffarm_big_alloc(FFARM_DEC_BUF);
   if (!d->buf) return -ENOMEM;
   d->need = FFARM_HDR_LEN;
   return 0;
@@ -130,13 +130,14 @@ uint8_t *ffarm_dec_swap(ffarm_dec_t *d, uint8_t *buf) {
   if (d->have == d->need) {
     d->have = 0;
     d->need = FFARM_HDR_LEN;
+    d->at = 0;
   }
   return old;
 }
 
 void ffarm_dec_destroy(ffarm_dec_t *d) {
   if (!d) return;
-  ffarm_big_free(d->buf, FFARM_FRAME_MAX);
+  ffarm_big_free(d->buf, FFARM_DEC_BUF);
   d->buf = NULL;
 }
 
@@ -145,16 +146,28 @@ static void next_frame(ffarm_dec_t *d) {
   if (d->have == d->need && d->need > FFARM_HDR_LEN) {
     d->have = 0;
     d->need = FFARM_HDR_LEN;
+    d->at = 0;
   }
+}
+
+/* The header (at buf[0]) is known: move it so that the payload will start
+ * on an FFARM_DATA_ALIGN boundary of memory (from the buffer's real address:
+ * sanitizer builds use malloc's). */
+static void place(ffarm_dec_t *d) {
+  uintptr_t body = (uintptr_t)d->buf + FFARM_HDR_LEN + d->hdr.id_len;
+  size_t pad = (size_t)((FFARM_DATA_ALIGN - body % FFARM_DATA_ALIGN) % FFARM_DATA_ALIGN);
+  if (pad > 0) memmove(d->buf + pad, d->buf, FFARM_HDR_LEN);
+  d->at = pad;
 }
 
 static void hand_out(ffarm_dec_t *d, ffarm_frame_t *f) {
   f->type = d->hdr.type;
   f->id_len = d->hdr.id_len;
-  f->id = (const char *)d->buf + FFARM_HDR_LEN;
-  f->payload = d->buf + FFARM_HDR_LEN + d->hdr.id_len;
+  uint8_t *base = d->buf + d->at;
+  f->id = (const char *)base + FFARM_HDR_LEN;
+  f->payload = base + FFARM_HDR_LEN + d->hdr.id_len;
   f->len = (size_t)d->hdr.payload_len;
-  f->hdr = d->buf;
+  f->hdr = base;
 }
 
 size_t ffarm_dec_space(ffarm_dec_t *d, uint8_t **p) {
@@ -162,7 +175,7 @@ size_t ffarm_dec_space(ffarm_dec_t *d, uint8_t **p) {
   next_frame(d);
   /* only once the header is known (and checked): need is then bounded */
   if (d->need <= FFARM_HDR_LEN || d->have < FFARM_HDR_LEN || d->have >= d->need) return 0;
-  *p = d->buf + d->have;
+  *p = d->buf + d->at + d->have;
   return d->need - d->have;
 }
 
@@ -186,7 +199,7 @@ int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used
   while (*used < len) {
     size_t take = d->need - d->have;
     if (take > len - *used) take = len - *used;
-    memcpy(d->buf + d->have, data + *used, take);
+    memcpy(d->buf + d->at + d->have, data + *used, take);
     d->have += take;
     *used += take;
     if (d->have < d->need) return 0;
@@ -197,13 +210,17 @@ int ffarm_dec_feed(ffarm_dec_t *d, const uint8_t *data, size_t len, size_t *used
         return rc;
       }
       d->need = FFARM_HDR_LEN + d->hdr.id_len + (size_t)d->hdr.payload_len;
-      if (d->need > FFARM_HDR_LEN) continue;
+      if (d->need > FFARM_HDR_LEN) {
+        place(d);
+        continue;
+      }
       /* an empty frame (no id, no payload) is complete with its header; it
        * is marked done by need == HDR_LEN + 0 below */
     }
     hand_out(d, f);
     if (d->need == FFARM_HDR_LEN) {
       d->have = 0;  /* header-only frame: the buffer is free again at once */
+      d->at = 0;
     }
     return 1;
   }
