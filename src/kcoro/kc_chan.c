@@ -43,6 +43,9 @@
  * KC_CONTEND_PARK_NS. */
 #define KC_CONTEND_FAILS 2
 #define KC_CONTEND_PARK_NS 20000
+/* Pauses over which a waiting coroutine watches whether the other side's
+ * ring position moves (peer_active, buf_op). */
+#define KC_PEER_PAUSES 16
 
 /* The hand-off line (see struct kc_chan): everything a locked-kind hand-off
  * touches in the channel fits the first cache line. */
@@ -761,6 +764,18 @@ static __attribute__((noinline)) void contention_backoff(void)
     kc__park(kc__parker_self(), kc_now_ns() + KC_CONTEND_PARK_NS);
 }
 
+/* True when the other side of a buffered channel is working it right now
+ * from another CPU: its ring position (deq_pos for a sender, enq_pos for a
+ * receiver) moves within KC_PEER_PAUSES pauses. */
+static bool peer_active(kc_chan_t *ch, bool is_send)
+{
+    _Atomic size_t *pos = is_send ? &ch->deq_pos : &ch->enq_pos;
+    size_t before = atomic_load_explicit(pos, memory_order_relaxed);
+    for (int i = 0; i < KC_PEER_PAUSES; i++)
+        kc__cpu_relax();
+    return atomic_load_explicit(pos, memory_order_relaxed) != before;
+}
+
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
  * A notified waiter always retries once, even past its deadline or after a
  * cancel, so a wake-up meant for it is never lost. */
@@ -799,8 +814,30 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
      * it waits for often sits in the same worker's queue: let it run
      * first, a few times, before registering as a waiter (which would make
      * every operation of the other side take the lock to wake us). */
-    for (int i = 0; i < KC_CORO_RETRIES && kc__coro_yield_if_busy(); i++) {
+    int yields = 0;
+    for (; yields < KC_CORO_RETRIES && kc__coro_yield_if_busy(); yields++) {
         KC_PROF_INC(KP_YIELD_BUSY);
+        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+        if (done)
+            goto out;
+    }
+    /* Alone on its worker (nothing to yield to), with the peer working the
+     * ring from another CPU right now: registering would make that peer
+     * take the lock and wake us for about every element, the woken
+     * coroutine would be readied on the peer's worker and stolen back by
+     * ours, and we would trail the peer element by element, pulling each
+     * cell's line across (the 1xC "slow mode": 170-280 ns per element,
+     * against ~30 when the traffic stays on one side). Step aside once
+     * instead, on a timer: the peer fills (or drains) the ring in bulk
+     * meanwhile, and we then take (or make room for) many elements in a
+     * row. A peer that is not running leaves the position still: we
+     * register at once as before, no latency added. */
+    if (yields == 0 && kc__coro_current() && peer_active(ch, is_send)) {
+        uint64_t until = kc_now_ns() + KC_CONTEND_PARK_NS;
+        if (deadline && deadline < until)
+            until = deadline;
+        KC_PROF_INC(KP_STEP_ASIDE);
+        kc__park(kc__parker_self(), until);
         done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
         if (done)
             goto out;

@@ -312,7 +312,7 @@ bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
 
 const char *const kc__prof_names[KP_N] = {
     "buf_park", "handoff_recv", "wake", "wake_empty", "retry_after_wake", "yield_busy",
-    "landing", "claim_lost", "backoff", "lock_slow"};
+    "landing", "claim_lost", "backoff", "step_aside", "lock_slow"};
 
 #ifdef KC_PROF
 #define KC_PROF_SLOTS 64

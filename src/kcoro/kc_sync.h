@@ -153,6 +153,7 @@ enum {
     KP_LANDING,         /* pauses waiting for a claimed push/pop to land     */
     KP_CLAIM_LOST,      /* ring position CAS lost to a same-side rival       */
     KP_BACKOFF,         /* contention back-offs (kc_chan.c buf_op)           */
+    KP_STEP_ASIDE,      /* waits that stepped aside for an active peer       */
     KP_LOCK_SLOW,       /* kc__lock found the lock held                      */
     KP_N
 };
