@@ -786,7 +786,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     unsigned lost = 0;
     bool done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
     if (done) {
-        if (lost >= KC_CONTEND_FAILS)
+        if (res == 0 && lost >= KC_CONTEND_FAILS)
             contention_backoff();
         goto out;
     }
