@@ -38,6 +38,15 @@
  * parks on a buffered channel (see buf_op). */
 #define KC_CORO_RETRIES 4
 
+/* Contention back-off (see buf_op): a coroutine whose buffered operation
+ * lost the race for its ring position this many times steps aside for
+ * KC_CONTEND_PARK_NS. */
+#define KC_CONTEND_FAILS 2
+#define KC_CONTEND_PARK_NS 20000
+/* Pauses over which a waiting coroutine watches whether the other side's
+ * ring position moves (peer_active, buf_op). */
+#define KC_PEER_PAUSES 16
+
 /* The hand-off line (see struct kc_chan): everything a locked-kind hand-off
  * touches in the channel fits the first cache line. */
 _Static_assert(offsetof(struct kc_chan, cap) == KC_CACHELINE,
@@ -242,8 +251,9 @@ static inline void *cell_data(_Atomic size_t *seq)
  * much as the CAS itself.
  *
  * Returns 1 pushed, 0 full, -EPIPE closed; on 1, *waiters is the number of
- * receivers registered when the position was claimed. */
-static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters)
+ * receivers registered when the position was claimed. *lost counts the
+ * claims lost to another producer (contention, see buf_op). */
+static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters, unsigned *lost)
 {
     size_t pos = atomic_load_explicit(&ch->enq_pos, memory_order_relaxed);
     size_t base;
@@ -258,6 +268,8 @@ static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters)
             if (atomic_compare_exchange_weak_explicit(&ch->enq_pos, &pos, pos + 1,
                                                       memory_order_seq_cst, memory_order_relaxed))
                 break;
+            ++*lost;
+            KC_PROF_INC(KP_CLAIM_LOST);
         } else if (dif < 0) {
             return 0; /* full (or a consumer is just freeing the cell) */
         } else {
@@ -276,8 +288,8 @@ static int lf_push(kc_chan_t *ch, const void *src, uint32_t *waiters)
 }
 
 /* As lf_push: *waiters is the number of senders registered when the
- * position was claimed. */
-static bool lf_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
+ * position was claimed, *lost counts claims lost to other consumers. */
+static bool lf_pop(kc_chan_t *ch, void *dst, uint32_t *waiters, unsigned *lost)
 {
     size_t pos = atomic_load_explicit(&ch->deq_pos, memory_order_relaxed);
     size_t base;
@@ -290,6 +302,8 @@ static bool lf_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
             if (atomic_compare_exchange_weak_explicit(&ch->deq_pos, &pos, pos + 1,
                                                       memory_order_seq_cst, memory_order_relaxed))
                 break;
+            ++*lost;
+            KC_PROF_INC(KP_CLAIM_LOST);
         } else if (dif < 0) {
             return false; /* empty (or a producer is just filling the cell) */
         } else {
@@ -360,6 +374,7 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
     if (!locked)
         kc__lock(&ch->lock);
     kc_waiter_t *w = take_waiter(ch, after_send ? &ch->recvq : &ch->sendq);
+    KC_PROF_INC(w ? KP_WAKE : KP_WAKE_EMPTY);
     int res = 0;
     if (w && !after_send && w->handoff) {
         /* A parked sender, and room was just made: push its element for
@@ -367,7 +382,8 @@ static __attribute__((noinline)) void wake_peer(kc_chan_t *ch, bool after_send, 
          * the cell to another sender and parking again). Its element comes
          * after all of its earlier ones: it sends one at a time. */
         uint32_t receivers;
-        if (lf_push(ch, w->buf.ptr, &receivers) == 1) {
+        unsigned lost = 0;
+        if (lf_push(ch, w->buf.ptr, &receivers, &lost) == 1) {
             res = KC_BUF_HANDED;
             if (receivers) {
                 kc_waiter_t *r = take_waiter(ch, &ch->recvq);
@@ -412,6 +428,7 @@ static __attribute__((noinline)) bool handoff_recv(kc_chan_t *ch, const void *sr
                               atomic_load_explicit(&ch->handed, memory_order_relaxed) + 1,
                               memory_order_seq_cst);
         complete(w, KC_BUF_HANDED);
+        KC_PROF_INC(KP_HANDOFF_RECV);
         ok = true;
         break;
     }
@@ -458,8 +475,9 @@ static inline void count_recv(kc_chan_t *ch, const void *elem)
         atomic_fetch_add_explicit(&ch->bytes_recv, elem_bytes(ch, elem), memory_order_relaxed);
 }
 
-/* Non-blocking buffered operations; `locked` as for notify_peer. */
-static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
+/* Non-blocking buffered operations; `locked` as for notify_peer; *lost
+ * counts ring positions lost to rivals of the same side (see lf_push). */
+static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked, unsigned *lost)
 {
     if (atomic_load_explicit(&ch->recv_waiters, memory_order_relaxed) != 0 &&
         handoff_recv(ch, src, locked)) {
@@ -467,7 +485,7 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
         return true;
     }
     uint32_t waiters;
-    int r = lf_push(ch, src, &waiters);
+    int r = lf_push(ch, src, &waiters, lost);
     if (r == 0)
         return false;
     if (r < 0) {
@@ -483,11 +501,11 @@ static bool buf_try_send(kc_chan_t *ch, const void *src, int *res, bool locked)
 /* Receive on a closed ring: drain, including pushes that claimed a cell
  * before the close and are still copying (a few nanoseconds, unless the
  * producer was preempted: then yield to it). */
-static bool closed_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
+static bool closed_pop(kc_chan_t *ch, void *dst, uint32_t *waiters, unsigned *lost)
 {
     size_t end = atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & ~KC_POS_CLOSED;
     for (unsigned i = 0;; i++) {
-        if (lf_pop(ch, dst, waiters))
+        if (lf_pop(ch, dst, waiters, lost))
             return true;
         if (atomic_load_explicit(&ch->deq_pos, memory_order_acquire) >= end)
             return false;
@@ -498,13 +516,13 @@ static bool closed_pop(kc_chan_t *ch, void *dst, uint32_t *waiters)
     }
 }
 
-static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked)
+static bool buf_try_recv(kc_chan_t *ch, void *dst, int *res, bool locked, unsigned *lost)
 {
     uint32_t waiters;
-    if (!lf_pop(ch, dst, &waiters)) {
+    if (!lf_pop(ch, dst, &waiters, lost)) {
         if (!(atomic_load_explicit(&ch->enq_pos, memory_order_acquire) & KC_POS_CLOSED))
             return false;
-        if (!closed_pop(ch, dst, &waiters)) {
+        if (!closed_pop(ch, dst, &waiters, lost)) {
             *res = -EPIPE;
             return true;
         }
@@ -529,8 +547,9 @@ void kc__drop(kc_chan_t *ch, void *elem)
 
 bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
 {
+    unsigned lost = 0;
     if (ch->kind == KC_BUFFERED)
-        return buf_try_send(ch, src, res, true);
+        return buf_try_send(ch, src, res, true, &lost);
     if (ch->closed) {
         *res = -EPIPE;
         return true;
@@ -573,8 +592,9 @@ bool kc__try_send(kc_chan_t *ch, const void *src, int *res)
 
 bool kc__try_recv(kc_chan_t *ch, void *dst, int *res)
 {
+    unsigned lost = 0;
     if (ch->kind == KC_BUFFERED)
-        return buf_try_recv(ch, dst, res, true);
+        return buf_try_recv(ch, dst, res, true, &lost);
     if (ch->count) {
         /* Unlimited and conflated senders never block: no one to refill. */
         ring_pop(ch, dst);
@@ -711,6 +731,7 @@ static int wait1(kc_chan_t *ch, kc_wait1_t *wt, uint64_t deadline, const kc_canc
  * then let it run. */
 void kc__landing_pause(unsigned *n)
 {
+    KC_PROF_INC(KP_LANDING);
     if (++*n < 64) {
         kc__cpu_relax();
     } else if (kc__coro_current()) {
@@ -720,6 +741,41 @@ void kc__landing_pause(unsigned *n)
     }
 }
 
+/* A coroutine whose operation lost its ring position to rivals of the same
+ * side (other producers, or other consumers) KC_CONTEND_FAILS times is
+ * racing coroutines on another worker for the same cache lines: the
+ * position word and the cells move between the cores at every operation.
+ * On a VM such a transfer costs ~100-200 ns, so two workers working one
+ * channel at once ran 4x4 at 150-250 ns per element, against ~25 ns when
+ * one worker carried the traffic (the bimodal "slow mode", docs/kcoro.md).
+ * The loser steps aside: its operation is complete, it parks for
+ * KC_CONTEND_PARK_NS (a timer wakes it; it is registered nowhere, so
+ * nothing is delayed but itself), its worker runs its other coroutines,
+ * which back off too while the race goes on, and the other worker carries
+ * the traffic alone at single-core speed until they return. Go gets the
+ * same effect from its channel lock, whose losers sleep in the kernel.
+ * Threads do not back off (their spin policy decides), and one worker
+ * never races itself (coroutines are not preempted). */
+static __attribute__((noinline)) void contention_backoff(void)
+{
+    if (!kc__coro_current())
+        return;
+    KC_PROF_INC(KP_BACKOFF);
+    kc__park(kc__parker_self(), kc_now_ns() + KC_CONTEND_PARK_NS);
+}
+
+/* True when the other side of a buffered channel is working it right now
+ * from another CPU: its ring position (deq_pos for a sender, enq_pos for a
+ * receiver) moves within KC_PEER_PAUSES pauses. */
+static bool peer_active(kc_chan_t *ch, bool is_send)
+{
+    _Atomic size_t *pos = is_send ? &ch->deq_pos : &ch->enq_pos;
+    size_t before = atomic_load_explicit(pos, memory_order_relaxed);
+    for (int i = 0; i < KC_PEER_PAUSES; i++)
+        kc__cpu_relax();
+    return atomic_load_explicit(pos, memory_order_relaxed) != before;
+}
+
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
  * A notified waiter always retries once, even past its deadline or after a
  * cancel, so a wake-up meant for it is never lost. */
@@ -727,9 +783,13 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
                   const kc_cancel_t *cancel)
 {
     int res;
-    bool done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
-    if (done)
+    unsigned lost = 0;
+    bool done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+    if (done) {
+        if (res == 0 && lost >= KC_CONTEND_FAILS)
+            contention_backoff();
         goto out;
+    }
     if (timeout_ms == 0) {
         res = -EAGAIN;
         goto out;
@@ -742,8 +802,8 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     uint64_t deadline = kc__deadline(timeout_ms);
     kc_spinner_t sp;
     if (kc__spin_begin(&sp, self, deadline)) {
-        while (!(done = is_send ? buf_try_send(ch, buf, &res, false)
-                                : buf_try_recv(ch, buf, &res, false)) &&
+        while (!(done = is_send ? buf_try_send(ch, buf, &res, false, &lost)
+                                : buf_try_recv(ch, buf, &res, false, &lost)) &&
                kc__spin_next(&sp))
             ;
         kc__spin_end(&sp, done);
@@ -754,8 +814,31 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
      * it waits for often sits in the same worker's queue: let it run
      * first, a few times, before registering as a waiter (which would make
      * every operation of the other side take the lock to wake us). */
-    for (int i = 0; i < KC_CORO_RETRIES && kc__coro_yield_if_busy(); i++) {
-        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+    int yields = 0;
+    for (; yields < KC_CORO_RETRIES && kc__coro_yield_if_busy(); yields++) {
+        KC_PROF_INC(KP_YIELD_BUSY);
+        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+        if (done)
+            goto out;
+    }
+    /* Alone on its worker (nothing to yield to), with the peer working the
+     * ring from another CPU right now: registering would make that peer
+     * take the lock and wake us for about every element, the woken
+     * coroutine would be readied on the peer's worker and stolen back by
+     * ours, and we would trail the peer element by element, pulling each
+     * cell's line across (the 1xC "slow mode": 170-280 ns per element,
+     * against ~30 when the traffic stays on one side). Step aside once
+     * instead, on a timer: the peer fills (or drains) the ring in bulk
+     * meanwhile, and we then take (or make room for) many elements in a
+     * row. A peer that is not running leaves the position still: we
+     * register at once as before, no latency added. */
+    if (yields == 0 && kc__coro_current() && peer_active(ch, is_send)) {
+        uint64_t until = kc_now_ns() + KC_CONTEND_PARK_NS;
+        if (deadline && deadline < until)
+            until = deadline;
+        KC_PROF_INC(KP_STEP_ASIDE);
+        kc__park(kc__parker_self(), until);
+        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
         if (done)
             goto out;
     }
@@ -772,7 +855,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         w->buf.ptr = buf;
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
-        done = is_send ? buf_try_send(ch, buf, &res, true) : buf_try_recv(ch, buf, &res, true);
+        done = is_send ? buf_try_send(ch, buf, &res, true, &lost) : buf_try_recv(ch, buf, &res, true, &lost);
         if (done || kc__buf_landing(ch, is_send)) {
             kc__waiters_add(ch, is_send, -1);
             kc__unlock(&ch->lock);
@@ -782,6 +865,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             continue;
         }
         kc__wq_push(q, w);
+        KC_PROF_INC(KP_BUF_PARK);
         int r = wait1(ch, &wt, deadline, cancel);
 
         /* Completed (r == 1): the peer that claimed it unlinked and
@@ -803,7 +887,8 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             res = 0; /* a peer moved our element (see wake_peer, handoff_recv) */
             goto out;
         }
-        done = is_send ? buf_try_send(ch, buf, &res, false) : buf_try_recv(ch, buf, &res, false);
+        KC_PROF_INC(KP_RETRY_AFTER_WAKE);
+        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
         if (done)
             goto out;
     }
@@ -975,7 +1060,8 @@ void kc_chan_destroy(kc_chan_t *ch)
         unsigned char tmp[256];
         void *e = ch->esz <= sizeof tmp ? tmp : malloc(ch->esz);
         uint32_t waiters;
-        while (e && lf_pop(ch, e, &waiters))
+        unsigned lost = 0;
+        while (e && lf_pop(ch, e, &waiters, &lost))
             kc__drop(ch, e);
         if (e != tmp)
             free(e);

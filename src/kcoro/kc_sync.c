@@ -82,6 +82,7 @@ void kc__lock_slow(kc_lock_t *l)
 {
     /* On one CPU the holder cannot release the lock while we spin: it was
      * preempted, so let it run (a couple of yields) instead. */
+    KC_PROF_INC(KP_LOCK_SLOW);
     bool one_cpu = kc__parker_self()->ncpu < 2;
     int spins = one_cpu ? 2 : KC_LOCK_SPINS;
     for (int i = 0; i < spins; i++) {
@@ -306,3 +307,44 @@ bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
     kc__spin_end(&sp, ok);
     return ok;
 }
+
+/* ---- development counters (KC_PROF) ------------------------------------ */
+
+const char *const kc__prof_names[KP_N] = {
+    "buf_park", "handoff_recv", "wake", "wake_empty", "retry_after_wake", "yield_busy",
+    "landing", "claim_lost", "backoff", "step_aside", "lock_slow"};
+
+#ifdef KC_PROF
+#define KC_PROF_SLOTS 64
+static struct {
+    _Alignas(64) _Atomic uint64_t c[KP_N]; /* one thread's counts (own line) */
+} kc_prof_slot[KC_PROF_SLOTS];
+static uint64_t kc_prof_last[KP_N];   /* sums at the previous take          */
+static _Atomic int kc_prof_next;      /* next free slot                     */
+static __thread int kc_prof_me = -1;  /* this thread's slot                 */
+
+void kc__prof_inc(int k)
+{
+    if (kc_prof_me < 0)
+        kc_prof_me = atomic_fetch_add(&kc_prof_next, 1) % KC_PROF_SLOTS;
+    _Atomic uint64_t *c = &kc_prof_slot[kc_prof_me].c[k];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+void kc__prof_take(uint64_t out[KP_N])
+{
+    for (int k = 0; k < KP_N; k++) {
+        uint64_t sum = 0;
+        for (int i = 0; i < KC_PROF_SLOTS; i++)
+            sum += atomic_load_explicit(&kc_prof_slot[i].c[k], memory_order_relaxed);
+        out[k] = sum - kc_prof_last[k];
+        kc_prof_last[k] = sum;
+    }
+}
+#else
+void kc__prof_take(uint64_t out[KP_N])
+{
+    memset(out, 0, KP_N * sizeof out[0]);
+}
+#endif

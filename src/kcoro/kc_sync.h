@@ -137,4 +137,33 @@ bool kc__spin_until(kc_parker_t *self, _Atomic uint32_t *word, uint32_t want,
 /* Deadline for a timeout in ms (>0); 0 means none. */
 uint64_t kc__deadline(long timeout_ms);
 
+/* Development counters (build with -DKC_PROF; compiled out otherwise, so
+ * they cost nothing): per-thread event counts that tell the modes of a
+ * channel workload apart without hardware counters (which VMs often lack):
+ * parks, wake-ups, hand-offs, ring positions lost to a rival (cross-worker
+ * contention), back-offs, contended locks. kc__prof_take returns the sums
+ * since its previous call (zeros without KC_PROF). */
+enum {
+    KP_BUF_PARK,        /* buffered waiter queued and parked                 */
+    KP_HANDOFF_RECV,    /* send copied straight to a parked receiver         */
+    KP_WAKE,            /* waiter woken by a push or pop (wake_peer)         */
+    KP_WAKE_EMPTY,      /* wake_peer found nobody to wake                    */
+    KP_RETRY_AFTER_WAKE,/* woken waiter had to retry (not handed)            */
+    KP_YIELD_BUSY,      /* yields to the worker's others before parking      */
+    KP_LANDING,         /* pauses waiting for a claimed push/pop to land     */
+    KP_CLAIM_LOST,      /* ring position CAS lost to a same-side rival       */
+    KP_BACKOFF,         /* contention back-offs (kc_chan.c buf_op)           */
+    KP_STEP_ASIDE,      /* waits that stepped aside for an active peer       */
+    KP_LOCK_SLOW,       /* kc__lock found the lock held                      */
+    KP_N
+};
+#ifdef KC_PROF
+void kc__prof_inc(int k);
+#define KC_PROF_INC(k) kc__prof_inc(k)
+#else
+#define KC_PROF_INC(k) ((void)0)
+#endif
+void kc__prof_take(uint64_t out[KP_N]);
+extern const char *const kc__prof_names[KP_N];
+
 #endif
