@@ -370,8 +370,11 @@ typedef struct kc_sched_stats {
     uint64_t injected;     /* made runnable via the global queue (foreign threads, overflow) */
     uint64_t switches;     /* switches into coroutines                        */
     uint64_t idle_sleeps;  /* futex sleeps of idle workers                    */
+    uint64_t timers;       /* park deadlines in the workers' timer heaps now
+                            * (live ones, and ended ones not yet dropped)     */
 } kc_sched_stats_t;
-/* Counters since the process started (monotonic). */
+/* Counters since the process started (monotonic; `timers` and `live` are
+ * levels, not counters). */
 void kc_sched_stats(kc_sched_stats_t *out);
 
 /* ------------------------------------------------------------------------ */

@@ -346,8 +346,8 @@ static int fd_wait(int fd, kc_pd_t *pd, int dir, uint32_t seen, uint64_t deadlin
     int r = fd_register(fd, pd);
     if (r < 0)
         return r;
-    if (deadline && kc_now_ns() >= deadline)
-        return -ETIMEDOUT;
+    /* An expired deadline needs no check here: the park returns -ETIME at
+     * once (one clock read per wait fewer). */
     kc_parker_t *self = kc__parker_self();
     kc_cancel_hook_t hook = {.parker = self};
     if (cancel && kc__cancel_hook(cancel, &hook) < 0)
@@ -404,6 +404,18 @@ static int check_cancel(const kc_cancel_t *cancel)
     return cancel && kc_cancel_is_set(cancel) ? -ECANCELED : 0;
 }
 
+/* The deadline of a call, computed when it first has to wait: a call that
+ * completes at once (most kc_write calls) reads no clock. The timeout thus
+ * counts from the first wait, one failed system call after the call began. */
+static inline uint64_t lazy_deadline(uint64_t *deadline, bool *set, long timeout_ms)
+{
+    if (!*set) {
+        *deadline = kc__deadline(timeout_ms);
+        *set = true;
+    }
+    return *deadline;
+}
+
 /* One non-blocking attempt of an operation: its result (>= 0), or -errno;
  * -EINTR means "try again at once", -EAGAIN "wait until the fd is ready". */
 typedef ssize_t (*io_try_fn)(int fd, void *arg);
@@ -434,7 +446,8 @@ static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_
     kc_pd_t *pd = pd_get(fd);
     if (!pd)
         return fd < 0 ? -EBADF : -ENOMEM;
-    uint64_t deadline = kc__deadline(timeout_ms);
+    uint64_t deadline = 0; /* set before the first wait (lazy_deadline) */
+    bool dl_set = false;
     for (;;) {
         int r = check_cancel(cancel);
         if (r < 0)
@@ -444,7 +457,8 @@ static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_
             atomic_load_explicit(&pd->drained, memory_order_relaxed) == seen + 1 &&
             !atomic_load_explicit(&pd->hup, memory_order_relaxed)) {
             atomic_store_explicit(&pd->drained, 0, memory_order_relaxed);
-            r = fd_wait(fd, pd, dir, seen, deadline, cancel);
+            r = fd_wait(fd, pd, dir, seen, lazy_deadline(&deadline, &dl_set, timeout_ms),
+                        cancel);
             if (r < 0 && r != -EPERM)
                 return r;
             continue;
@@ -459,7 +473,7 @@ static inline ssize_t io_loop(int fd, int dir, long timeout_ms, const kc_cancel_
             continue;
         if (timeout_ms == 0)
             return -EAGAIN;
-        r = fd_wait(fd, pd, dir, seen, deadline, cancel);
+        r = fd_wait(fd, pd, dir, seen, lazy_deadline(&deadline, &dl_set, timeout_ms), cancel);
         if (r < 0)
             return r;
     }
@@ -500,7 +514,8 @@ ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_ca
     kc_pd_t *pd = pd_get(fd);
     if (!pd)
         return fd < 0 ? -EBADF : -ENOMEM;
-    uint64_t deadline = kc__deadline(timeout_ms);
+    uint64_t deadline = 0; /* set before the first wait (lazy_deadline) */
+    bool dl_set = false;
     const unsigned char *p = buf;
     size_t done = 0;
     bool not_sock = false;
@@ -522,7 +537,8 @@ ssize_t kc_write(int fd, const void *buf, size_t n, long timeout_ms, const kc_ca
             return done ? (ssize_t)done : -errno;
         if (timeout_ms == 0)
             return done ? (ssize_t)done : -EAGAIN;
-        r = fd_wait(fd, pd, DIR_WRITE, seen, deadline, cancel);
+        r = fd_wait(fd, pd, DIR_WRITE, seen, lazy_deadline(&deadline, &dl_set, timeout_ms),
+                    cancel);
         if (r < 0)
             return done ? (ssize_t)done : r;
     }

@@ -426,6 +426,59 @@ Test(netpoll, accept_forgets_a_stale_registration)
     stop();
 }
 
+/* ---- timers of ended parks -------------------------------------------------- */
+
+#define PINGS 4000
+
+struct pinger { int fd; bool first; _Atomic int errors; };
+
+/* Sends a byte and waits for one, PINGS times (first) or the other way
+ * round; each read carries a 60 s timeout, so each park adds a timer that
+ * the data ends long before its deadline. */
+static void pinger_fn(void *arg)
+{
+    struct pinger *p = arg;
+    char b = 'p';
+    for (int i = 0; i < PINGS; i++) {
+        if (p->first && kc_write(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+        if (kc_read(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+        if (!p->first && kc_write(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+    }
+}
+
+/* A timer stays in its worker's heap after the park it bounds has ended;
+ * the heap must drop such timers instead of growing by one per park (a
+ * server's reads with a long idle timeout grew it without bound). */
+Test(netpoll, ended_parks_do_not_pile_up_timers)
+{
+    start(2);
+    int sv[2];
+    nb_pair(sv);
+    struct pinger a = {.fd = sv[0], .first = true}, b = {.fd = sv[1], .first = false};
+    kc_netpoll_stats_t n0, n1;
+    kc_netpoll_stats(&n0);
+    kc_coro_t *ca, *cb;
+    cr_assert_eq(kc_spawn(&cb, pinger_fn, &b, NULL), 0);
+    cr_assert_eq(kc_spawn(&ca, pinger_fn, &a, NULL), 0);
+    cr_assert_eq(kc_coro_join_ms(ca, 60000), 0);
+    cr_assert_eq(kc_coro_join_ms(cb, 60000), 0);
+    cr_assert_eq(atomic_load(&a.errors) + atomic_load(&b.errors), 0);
+    kc_netpoll_stats(&n1);
+    kc_sched_stats_t st;
+    kc_sched_stats(&st);
+    /* Without the clean-up the heaps hold one timer per park. */
+    cr_assert_geq(n1.waits - n0.waits, PINGS / 2, "the reads parked (%llu times)",
+                  (unsigned long long)(n1.waits - n0.waits));
+    cr_assert_lt(st.timers, 1000, "%llu timers left after %llu parks",
+                 (unsigned long long)st.timers, (unsigned long long)(n1.waits - n0.waits));
+    close(sv[0]);
+    close(sv[1]);
+    stop();
+}
+
 /* ---- many connections ----------------------------------------------------- */
 
 #define MANY_ROUNDS 5
