@@ -92,6 +92,7 @@ void __tsan_switch_to_fiber(void *fiber, unsigned flags);
 #define KC_STACKS_GLOBAL 16384 /* ... the global cache keeps: munmap costs TLB
                                 * shootdowns (slow on VMs), keep them       */
 #define KC_INJECT_EVERY 61     /* a worker looks at the global queue first every N picks */
+#define KC_TIMER_EVERY 8       /* a busy worker looks at its timers every N picks */
 #define KC_SPIN_ROUNDS 64      /* looks for work an idle worker makes before sleeping */
 #define KC_SPIN_PAUSES 32      /* pauses between two looks                  */
 #define KC_POLL_BUSY_NS 100000 /* a busy worker polls I/O at most this often */
@@ -141,6 +142,7 @@ struct kc_worker {
     unsigned char *stacks[KC_STACKS_LOCAL]; /* cached default-size stacks (owner only) */
     size_t nstacks;              /* their count                               */
     uint32_t ticks;              /* picks so far (for KC_INJECT_EVERY)        */
+    uint32_t timer_ticks;        /* loop turns (for KC_TIMER_EVERY)           */
     uint64_t last_poll;          /* when this worker last polled I/O while busy */
     uint32_t rng;                /* victim choice                             */
     int index;                   /* in g.w                                    */
@@ -678,8 +680,9 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
             atomic_exchange_explicit(&p->state, KC_PARK_EMPTY, memory_order_acquire);
             return 0;
         }
-        if (deadline_ns && kc_now_ns() >= deadline_ns)
-            return -ETIME;
+        /* No clock read before parking: callers have just computed the
+         * deadline, and a timer that is already due wakes us on the
+         * worker's next look at its timers. */
         /* Written by this coroutine only (read by its worker's timers). */
         uint64_t seq = atomic_load_explicit(&p->park_seq, memory_order_relaxed) + 1;
         atomic_store_explicit(&p->park_seq, seq, memory_order_release);
@@ -687,6 +690,8 @@ int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns)
         if (deadline_ns && !timer_add(w, deadline_ns, c, seq)) {
             /* No memory for a timer: poll the deadline by yielding. */
             switch_to_sched(w, c, POST_YIELD, false);
+            if (kc_now_ns() >= deadline_ns)
+                return -ETIME;
             continue;
         }
         switch_to_sched(w, c, POST_PARK, false);
@@ -1058,11 +1063,20 @@ static void *worker_main(void *arg)
     w->tsan_fiber = __tsan_get_current_fiber();
 #endif
     kc__dbg("worker %d started", w->index);
+    bool timers_now = true;
     for (;;) {
-        run_timers(w);
+        /* A clock read costs 100-200 ns on a VM (kvm-clock): while there
+         * is work, expired timers are looked for every KC_TIMER_EVERY
+         * picks (they are at most that many runs late), and at once after
+         * idle() came back empty (maybe for a timer). */
+        if (timers_now || ++w->timer_ticks % KC_TIMER_EVERY == 0)
+            run_timers(w);
+        timers_now = false;
         struct kc_coro *c = find_work(w);
-        if (!c && !all_done())
+        if (!c && !all_done()) {
             c = idle(w);
+            timers_now = !c;
+        }
         if (c) {
             run(w, c);
             continue;
