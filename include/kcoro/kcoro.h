@@ -395,7 +395,7 @@ const char *kc_strerror(int err);
  * ready, the timeout expires or `cancel` (may be NULL) is triggered. The fd
  * must be non-blocking (O_NONBLOCK / SOCK_NONBLOCK): on a blocking fd the
  * call blocks the whole thread. An fd may be closed with close(2) as usual
- * once no call is blocked on it.
+ * once no call is blocked on it (with kc_close if it was kc_fd_register'ed).
  * Timeouts as everywhere in kcoro (0 = try once, < 0 = forever), but since
  * these are socket operations a timeout is reported as sockets report it:
  *   -EAGAIN     timeout 0 and the fd was not ready
