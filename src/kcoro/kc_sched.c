@@ -202,6 +202,12 @@ __attribute__((noinline)) struct kc_coro *kc__coro_current(void)
 
 kc_parker_t *kc__coro_parker(struct kc_coro *c) { return &c->parker; }
 
+int kc__worker_index(void)
+{
+    struct kc_worker *w = cur_worker();
+    return w ? w->index : -1;
+}
+
 bool kc__coro_stack_bounds(unsigned char **lo, size_t *size, uint64_t *id)
 {
     struct kc_coro *c = t_cur;
