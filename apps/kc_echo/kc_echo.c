@@ -95,6 +95,9 @@ static void serve_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     char buf[BUF_SIZE];
+    /* In the netpoller once (as Go's netFD): the waits of this long-lived
+     * connection make no epoll_ctl each. If it fails, they still work. */
+    (void)kc_fd_register(fd);
     for (;;) {
         ssize_t n = kc_read(fd, buf, sizeof buf, IDLE_MS, g.stop);
         if (n <= 0)
@@ -102,7 +105,7 @@ static void serve_conn(void *arg)
         if (kc_write(fd, buf, (size_t)n, IDLE_MS, g.stop) != n)
             break;
     }
-    close(fd);
+    kc_close(fd); /* not close(2): it forgets the registration */
     atomic_fetch_sub(&g.conns, 1);
 }
 

@@ -370,8 +370,11 @@ typedef struct kc_sched_stats {
     uint64_t injected;     /* made runnable via the global queue (foreign threads, overflow) */
     uint64_t switches;     /* switches into coroutines                        */
     uint64_t idle_sleeps;  /* futex sleeps of idle workers                    */
+    uint64_t timers;       /* park deadlines in the workers' timer heaps now
+                            * (live ones, and ended ones not yet dropped)     */
 } kc_sched_stats_t;
-/* Counters since the process started (monotonic). */
+/* Counters since the process started (monotonic; `timers` and `live` are
+ * levels, not counters). */
 void kc_sched_stats(kc_sched_stats_t *out);
 
 /* ------------------------------------------------------------------------ */
@@ -392,7 +395,7 @@ const char *kc_strerror(int err);
  * ready, the timeout expires or `cancel` (may be NULL) is triggered. The fd
  * must be non-blocking (O_NONBLOCK / SOCK_NONBLOCK): on a blocking fd the
  * call blocks the whole thread. An fd may be closed with close(2) as usual
- * once no call is blocked on it.
+ * once no call is blocked on it (with kc_close if it was kc_fd_register'ed).
  * Timeouts as everywhere in kcoro (0 = try once, < 0 = forever), but since
  * these are socket operations a timeout is reported as sockets report it:
  *   -EAGAIN     timeout 0 and the fd was not ready
@@ -415,11 +418,24 @@ int kc_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, long timeout_ms
 int kc_connect(int fd, const struct sockaddr *addr, socklen_t addrlen, long timeout_ms,
                const kc_cancel_t *cancel);
 
+/* Adds fd to the netpoller once, for good: later calls that wait on it make
+ * no epoll_ctl (one system call less per wait; for sockets that live long
+ * and wait often, like a server's connections). The owner must then close
+ * it with kc_close, never close(2): a plain close leaves the registration
+ * stale, and a file that later gets the same number without kc_accept
+ * would wait forever. 0 or -errno (-EPERM: a regular file, -EBADF). */
+int kc_fd_register(int fd);
+/* close(2) that forgets kc_fd_register's registration first: 0 or -errno.
+ * Like close(2), only once no call is blocked on fd. */
+int kc_close(int fd);
+
 typedef struct kc_netpoll_stats {
     uint64_t waits;    /* operations that had to park for readiness       */
     uint64_t wakeups;  /* parked operations woken by the poller           */
     uint64_t events;   /* epoll events the poller handled                 */
     uint64_t polls;    /* epoll_wait calls that returned events           */
+    uint64_t ctls;     /* epoll_ctl calls adding an fd (one per wait on an
+                        * fd not kept by kc_fd_register)                  */
 } kc_netpoll_stats_t;
 /* Counters since the process started (monotonic). */
 void kc_netpoll_stats(kc_netpoll_stats_t *out);

@@ -20,6 +20,8 @@ void kc__ctx_trampoline(void);
 /* The coroutine running on this thread, or NULL (scheduler or plain thread). */
 struct kc_coro *kc__coro_current(void);
 kc_parker_t *kc__coro_parker(struct kc_coro *c);
+/* The calling thread's worker index (0 .. threads-1), or -1 off the workers. */
+int kc__worker_index(void);
 /* Parks the current coroutine (p is its parker) until kc__unpark or the
  * deadline; same contract as kc__park. */
 int kc__coro_park(kc_parker_t *p, uint64_t deadline_ns);

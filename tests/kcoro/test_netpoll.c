@@ -311,6 +311,174 @@ Test(netpoll, peer_close_gives_eof_and_epipe)
     stop();
 }
 
+/* ---- kc_fd_register / kc_close ------------------------------------------- */
+
+/* One coroutine read on fd that parks, is fed through `peer`, and returns. */
+static void park_then_feed(int fd, int peer)
+{
+    char got[8] = {0};
+    struct io_op o = {.fd = fd, .buf = got, .n = sizeof got, .timeout_ms = KT_PROMPT_MS,
+                      .rc = 99};
+    kc_coro_t *c;
+    cr_assert_eq(kc_spawn(&c, read_fn, &o, NULL), 0);
+    wait_parked(c);
+    cr_assert_eq(write(peer, "ping", 4), 4);
+    cr_assert_eq(kc_coro_join_ms(c, 2 * KT_PROMPT_MS), 0);
+    cr_assert_eq(o.rc, 4, "the parked read was woken with the data (rc %zd)", o.rc);
+    cr_assert_str_eq(got, "ping");
+}
+
+Test(netpoll, registered_fd_waits_make_no_epoll_ctl)
+{
+    start(2);
+    int sv[2];
+    nb_pair(sv);
+    kc_netpoll_stats_t a, b;
+    /* Not kept: every park adds the fd again (EEXIST after the first). */
+    kc_netpoll_stats(&a);
+    park_then_feed(sv[0], sv[1]);
+    park_then_feed(sv[0], sv[1]);
+    kc_netpoll_stats(&b);
+    cr_assert_eq(b.ctls - a.ctls, 2, "one epoll_ctl per park (got %llu)",
+                 (unsigned long long)(b.ctls - a.ctls));
+    /* Kept: one epoll_ctl when registered, none per park. */
+    cr_assert_eq(kc_fd_register(sv[1]), 0);
+    kc_netpoll_stats(&a);
+    for (int i = 0; i < 3; i++)
+        park_then_feed(sv[1], sv[0]);
+    kc_netpoll_stats(&b);
+    cr_assert_eq(b.ctls, a.ctls, "no epoll_ctl per park (got %llu)",
+                 (unsigned long long)(b.ctls - a.ctls));
+    cr_assert_geq(b.waits - a.waits, 3, "the reads did park");
+    cr_assert_eq(kc_close(sv[1]), 0);
+    cr_assert_eq(kc_close(sv[0]), 0, "kc_close of an fd never registered");
+    cr_assert_eq(kc_close(sv[0]), -EBADF);
+    cr_assert_eq(kc_fd_register(-1), -EBADF);
+    stop();
+}
+
+/* A number kc_close freed and a new file took (here by dup2, no kcoro call
+ * involved) is not in the epoll set: its waits must add it. If kc_close
+ * kept the flag, this read would wait for an edge that never comes. */
+Test(netpoll, kc_close_forgets_the_registration)
+{
+    start(2);
+    int a[2], b[2];
+    nb_pair(a);
+    nb_pair(b);
+    int n = a[0];
+    cr_assert_eq(kc_fd_register(n), 0);
+    park_then_feed(n, a[1]);
+    cr_assert_eq(kc_close(n), 0);
+    close(a[1]);
+    cr_assert_eq(dup2(b[0], n), n);
+    park_then_feed(n, b[1]);
+    close(n);
+    close(b[0]);
+    close(b[1]);
+    stop();
+}
+
+/* A kept fd closed with close(2) by mistake, its number then handed out by
+ * kc_accept: the accepted socket's waits still add it (kc_accept forgets
+ * the stale flag). */
+struct acc_once { int lfd; int fd; };
+static void acc_once_fn(void *arg)
+{
+    struct acc_once *x = arg;
+    x->fd = kc_accept(x->lfd, NULL, NULL, KT_PROMPT_MS, NULL);
+}
+
+Test(netpoll, accept_forgets_a_stale_registration)
+{
+    start(2);
+    struct sockaddr_in addr;
+    int lfd = tcp_listener(&addr, 16);
+    int sv[2];
+    nb_pair(sv);
+    int n = sv[0];
+    cr_assert_eq(kc_fd_register(n), 0);
+    close(n); /* the mistake: the flag stays */
+    close(sv[1]);
+    /* The client's socket must not take number n: hold n (and any lower
+     * free number, which accept4 would take first) with dummies. */
+    int held[64], nheld = 0, hold;
+    while ((hold = dup(lfd)) != n) {
+        cr_assert(hold >= 0 && hold < n && nheld < 64, "dup gave %d", hold);
+        held[nheld++] = hold;
+    }
+    int cfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    cr_assert_geq(cfd, 0);
+    int rc = connect(cfd, (struct sockaddr *)&addr, sizeof addr);
+    cr_assert(rc == 0 || errno == EINPROGRESS);
+    close(hold); /* the lowest free number again: accept4 gets n */
+    struct acc_once x = {.lfd = lfd, .fd = -100};
+    kc_coro_t *c;
+    cr_assert_eq(kc_spawn(&c, acc_once_fn, &x, NULL), 0);
+    cr_assert_eq(kc_coro_join_ms(c, 2 * KT_PROMPT_MS), 0);
+    cr_assert_eq(x.fd, n, "accept4 took the freed number (got %d)", x.fd);
+    park_then_feed(x.fd, cfd);
+    while (nheld)
+        close(held[--nheld]);
+    close(x.fd);
+    close(cfd);
+    close(lfd);
+    stop();
+}
+
+/* ---- timers of ended parks -------------------------------------------------- */
+
+#define PINGS 4000
+
+struct pinger { int fd; bool first; _Atomic int errors; };
+
+/* Sends a byte and waits for one, PINGS times (first) or the other way
+ * round; each read carries a 60 s timeout, so each park adds a timer that
+ * the data ends long before its deadline. */
+static void pinger_fn(void *arg)
+{
+    struct pinger *p = arg;
+    char b = 'p';
+    for (int i = 0; i < PINGS; i++) {
+        if (p->first && kc_write(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+        if (kc_read(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+        if (!p->first && kc_write(p->fd, &b, 1, 60000, NULL) != 1)
+            atomic_fetch_add(&p->errors, 1);
+    }
+}
+
+/* A timer stays in its worker's heap after the park it bounds has ended;
+ * the heap must drop such timers instead of growing by one per park (a
+ * server's reads with a long idle timeout grew it without bound). */
+Test(netpoll, ended_parks_do_not_pile_up_timers)
+{
+    start(2);
+    int sv[2];
+    nb_pair(sv);
+    struct pinger a = {.fd = sv[0], .first = true}, b = {.fd = sv[1], .first = false};
+    kc_netpoll_stats_t n0, n1;
+    kc_netpoll_stats(&n0);
+    kc_coro_t *ca, *cb;
+    cr_assert_eq(kc_spawn(&cb, pinger_fn, &b, NULL), 0);
+    cr_assert_eq(kc_spawn(&ca, pinger_fn, &a, NULL), 0);
+    cr_assert_eq(kc_coro_join_ms(ca, 60000), 0);
+    cr_assert_eq(kc_coro_join_ms(cb, 60000), 0);
+    cr_assert_eq(atomic_load(&a.errors) + atomic_load(&b.errors), 0);
+    kc_netpoll_stats(&n1);
+    kc_sched_stats_t st;
+    kc_sched_stats(&st);
+    /* Without the clean-up the heaps hold one timer per park. */
+    cr_assert_geq(n1.waits - n0.waits, PINGS / 2, "the reads parked (%llu times)",
+                  (unsigned long long)(n1.waits - n0.waits));
+    cr_assert_lt(st.timers, 1000, "%llu timers left after %llu parks",
+                 (unsigned long long)st.timers, (unsigned long long)(n1.waits - n0.waits));
+    close(sv[0]);
+    close(sv[1]);
+    stop();
+}
+
 /* ---- many connections ----------------------------------------------------- */
 
 #define MANY_ROUNDS 5
