@@ -18,11 +18,14 @@
 # in turn, so drift hits them alike); each target line ends MET or NOT MET.
 # Usage: bench/hub/bench_hub.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-n] [-h]
 #   -d  wrk duration per run (default 5)   -c  wrk connections (default 50)
-#   -r  rounds of part 1 (default 3)       -n  skip part 2 (no llama-server)
+#   -r  rounds of part 1 (default 3)       -n  skip parts 2 and 3 (no llama-server)
 # Environment: FERRY_BUILD_DIR (build/), NGINX_WORKERS (1: one event loop,
 #   like the hub), BENCH_LLAMA_THREADS (llama-server -t, default 1: on a
 #   busy 2-core machine a second spinning thread mostly adds stalls),
 #   BENCH_STREAM_REQUESTS (16), BENCH_STREAM_TOKENS (64).
+# Part 3 (information, no target; needs build/tests/fake_llama_slow): part 2
+#   against a FAKE llama at 5 ms per token, so the relay's own added time to
+#   first token shows apart from llama.cpp's step loop.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dur=5
@@ -32,7 +35,7 @@ rounds1=3
 while getopts "d:c:r:nh" o; do
   case $o in
     d) dur=$OPTARG ;; c) conns=$OPTARG ;; r) rounds1=$OPTARG ;; n) with_llama=0 ;;
-    *) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   esac
 done
 build=${FERRY_BUILD_DIR:-$root/build}
@@ -276,3 +279,34 @@ for conc in 1 4; do
     echo "  concurrency $conc: best rounds: ratio $(calc "$htb / $dtb" 3), TTFT added $(calc "$hfb - $dfb" 3) ms (the least disturbed runs on a busy machine)"
   fi
 done
+
+# ---- part 3 (information, no target): the relay alone ----------------------
+# The same streams against the FAKE llama (tests/fake_llama_slow: one token
+# every 5 ms per stream, no model CPU), direct vs through hub -> spoke. Its
+# added time to first token is the relay's own; the difference to part 2's
+# is llama.cpp's step loop and CPU contention with the model.
+slow=$build/tests/fake_llama_slow
+if [ $have_hub = 1 ] && [ -x "$slow" ]; then
+  "$slow" --port 0 --np 4 --token-ms 5 >"$tmp/slow.log" 2>&1 &
+  pids+=($!)
+  sport=$(wait_port "$tmp/slow.log" $! fake_llama_slow)
+  start_hub_chain "http://127.0.0.1:$sport" slow
+  sdirect=http://127.0.0.1:$sport/v1/chat/completions
+  svia=http://127.0.0.1:$HUB_PORT/v1/chat/completions
+  echo
+  # 3 rounds; at concurrency 1 only 4 streams (one stream is 64 x 5 ms), so
+  # the part takes ~20 s
+  echo "bench/hub part 3 (information): fake llama (5 ms per token, 4 slots), 3 rounds of 4 streams (-c1) and $nreq streams (-c4) x $ntok tokens"
+  for conc in 1 4; do
+    dts=() dfs=() hts=() hfs=()
+    all=$nreq
+    [ $conc = 1 ] && nreq=4
+    for _ in 1 2 3; do
+      read -r t f < <(stream direct "$sdirect" $conc); dts+=("$t"); dfs+=("$f")
+      read -r t f < <(stream hub "$svia" $conc); hts+=("$t"); hfs+=("$f")
+    done
+    dt=$(median "${dts[@]}") dft=$(median "${dfs[@]}") ht=$(median "${hts[@]}") hft=$(median "${hfs[@]}")
+    nreq=$all
+    echo "  concurrency $conc: relay alone: tok/s hub/direct $(calc "$ht / $dt" 3), TTFT p50 direct $dft ms, hub $hft ms, added $(calc "$hft - $dft" 3) ms"
+  done
+fi
