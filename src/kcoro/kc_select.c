@@ -231,8 +231,9 @@ retry:
     if (kc__is_notify_chan(cl[win].ch)) {
         /* A buffered channel changed state: nothing was transferred, so
          * every clause is still open. Try again (a notified waiter always
-         * retries once, even past its deadline; kc__park then returns at
-         * once if the deadline has passed). */
+         * retries once, even past its deadline; kc__park then returns
+         * -ETIME at once for a thread, and after one switch, woken by its
+         * due timer, for a coroutine). */
         *notified = win;
         goto retry;
     }
