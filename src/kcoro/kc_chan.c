@@ -776,6 +776,14 @@ static bool peer_active(kc_chan_t *ch, bool is_send)
     return atomic_load_explicit(pos, memory_order_relaxed) != before;
 }
 
+/* One non-blocking attempt of buf_op's operation (see buf_try_send). */
+static inline bool buf_try(kc_chan_t *ch, bool is_send, void *buf, int *res, bool locked,
+                           unsigned *lost)
+{
+    return is_send ? buf_try_send(ch, buf, res, locked, lost)
+                   : buf_try_recv(ch, buf, res, locked, lost);
+}
+
 /* Buffered send/recv: lock-free attempt, then register-retry-park loops.
  * A notified waiter always retries once, even past its deadline or after a
  * cancel, so a wake-up meant for it is never lost. */
@@ -784,7 +792,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
 {
     int res;
     unsigned lost = 0;
-    bool done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+    bool done = buf_try(ch, is_send, buf, &res, false, &lost);
     if (done) {
         if (res == 0 && lost >= KC_CONTEND_FAILS)
             contention_backoff();
@@ -802,8 +810,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     uint64_t deadline = kc__deadline(timeout_ms);
     kc_spinner_t sp;
     if (kc__spin_begin(&sp, self, deadline)) {
-        while (!(done = is_send ? buf_try_send(ch, buf, &res, false, &lost)
-                                : buf_try_recv(ch, buf, &res, false, &lost)) &&
+        while (!(done = buf_try(ch, is_send, buf, &res, false, &lost)) &&
                kc__spin_next(&sp))
             ;
         kc__spin_end(&sp, done);
@@ -817,7 +824,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
     int yields = 0;
     for (; yields < KC_CORO_RETRIES && kc__coro_yield_if_busy(); yields++) {
         KC_PROF_INC(KP_YIELD_BUSY);
-        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+        done = buf_try(ch, is_send, buf, &res, false, &lost);
         if (done)
             goto out;
     }
@@ -838,7 +845,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             until = deadline;
         KC_PROF_INC(KP_STEP_ASIDE);
         kc__park(kc__parker_self(), until);
-        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+        done = buf_try(ch, is_send, buf, &res, false, &lost);
         if (done)
             goto out;
     }
@@ -855,7 +862,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
         w->buf.ptr = buf;
         kc__lock(&ch->lock);
         kc__waiters_add(ch, is_send, +1);
-        done = is_send ? buf_try_send(ch, buf, &res, true, &lost) : buf_try_recv(ch, buf, &res, true, &lost);
+        done = buf_try(ch, is_send, buf, &res, true, &lost);
         if (done || kc__buf_landing(ch, is_send)) {
             kc__waiters_add(ch, is_send, -1);
             kc__unlock(&ch->lock);
@@ -888,7 +895,7 @@ static int buf_op(kc_chan_t *ch, bool is_send, void *buf, long timeout_ms,
             goto out;
         }
         KC_PROF_INC(KP_RETRY_AFTER_WAKE);
-        done = is_send ? buf_try_send(ch, buf, &res, false, &lost) : buf_try_recv(ch, buf, &res, false, &lost);
+        done = buf_try(ch, is_send, buf, &res, false, &lost);
         if (done)
             goto out;
     }
